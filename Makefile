@@ -1,0 +1,85 @@
+# libtraceagent: build the preloadable agent, its core archive, the OTLP sink, tests and benchmarks.
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   := build
+GEN     := $(BUILD)/gen
+OBJ     := $(BUILD)/obj
+
+CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden -pthread \
+               -Wall -Wextra -Werror -I. -I$(GEN)
+CFLAGS  ?=
+ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
+# protoc-c output is not ours to keep warning-free.
+GEN_CFLAGS := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -I$(GEN)
+
+CORE_SRC   := $(wildcard agent/*.c) $(filter-out exporter/%_main.c,$(wildcard exporter/*.c))
+HOOK_SRC   := $(wildcard hooks/*.c)
+CORE_OBJ   := $(CORE_SRC:%.c=$(OBJ)/%.o) $(OBJ)/gen/otlp.pb-c.o
+HOOK_OBJ   := $(HOOK_SRC:%.c=$(OBJ)/%.o)
+CORE_LIB   := $(BUILD)/libtraceagent-core.a
+AGENT      := $(BUILD)/libtraceagent.so
+SINK       := $(BUILD)/otlp-sink
+
+# Link-time dependencies of the agent are kept to libc and protobuf-c's small
+# runtime: libcurl and zlib are dlopen()ed by the exporter when it first starts.
+AGENT_LIBS := -lprotobuf-c
+
+UNIT_SRC   := $(wildcard tests/unit/*.c)
+UNIT_BIN   := $(BUILD)/tests/unit
+BENCH_SRC  := $(wildcard tests/bench/*.c)
+BENCH_BIN  := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all check unit bench demo fuzz clean install uninstall deps
+all: $(AGENT) $(CORE_LIB) $(SINK)
+
+deps:
+	@bash scripts/install-deps
+
+$(GEN)/otlp.pb-c.c $(GEN)/otlp.pb-c.h: exporter/otlp.proto
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -Iexporter exporter/otlp.proto
+
+$(OBJ)/gen/otlp.pb-c.o: $(GEN)/otlp.pb-c.c
+	@mkdir -p $(dir $@)
+	$(CC) $(GEN_CFLAGS) -c $< -o $@
+
+$(OBJ)/%.o: %.c $(GEN)/otlp.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(CORE_LIB): $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(AGENT): $(HOOK_OBJ) $(CORE_OBJ) hooks/libtraceagent.map
+	$(CC) -shared -pthread -Wl,--version-script=hooks/libtraceagent.map -Wl,-z,now -Wl,--as-needed \
+	    -o $@ $(HOOK_OBJ) $(CORE_OBJ) $(AGENT_LIBS)
+
+$(SINK): testapp/otlp-sink.c $(OBJ)/gen/otlp.pb-c.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fvisibility=default -o $@ testapp/otlp-sink.c $(OBJ)/gen/otlp.pb-c.o \
+	    -lmicrohttpd -lprotobuf-c -lz
+
+$(UNIT_BIN): $(UNIT_SRC) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-error=unused-parameter -o $@ $(UNIT_SRC) $(CORE_LIB) \
+	    $(shell pkg-config --cflags --libs check) -lprotobuf-c -lm
+
+$(BUILD)/bench/%: tests/bench/%.c $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_LIB) -lprotobuf-c -lm
+
+unit: $(UNIT_BIN) $(AGENT) $(SINK)
+	TRACEAGENT_SINK=$(abspath $(SINK)) TRACEAGENT_SO=$(abspath $(AGENT)) $(UNIT_BIN)
+
+check: deps all $(UNIT_BIN)
+	@bash tests/run-all
+
+bench: deps all $(BENCH_BIN)
+	@bash scripts/bench
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

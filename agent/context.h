@@ -1,0 +1,97 @@
+/* Trace context (W3C ids, flags, tracestate, baggage), the thread's current context, and the re-entrancy guard. */
+#ifndef TRACEAGENT_CONTEXT_H
+#define TRACEAGENT_CONTEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define TRACE_FLAG_SAMPLED 0x01u
+#define TRACE_FLAG_RANDOM  0x02u  /* W3C Trace Context Level 2: rightmost 7 bytes of trace-id are random */
+
+/* W3C asks vendors to propagate at least 512 characters of tracestate. */
+#define TRACESTATE_MAX 512
+/* W3C Baggage allows 8192 bytes; we carry up to this many and drop whole
+ * members from the end beyond it, to keep contexts cheap to copy. */
+#define BAGGAGE_MAX 2048
+
+#define AGENT_TLS __attribute__((tls_model("initial-exec")))
+
+struct trace_context {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t flags;            /* W3C trace-flags as received or decided */
+	bool valid;               /* false: no context (start a new trace) */
+	bool remote;              /* extracted from a carrier rather than made here */
+	uint16_t tracestate_len;  /* bytes of buf[0..] holding tracestate */
+	uint16_t baggage_len;     /* bytes of buf[tracestate_len..] holding baggage */
+	/* Variable-length tail: copies move only the used part (see context_copy). */
+	char buf[TRACESTATE_MAX + BAGGAGE_MAX];
+};
+
+static inline const char *context_tracestate(const struct trace_context *c)
+{
+	return c->buf;
+}
+
+static inline const char *context_baggage(const struct trace_context *c)
+{
+	return c->buf + c->tracestate_len;
+}
+
+/* Copies only the header and the used bytes of the tail. */
+static inline void context_copy(struct trace_context *dst, const struct trace_context *src)
+{
+	memcpy(dst, src, offsetof(struct trace_context, buf) + src->tracestate_len + src->baggage_len);
+}
+
+static inline void context_clear(struct trace_context *c)
+{
+	memset(c, 0, offsetof(struct trace_context, buf));
+}
+
+/* --- the thread's current context --- */
+
+struct context_token {
+	struct trace_context prev;
+};
+
+/* The current context of this thread; ->valid is false when there is none.
+ * Falls back to the process's inherited parent (TRACEPARENT at start) when set. */
+const struct trace_context *context_current(void);
+
+/* Makes *ctx current, saving the previous one in *tok. Pairs with context_detach. */
+void context_attach(const struct trace_context *ctx, struct context_token *tok);
+void context_detach(const struct context_token *tok);
+
+/* Context used as parent when the thread has none (for example inherited from a
+ * parent process); NULL or invalid clears it. */
+void context_set_process_parent(const struct trace_context *ctx);
+
+/* --- re-entrancy guard --- */
+
+/* Non-zero while the agent itself is running on this thread (inside a hook,
+ * or always on the exporter thread): hooks then pass straight through. */
+extern __thread int context_guard_depth AGENT_TLS;
+
+static inline bool context_guard_enter(void)
+{
+	if (context_guard_depth)
+		return false;
+	context_guard_depth = 1;
+	return true;
+}
+
+static inline void context_guard_leave(void)
+{
+	context_guard_depth = 0;
+}
+
+/* Marks the calling thread as the agent's own for good (the exporter thread). */
+static inline void context_guard_forever(void)
+{
+	context_guard_depth = 1 << 20;
+}
+
+#endif

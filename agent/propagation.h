@@ -1,0 +1,67 @@
+/* W3C Trace Context Level 2 (traceparent, tracestate) and W3C Baggage: pure parse/format functions. */
+#ifndef TRACEAGENT_PROPAGATION_H
+#define TRACEAGENT_PROPAGATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "context.h"
+
+/* Length of a formatted version-00 traceparent, without NUL. */
+#define TRACEPARENT_LEN 55
+
+/*
+ * Parses one traceparent header value (leading/trailing optional whitespace
+ * allowed). Follows every W3C rule: version 00 exact length; a future version
+ * (01..fe) may be longer, and only its first four fields are used, and the
+ * character after flags must be '-'; version ff is invalid; lower-case hex only;
+ * all-zero trace-id or parent-id invalid. On success fills out->trace_id,
+ * span_id, flags, sets valid=true, remote=true, and leaves tracestate/baggage
+ * lengths at 0. On failure returns false and out->valid=false.
+ * No I/O, no allocation.
+ */
+bool propagation_parse_traceparent(const char *s, size_t len, struct trace_context *out);
+
+/* Writes "00-<trace>-<span>-<flags>" and a NUL into out (TRACEPARENT_LEN + 1 bytes). */
+size_t propagation_format_traceparent(const struct trace_context *ctx, char *out);
+
+/*
+ * Tracestate extraction across one or more header occurrences.
+ * Call propagation_tracestate_begin, then _add once per header value in
+ * order (several headers combine as if joined with ','), then _end.
+ * Validates the key grammar (simple and multi-tenant keys), the value grammar,
+ * duplicate keys, and the 32 list-member limit; any invalid member discards
+ * the whole tracestate (tracestate_len = 0). Empty list-members and optional
+ * whitespace are accepted and normalised away. If the result exceeds
+ * TRACESTATE_MAX, members longer than 128 characters are dropped first,
+ * then members from the right, as the spec recommends.
+ * The result is stored in ctx->buf with ctx->tracestate_len; ctx->baggage_len
+ * must be 0 during extraction (extract tracestate before baggage).
+ */
+struct tracestate_parser {
+	struct trace_context *ctx;
+	unsigned members;
+	bool invalid;
+	bool overflow;            /* set when members had to be dropped to fit */
+	/* scratch for the pre-truncation list: members beyond TRACESTATE_MAX are
+	 * kept here so the truncation rule can pick which to drop */
+	size_t scratch_len;
+	char scratch[4096];
+};
+
+void propagation_tracestate_begin(struct tracestate_parser *p, struct trace_context *ctx);
+void propagation_tracestate_add(struct tracestate_parser *p, const char *s, size_t len);
+/* Returns true if a (possibly empty) valid tracestate is stored. */
+bool propagation_tracestate_end(struct tracestate_parser *p);
+
+/*
+ * Baggage: validates one or more `baggage` header values (W3C Baggage:
+ * key=value;properties, comma separated, percent-encoded values) and appends
+ * the valid list-members to ctx's baggage area after the tracestate. Invalid
+ * members are skipped (the spec drops the whole header only when it can't be
+ * parsed at all: we drop that header value). Members that would overflow
+ * BAGGAGE_MAX are dropped from the end. Returns false if nothing was stored.
+ */
+bool propagation_baggage_add(struct trace_context *ctx, const char *s, size_t len);
+
+#endif

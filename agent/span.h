@@ -1,0 +1,183 @@
+/* Fixed-size span records from a preallocated pool: start, attributes, events, links, status, end. */
+#ifndef TRACEAGENT_SPAN_H
+#define TRACEAGENT_SPAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "context.h"
+
+/* Built-in capacity of one record. The configured OTEL_*_LIMITs apply on top;
+ * the effective limit is the smaller of the two (README documents this). */
+#define SPAN_MAX_ATTRS      40
+#define SPAN_MAX_SUB_ATTRS  16   /* shared by all events and links of a span */
+#define SPAN_MAX_EVENTS     4
+#define SPAN_MAX_LINKS      4
+#define SPAN_ARENA_SIZE     3072 /* keys, string values, name, tracestate, status message */
+
+/* Same numbering as OTLP Span.SpanKind. */
+enum span_kind {
+	SPAN_KIND_UNSPECIFIED = 0,
+	SPAN_KIND_INTERNAL = 1,
+	SPAN_KIND_SERVER = 2,
+	SPAN_KIND_CLIENT = 3,
+	SPAN_KIND_PRODUCER = 4,
+	SPAN_KIND_CONSUMER = 5,
+};
+
+/* Same numbering as OTLP Status.StatusCode. */
+enum span_status {
+	SPAN_STATUS_UNSET = 0,
+	SPAN_STATUS_OK = 1,
+	SPAN_STATUS_ERROR = 2,
+};
+
+enum span_attr_type {
+	SPAN_ATTR_STRING = 1,
+	SPAN_ATTR_BOOL,
+	SPAN_ATTR_INT,
+	SPAN_ATTR_DOUBLE,
+	SPAN_ATTR_STRING_ARRAY,  /* elements stored back to back, each NUL-terminated; n = count */
+};
+
+/* A byte range in the record's arena. */
+struct span_str {
+	uint16_t off;
+	uint16_t len;
+};
+
+struct span_attr {
+	struct span_str key;
+	uint8_t type;            /* enum span_attr_type */
+	uint16_t n;              /* element count for SPAN_ATTR_STRING_ARRAY */
+	union {
+		int64_t i;
+		double d;
+		bool b;
+		struct span_str s;   /* string, or the packed array */
+	} v;
+};
+
+struct span_event {
+	uint64_t time_ns;
+	struct span_str name;
+	uint8_t attr_first;      /* index into sub_attrs */
+	uint8_t attr_count;
+	uint16_t dropped_attrs;
+};
+
+struct span_link {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t flags;           /* W3C trace flags */
+	bool remote;
+	struct span_str trace_state;
+	uint8_t attr_first;
+	uint8_t attr_count;
+	uint16_t dropped_attrs;
+};
+
+/* Typed key/value used to pass event and link attributes. */
+struct span_kv {
+	const char *key;
+	enum span_attr_type type;
+	union {
+		int64_t i;
+		double d;
+		bool b;
+		struct { const char *p; size_t len; } s;
+	} v;
+};
+
+struct span {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t parent_span_id[8];
+	uint8_t trace_flags;
+	uint8_t kind;            /* enum span_kind */
+	uint8_t status;          /* enum span_status */
+	bool has_parent;
+	bool parent_remote;
+	uint8_t n_attrs, n_sub_attrs, n_events, n_links;
+	uint32_t dropped_attrs, dropped_events, dropped_links;
+	uint32_t pool_index;     /* owned by the pool */
+	uint64_t start_ns, end_ns;
+	struct span_str name, trace_state, status_message;
+	uint16_t arena_used;
+	struct span_attr attrs[SPAN_MAX_ATTRS];
+	struct span_attr sub_attrs[SPAN_MAX_SUB_ATTRS];
+	struct span_event events[SPAN_MAX_EVENTS];
+	struct span_link links[SPAN_MAX_LINKS];
+	char arena[SPAN_ARENA_SIZE];
+};
+
+static inline const char *span_str_ptr(const struct span *s, struct span_str r)
+{
+	return s->arena + r.off;
+}
+
+/* Wall-clock time in ns, from a monotonic clock anchored to CLOCK_REALTIME
+ * (one vDSO read per call; re-anchored by span_clock_reanchor). */
+uint64_t span_now_ns(void);
+void span_clock_reanchor(void);
+
+/*
+ * Starts a span. parent: NULL means the thread's current context; a context
+ * with valid=false means "start a new trace". The new span's context is
+ * always written to *out (also when the sampler says no: children and
+ * outgoing headers then carry flags without the sampled bit).
+ * Returns the record to fill in, or NULL when the span isn't recorded
+ * (unsampled, agent disabled, or pool exhausted). Every setter below accepts
+ * NULL, so hooks never branch on sampling.
+ */
+struct span *span_start(enum span_kind kind, const char *name, size_t name_len,
+			const struct trace_context *parent, struct trace_context *out);
+
+void span_set_name(struct span *s, const char *name, size_t len);
+void span_set_start_time(struct span *s, uint64_t ns);
+/* Attribute setters: a key that exists is overwritten; past the count limit
+ * the attribute is dropped and counted; string values are cut to the length
+ * limit at a UTF-8 character boundary, and to what the arena still holds. */
+void span_set_str(struct span *s, const char *key, const char *val, size_t len);
+static inline void span_set_cstr(struct span *s, const char *key, const char *val)
+{
+	span_set_str(s, key, val, strlen(val));
+}
+void span_set_int(struct span *s, const char *key, int64_t v);
+void span_set_double(struct span *s, const char *key, double v);
+void span_set_bool(struct span *s, const char *key, bool v);
+void span_set_str_array(struct span *s, const char *key, const char *const *vals,
+			const size_t *lens, size_t n);
+/* Status: OK overrides ERROR, UNSET never overrides; the message is kept only with ERROR. */
+void span_set_status(struct span *s, enum span_status st, const char *msg, size_t len);
+void span_add_event(struct span *s, const char *name, uint64_t time_ns,
+		    const struct span_kv *attrs, size_t n);
+/* An "exception" event with exception.type and exception.message. */
+void span_add_exception(struct span *s, const char *type, const char *msg, size_t msg_len);
+void span_add_link(struct span *s, const struct trace_context *ctx,
+		   const struct span_kv *attrs, size_t n);
+
+/* Ends the span (end time now, or end_ns when non-zero) and hands it to the
+ * finished-span queue. The record must not be touched afterwards. */
+void span_end(struct span *s);
+void span_end_at(struct span *s, uint64_t end_ns);
+/* Returns the record to the pool without exporting it. */
+void span_discard(struct span *s);
+
+/* Counters for the exit summary and tests. */
+struct span_stats {
+	uint64_t started;        /* recorded spans started */
+	uint64_t unsampled;      /* contexts made without a record */
+	uint64_t ended;          /* handed to the queue */
+	uint64_t dropped_full;   /* queue full at end */
+	uint64_t dropped_pool;   /* no free record at start */
+};
+void span_stats_get(struct span_stats *out);
+
+/* Pool lifecycle: span_pool_init sizes the pool for max_queue finished spans
+ * plus in-flight ones; memory is reserved but only touched as records are used. */
+bool span_pool_init(uint32_t max_queue);
+void span_pool_free(struct span *s);   /* used by the exporter after encoding */
+
+#endif

@@ -1,0 +1,35 @@
+/* The export thread: drains the finished-span queue in batches and sends them (OTLP or console). */
+#ifndef TRACEAGENT_EXPORTER_H
+#define TRACEAGENT_EXPORTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/config.h"
+
+struct exporter_stats {
+	uint64_t exported;   /* spans accepted by the collector (or written to the console) */
+	uint64_t failed;     /* spans in batches that were dropped after errors */
+	uint64_t rejected;   /* spans the collector reported in partial_success */
+	uint64_t batches;
+};
+
+/* Registers the exporter as the queue's consumer. The thread itself starts
+ * lazily with the first finished span. */
+void exporter_init(const struct config *c);
+
+/* Exports everything queued so far and waits at most timeout_ms for it.
+ * Returns true when the flush completed in time. */
+bool exporter_flush(uint32_t timeout_ms);
+
+/* Final flush at exit, bounded by timeout_ms; then the thread is stopped or
+ * abandoned. Idempotent; a no-op when the thread never started. */
+void exporter_shutdown(uint32_t timeout_ms);
+
+/* In a forked child (pthread_atfork): no exporter thread exists; forget the
+ * parent's and start a fresh one on demand. */
+void exporter_after_fork_child(void);
+
+void exporter_stats_get(struct exporter_stats *out);
+
+#endif

@@ -1,0 +1,64 @@
+/* The one place that wires core, exporter and hooks together: constructor, fork handlers, exit flush. */
+#include "init.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "agent/config.h"
+#include "agent/context.h"
+#include "agent/ids.h"
+#include "agent/log.h"
+#include "agent/queue.h"
+#include "agent/span.h"
+#include "exporter/exporter.h"
+
+bool init_enabled;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void after_fork_child(void)
+{
+	ids_after_fork();
+	queue_reset_after_fork();
+	exporter_after_fork_child();
+}
+
+static const char *env(const char *name)
+{
+	return getenv(name);
+}
+
+static void init_once(void)
+{
+	int saved_guard = context_guard_depth;
+
+	/* Nothing init does (getenv, mmap, gethostname) may be traced by our own hooks. */
+	context_guard_depth = 1;
+	config_load(&config_global, env);
+	if (config_global.sdk_disabled)
+		goto out;
+	span_clock_reanchor();
+	if (!span_pool_init(config_global.bsp_max_queue_size) ||
+	    !queue_init(config_global.bsp_max_queue_size, config_global.bsp_max_export_batch_size)) {
+		log_warn("could not reserve memory for spans; tracing disabled");
+		goto out;
+	}
+	exporter_init(&config_global);
+	pthread_atfork(NULL, NULL, after_fork_child);
+	init_enabled = true;
+	log_debug("started: service.name=%s exporter=%s endpoint=%s", config_global.service_name,
+		  config_global.exporter == EXPORTER_OTLP ? "otlp" :
+		  config_global.exporter == EXPORTER_CONSOLE ? "console" : "none",
+		  config_global.endpoint);
+out:
+	context_guard_depth = saved_guard;
+}
+
+void init_ensure(void)
+{
+	pthread_once(&once, init_once);
+}
+
+__attribute__((constructor)) static void init_constructor(void)
+{
+	init_ensure();
+}

@@ -1,0 +1,525 @@
+/* OTLP protobuf encoding decoded back field by field, and the export thread against a real otlp-sink. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/config.h"
+#include "agent/ids.h"
+#include "agent/propagation.h"
+#include "agent/queue.h"
+#include "agent/resource.h"
+#include "agent/span.h"
+#include "exporter/exporter.h"
+#include "exporter/otlp_proto.h"
+#include "otlp.pb-c.h"
+
+/* --- a fake environment for config_load --- */
+
+static const char *env_vars[64][2];
+static int env_n;
+
+static const char *fake_getenv(const char *name)
+{
+	for (int i = 0; i < env_n; i++)
+		if (strcmp(env_vars[i][0], name) == 0)
+			return env_vars[i][1];
+	return NULL;
+}
+
+static void env_set(const char *k, const char *v)
+{
+	for (int i = 0; i < env_n; i++) {
+		if (strcmp(env_vars[i][0], k) == 0) {
+			env_vars[i][1] = v;
+			return;
+		}
+	}
+	env_vars[env_n][0] = k;
+	env_vars[env_n][1] = v;
+	env_n++;
+}
+
+/* The wiring hooks/init.c does for the preloaded agent. */
+static void agent_up(void)
+{
+	config_load(&config_global, fake_getenv);
+	span_clock_reanchor();
+	ck_assert(span_pool_init(config_global.bsp_max_queue_size));
+	ck_assert(queue_init(config_global.bsp_max_queue_size, config_global.bsp_max_export_batch_size));
+	exporter_init(&config_global);
+}
+
+static void after_fork_child(void)
+{
+	ids_after_fork();
+	queue_reset_after_fork();
+	exporter_after_fork_child();
+}
+
+/* A span exercising every field the encoder writes. */
+static struct span *rich_span(const struct trace_context *parent, struct trace_context *out, const char *name)
+{
+	struct span *s = span_start(SPAN_KIND_SERVER, name, strlen(name), parent, out);
+	span_set_cstr(s, "http.request.method", "GET");
+	span_set_int(s, "http.response.status_code", 503);
+	span_set_double(s, "ratio", 0.25);
+	span_set_bool(s, "flag", true);
+	const char *vals[] = { "a", "bc" };
+	size_t lens[] = { 1, 2 };
+	span_set_str_array(s, "http.request.header.accept", vals, lens, 2);
+	span_set_status(s, SPAN_STATUS_ERROR, "boom", 4);
+	span_add_exception(s, "SQLSTATE 42P01", "relation does not exist", 23);
+	struct trace_context link;
+	memset(&link, 0, sizeof link);
+	link.valid = true;
+	link.remote = true;
+	link.flags = 1;
+	memset(link.trace_id, 0xab, 16);
+	memset(link.span_id, 0xcd, 8);
+	struct span_kv kv = { .key = "messaging.batch.index", .type = SPAN_ATTR_INT, .v.i = 7 };
+	span_add_link(s, &link, &kv, 1);
+	return s;
+}
+
+/* --- encode --- */
+
+/* A sampled remote parent with a tracestate, as a server hook would extract it. */
+static void remote_parent(struct trace_context *p)
+{
+	static const char tp[] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+	static struct tracestate_parser ps;
+	ck_assert(propagation_parse_traceparent(tp, strlen(tp), p));
+	propagation_tracestate_begin(&ps, p);
+	propagation_tracestate_add(&ps, "vendor=abc", 10);
+	ck_assert(propagation_tracestate_end(&ps));
+}
+
+static const Opentelemetry__Proto__KeyValue *find_kv(Opentelemetry__Proto__KeyValue **kv, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(kv[i]->key, key) == 0)
+			return kv[i];
+	return NULL;
+}
+
+START_TEST(encode_round_trip)
+{
+	env_n = 0;
+	env_set("OTEL_SERVICE_NAME", "enc-test");
+	agent_up();
+	struct trace_context parent, ctx;
+	remote_parent(&parent);
+	struct span *s = rich_span(&parent, &ctx, "GET /x");
+	ck_assert_ptr_nonnull(s);
+	s->end_ns = s->start_ns + 1234;
+
+	struct resource res;
+	resource_build(&res, &config_global);
+	struct buf b = { 0 };
+	struct span *arr[1] = { s };
+	ck_assert(otlp_proto_encode(&b, &res, arr, 1));
+
+	Opentelemetry__Proto__ExportTraceServiceRequest *r =
+		opentelemetry__proto__export_trace_service_request__unpack(NULL, b.len, (uint8_t *)b.p);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->n_resource_spans, 1);
+	Opentelemetry__Proto__ResourceSpans *rs = r->resource_spans[0];
+	const Opentelemetry__Proto__KeyValue *svc = find_kv(rs->resource->attributes, rs->resource->n_attributes, "service.name");
+	ck_assert_ptr_nonnull(svc);
+	ck_assert_str_eq(svc->value->string_value, "enc-test");
+	const Opentelemetry__Proto__KeyValue *pid = find_kv(rs->resource->attributes, rs->resource->n_attributes, "process.pid");
+	ck_assert_ptr_nonnull(pid);
+	ck_assert_int_eq(pid->value->int_value, getpid());
+	ck_assert_ptr_nonnull(find_kv(rs->resource->attributes, rs->resource->n_attributes, "telemetry.sdk.name"));
+	ck_assert_uint_eq(rs->n_scope_spans, 1);
+	ck_assert_str_eq(rs->scope_spans[0]->scope->name, AGENT_NAME);
+	ck_assert_uint_eq(rs->scope_spans[0]->n_spans, 1);
+
+	Opentelemetry__Proto__Span *p = rs->scope_spans[0]->spans[0];
+	ck_assert_uint_eq(p->trace_id.len, 16);
+	ck_assert_mem_eq(p->trace_id.data, parent.trace_id, 16);
+	ck_assert_mem_eq(p->span_id.data, ctx.span_id, 8);
+	ck_assert_mem_eq(p->parent_span_id.data, parent.span_id, 8);
+	ck_assert_str_eq(p->trace_state, "vendor=abc");
+	ck_assert_uint_eq(p->flags, 0x301);   /* sampled, has-is-remote, is-remote */
+	ck_assert_str_eq(p->name, "GET /x");
+	ck_assert_int_eq(p->kind, OPENTELEMETRY__PROTO__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
+	ck_assert_uint_eq(p->start_time_unix_nano, s->start_ns);
+	ck_assert_uint_eq(p->end_time_unix_nano, s->start_ns + 1234);
+	ck_assert_uint_eq(p->n_attributes, 5);
+	ck_assert_str_eq(find_kv(p->attributes, p->n_attributes, "http.request.method")->value->string_value, "GET");
+	ck_assert_int_eq(find_kv(p->attributes, p->n_attributes, "http.response.status_code")->value->int_value, 503);
+	ck_assert_double_eq(find_kv(p->attributes, p->n_attributes, "ratio")->value->double_value, 0.25);
+	ck_assert(find_kv(p->attributes, p->n_attributes, "flag")->value->bool_value);
+	const Opentelemetry__Proto__ArrayValue *av = find_kv(p->attributes, p->n_attributes, "http.request.header.accept")->value->array_value;
+	ck_assert_uint_eq(av->n_values, 2);
+	ck_assert_str_eq(av->values[1]->string_value, "bc");
+	ck_assert_int_eq(p->status->code, OPENTELEMETRY__PROTO__STATUS__STATUS_CODE__STATUS_CODE_ERROR);
+	ck_assert_str_eq(p->status->message, "boom");
+	ck_assert_uint_eq(p->n_events, 1);
+	ck_assert_str_eq(p->events[0]->name, "exception");
+	ck_assert_str_eq(find_kv(p->events[0]->attributes, p->events[0]->n_attributes, "exception.message")->value->string_value,
+			 "relation does not exist");
+	ck_assert_uint_eq(p->n_links, 1);
+	ck_assert_uint_eq(p->links[0]->flags, 0x301);
+	ck_assert_uint_eq(p->links[0]->trace_id.data[0], 0xab);
+	ck_assert_int_eq(p->links[0]->attributes[0]->value->int_value, 7);
+	opentelemetry__proto__export_trace_service_request__free_unpacked(r, NULL);
+	buf_free(&b);
+}
+END_TEST
+
+/* --- the exporter against otlp-sink --- */
+
+struct sink {
+	pid_t pid;
+	int port;
+	char dir[64];
+	char jsonl[128];
+	char reqlog[128];
+	char url[128];
+};
+
+static void sink_start(struct sink *k, const char *const *extra)
+{
+	const char *bin = getenv("TRACEAGENT_SINK");
+	if (!bin)
+		bin = "build/otlp-sink";
+	snprintf(k->dir, sizeof k->dir, "/tmp/ta-exp-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(k->dir));
+	snprintf(k->jsonl, sizeof k->jsonl, "%s/spans.jsonl", k->dir);
+	snprintf(k->reqlog, sizeof k->reqlog, "%s/requests.jsonl", k->dir);
+	int fd[2];
+	ck_assert_int_eq(pipe(fd), 0);
+	k->pid = fork();
+	ck_assert_int_ge(k->pid, 0);
+	if (k->pid == 0) {
+		const char *argv[32] = { bin, "--port", "0", "--quiet", "--jsonl", k->jsonl, "--requests-log", k->reqlog };
+		int n = 8;
+		for (int i = 0; extra && extra[i]; i++)
+			argv[n++] = extra[i];
+		argv[n] = NULL;
+		dup2(fd[1], 1);
+		close(fd[0]);
+		execv(bin, (char **)argv);
+		_exit(127);
+	}
+	close(fd[1]);
+	FILE *f = fdopen(fd[0], "r");
+	char line[256];
+	k->port = 0;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "listening on 127.0.0.1:%d", &k->port) == 1)
+			break;
+	fclose(f);
+	ck_assert_int_gt(k->port, 0);
+	snprintf(k->url, sizeof k->url, "http://127.0.0.1:%d/v1/traces", k->port);
+	env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", k->url);
+}
+
+static void sink_stop(struct sink *k)
+{
+	kill(k->pid, SIGTERM);
+	waitpid(k->pid, NULL, 0);
+}
+
+/* Lines in a file containing needle. */
+static int count_lines(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	char *line = NULL;
+	size_t cap = 0;
+	int n = 0;
+	while (getline(&line, &cap, f) > 0)
+		if (!needle || strstr(line, needle))
+			n++;
+	free(line);
+	fclose(f);
+	return n;
+}
+
+static void make_spans(int n, const char *name)
+{
+	struct trace_context root = { 0 };
+	for (int i = 0; i < n; i++) {
+		struct trace_context ctx;
+		struct span *s = span_start(SPAN_KIND_CLIENT, name, strlen(name), &root, &ctx);
+		span_set_int(s, "i", i);
+		span_end(s);
+	}
+}
+
+static void base_env(void)
+{
+	env_n = 0;
+	env_set("OTEL_SERVICE_NAME", "exp-test");
+	env_set("OTEL_BSP_SCHEDULE_DELAY", "60000");   /* only explicit flushes export */
+	env_set("OTEL_LOG_LEVEL", "error");
+}
+
+START_TEST(export_plain_and_gzip)
+{
+	struct sink k;
+	base_env();
+	sink_start(&k, NULL);
+	env_set("OTEL_EXPORTER_OTLP_COMPRESSION", _i ? "gzip" : "none");
+	env_set("OTEL_EXPORTER_OTLP_HEADERS", "api-key=s3cret,x-tenant=a%20b");
+	agent_up();
+	make_spans(100, "op");
+	ck_assert(exporter_flush(20000));
+	ck_assert_int_eq(count_lines(k.jsonl, "\"name\":\"op\""), 100);
+	ck_assert_int_eq(count_lines(k.jsonl, "\"service.name\":\"exp-test\""), 100);
+	ck_assert_int_eq(count_lines(k.reqlog, NULL), 1);
+	ck_assert_int_eq(count_lines(k.reqlog, "\"api-key\":\"s3cret\""), 1);
+	ck_assert_int_eq(count_lines(k.reqlog, "\"x-tenant\":\"a b\""), 1);
+	ck_assert_int_eq(count_lines(k.reqlog, "OTel-OTLP-Exporter-C/"), 1);
+	ck_assert_int_eq(count_lines(k.reqlog, "application/x-protobuf"), 1);
+	if (_i)
+		ck_assert_int_eq(count_lines(k.reqlog, "\"content_encoding\":\"gzip\""), 1);
+	struct exporter_stats st;
+	exporter_stats_get(&st);
+	ck_assert_uint_eq(st.exported, 100);
+	sink_stop(&k);
+}
+END_TEST
+
+START_TEST(export_batches_by_size)
+{
+	struct sink k;
+	base_env();
+	sink_start(&k, NULL);
+	env_set("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10");
+	agent_up();
+	make_spans(35, "b");
+	ck_assert(exporter_flush(20000));
+	ck_assert_int_eq(count_lines(k.jsonl, "\"name\":\"b\""), 35);
+	/* 3 full batches went out at the watermark or the flush, and a last one of 5. */
+	ck_assert_int_ge(count_lines(k.reqlog, NULL), 4);
+	sink_stop(&k);
+}
+END_TEST
+
+START_TEST(export_retry_after_503)
+{
+	static const char *const extra[] = { "--fail-first", "1", "--status", "503", "--retry-after", "1", NULL };
+	struct sink k;
+	base_env();
+	sink_start(&k, extra);
+	agent_up();
+	make_spans(5, "r");
+	ck_assert(exporter_flush(30000));
+	ck_assert_int_eq(count_lines(k.reqlog, NULL), 2);
+	ck_assert_int_eq(count_lines(k.jsonl, "\"name\":\"r\""), 5);
+	struct exporter_stats st;
+	exporter_stats_get(&st);
+	ck_assert_uint_eq(st.exported, 5);
+	ck_assert_uint_eq(st.failed, 0);
+	sink_stop(&k);
+}
+END_TEST
+
+START_TEST(export_400_not_retried)
+{
+	static const char *const extra[] = { "--status", "400", NULL };
+	struct sink k;
+	base_env();
+	sink_start(&k, extra);
+	agent_up();
+	make_spans(5, "x");
+	ck_assert(exporter_flush(30000));
+	ck_assert_int_eq(count_lines(k.reqlog, NULL), 1);
+	struct exporter_stats st;
+	exporter_stats_get(&st);
+	ck_assert_uint_eq(st.failed, 5);
+	ck_assert_uint_eq(st.exported, 0);
+	sink_stop(&k);
+}
+END_TEST
+
+START_TEST(export_partial_success)
+{
+	static const char *const extra[] = { "--partial-success", "2", NULL };
+	struct sink k;
+	base_env();
+	sink_start(&k, extra);
+	agent_up();
+	make_spans(5, "p");
+	ck_assert(exporter_flush(30000));
+	struct exporter_stats st;
+	exporter_stats_get(&st);
+	ck_assert_uint_eq(st.rejected, 2);
+	ck_assert_uint_eq(st.exported, 3);
+	sink_stop(&k);
+}
+END_TEST
+
+/* Runs body in a child process and returns its wait status. A watchdog kills
+ * a child that hangs, so a hang fails the test instead of stalling the run. */
+static int in_child(void (*body)(void))
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		body();
+		_exit(99);   /* body() exits itself */
+	}
+	int status = 0;
+	for (int i = 0; i < 600; i++) {   /* 60 s: a hang detector, not a timing check */
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		usleep(100000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	ck_abort_msg("child hung at exit");
+	return status;
+}
+
+static void child_exit_after_spans(void)
+{
+	agent_up();
+	make_spans(7, "atexit");
+	exit(0);   /* no explicit flush: the exit handler must send them */
+}
+
+START_TEST(export_flush_at_exit)
+{
+	struct sink k;
+	base_env();
+	sink_start(&k, NULL);
+	int st = in_child(child_exit_after_spans);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert_int_eq(count_lines(k.jsonl, "\"name\":\"atexit\""), 7);
+	sink_stop(&k);
+}
+END_TEST
+
+static void child_exit_black_hole(void)
+{
+	env_set("TRACEAGENT_EXIT_TIMEOUT", "300");
+	agent_up();
+	make_spans(3, "lost");
+	exit(3);
+}
+
+static void child_abort_with_spans(void)
+{
+	agent_up();
+	make_spans(3, "lost");
+	signal(SIGABRT, SIG_DFL);
+	abort();
+}
+
+static void child_underscore_exit(void)
+{
+	agent_up();
+	make_spans(3, "lost");
+	_exit(4);
+}
+
+START_TEST(export_bounded_exit_black_hole)
+{
+	static const char *const extra[] = { "--black-hole", NULL };
+	struct sink k;
+	base_env();
+	sink_start(&k, extra);
+	int st = in_child(child_exit_black_hole);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 3);   /* the app's own exit status survives */
+	st = in_child(child_abort_with_spans);
+	ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+	st = in_child(child_underscore_exit);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 4);
+	sink_stop(&k);
+}
+END_TEST
+
+START_TEST(export_dead_collector_exit)
+{
+	base_env();
+	/* Port 9 on loopback: nothing listens, every connect is refused. */
+	env_set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces");
+	int st = in_child(child_exit_black_hole);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 3);
+}
+END_TEST
+
+START_TEST(export_fork)
+{
+	struct sink k;
+	base_env();
+	sink_start(&k, NULL);
+	agent_up();
+	pthread_atfork(NULL, NULL, after_fork_child);
+	make_spans(10, "before-fork");
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		make_spans(4, "in-child");
+		exporter_flush(20000);
+		_exit(queue_length() == 0 ? 0 : 1);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	ck_assert(exporter_flush(20000));
+	/* Spans queued before the fork are exported once, by the parent. */
+	ck_assert_int_eq(count_lines(k.jsonl, "\"name\":\"before-fork\""), 10);
+	ck_assert_int_eq(count_lines(k.jsonl, "\"name\":\"in-child\""), 4);
+	sink_stop(&k);
+}
+END_TEST
+
+START_TEST(export_console)
+{
+	base_env();
+	env_set("OTEL_TRACES_EXPORTER", "console");
+	char path[] = "/tmp/ta-console-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	dup2(fd, 2);
+	agent_up();
+	make_spans(3, "console-span");
+	ck_assert(exporter_flush(10000));
+	ck_assert_int_eq(count_lines(path, "\"name\":\"console-span\""), 3);
+	unlink(path);
+}
+END_TEST
+
+Suite *encode_suite(void)
+{
+	Suite *s = suite_create("encode");
+	TCase *tc = tcase_create("protobuf");
+	env_n = 0;
+	tcase_add_test(tc, encode_round_trip);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+Suite *exporter_suite(void)
+{
+	Suite *s = suite_create("exporter");
+	TCase *tc = tcase_create("sink");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, export_plain_and_gzip, 0, 2);
+	tcase_add_test(tc, export_batches_by_size);
+	tcase_add_test(tc, export_retry_after_503);
+	tcase_add_test(tc, export_400_not_retried);
+	tcase_add_test(tc, export_partial_success);
+	tcase_add_test(tc, export_flush_at_exit);
+	tcase_add_test(tc, export_bounded_exit_black_hole);
+	tcase_add_test(tc, export_dead_collector_exit);
+	tcase_add_test(tc, export_fork);
+	tcase_add_test(tc, export_console);
+	suite_add_tcase(s, tc);
+	return s;
+}
