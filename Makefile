@@ -13,22 +13,26 @@ ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
 # protoc-c output is not ours to keep warning-free.
 GEN_CFLAGS := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -I$(GEN)
 
-CORE_SRC   := $(wildcard agent/*.c) $(filter-out exporter/%_main.c,$(wildcard exporter/*.c))
-HOOK_SRC   := $(wildcard hooks/*.c)
+CORE_SRC   := $(wildcard agent/*.c) $(filter-out exporter/protobuf_dl.c,$(wildcard exporter/*.c))
+# The .so gets protobuf-c through dlopen; everything else links it normally.
+HOOK_SRC   := $(wildcard hooks/*.c) exporter/protobuf_dl.c
 CORE_OBJ   := $(CORE_SRC:%.c=$(OBJ)/%.o) $(OBJ)/gen/otlp.pb-c.o
 HOOK_OBJ   := $(HOOK_SRC:%.c=$(OBJ)/%.o)
 CORE_LIB   := $(BUILD)/libtraceagent-core.a
 AGENT      := $(BUILD)/libtraceagent.so
 SINK       := $(BUILD)/otlp-sink
 
-# Link-time dependencies of the agent are kept to libc and protobuf-c's small
-# runtime: libcurl and zlib are dlopen()ed by the exporter when it first starts.
-AGENT_LIBS := -lprotobuf-c
+# The agent links nothing but libc: libcurl, zlib and protobuf-c are dlopen()ed
+# by the export thread when it first starts (each linked library costs every
+# process start under LD_PRELOAD; see README, Performance).
+AGENT_LIBS :=
 
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 UNIT_BIN   := $(BUILD)/tests/unit
 BENCH_SRC  := $(wildcard tests/bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 
 .PHONY: all check unit bench demo fuzz clean install uninstall deps
 all: $(AGENT) $(CORE_LIB) $(SINK)
@@ -66,6 +70,10 @@ $(UNIT_BIN): $(UNIT_SRC) $(CORE_LIB)
 	$(CC) $(ALL_CFLAGS) -Wno-error=unused-parameter -o $@ $(UNIT_SRC) $(CORE_LIB) \
 	    $(shell pkg-config --cflags --libs check) -lprotobuf-c -lm
 
+$(BUILD)/tests/%: tests/tools/%.c $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_LIB) -lprotobuf-c -lm
+
 $(BUILD)/bench/%: tests/bench/%.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_LIB) -lprotobuf-c -lm
@@ -73,10 +81,10 @@ $(BUILD)/bench/%: tests/bench/%.c $(CORE_LIB)
 unit: $(UNIT_BIN) $(AGENT) $(SINK)
 	TRACEAGENT_SINK=$(abspath $(SINK)) TRACEAGENT_SO=$(abspath $(AGENT)) $(UNIT_BIN)
 
-check: deps all $(UNIT_BIN)
+check: deps all $(UNIT_BIN) $(TOOL_BIN)
 	@bash tests/run-all
 
-bench: deps all $(BENCH_BIN)
+bench: deps all $(BENCH_BIN) $(TOOL_BIN)
 	@bash scripts/bench
 
 clean:

@@ -1,6 +1,7 @@
 /* Span records: a lock-free pool of fixed-size records, the start/attribute/event/link/end operations and limits. */
 #include "span.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -61,6 +62,9 @@ static uint32_t min_u32(uint32_t a, uint32_t b)
 	return a < b ? a : b;
 }
 
+static uint64_t pool_want;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
 bool span_pool_init(uint32_t max_queue)
 {
 	const struct config *c = &config_global;
@@ -71,29 +75,33 @@ bool span_pool_init(uint32_t max_queue)
 	limits.link_count = min_u32(c->span_link_count_limit, SPAN_MAX_LINKS);
 	limits.event_attr_count = min_u32(c->event_attribute_count_limit, SPAN_MAX_SUB_ATTRS);
 	limits.link_attr_count = min_u32(c->link_attribute_count_limit, SPAN_MAX_SUB_ATTRS);
-	if (pool_base)
-		return true;
-
 	/* Queued spans, one export batch held by the exporter while it sends, and
 	 * room for spans still open on app threads. */
 	uint64_t cap = (uint64_t)max_queue + c->bsp_max_export_batch_size + 1024;
-	if (cap > (1u << 22))
-		cap = 1u << 22;
-	size_t bytes = (size_t)cap * sizeof(struct span);
+	pool_want = cap > (1u << 22) ? (1u << 22) : cap;
+	return true;
+}
+
+/* Mapped with the first recorded span: a process that never records one
+ * never pays for the mapping or its page faults. */
+static void pool_map(void)
+{
+	size_t bytes = (size_t)pool_want * sizeof(struct span);
 	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
-		return false;
-	void *n = mmap(NULL, (size_t)cap * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+	if (p == MAP_FAILED) {
+		log_warn("could not reserve %zu bytes for spans; tracing stops", bytes);
+		return;
+	}
+	void *n = mmap(NULL, (size_t)pool_want * sizeof(uint32_t), PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (n == MAP_FAILED) {
 		munmap(p, bytes);
-		return false;
+		return;
 	}
 	pool_next = n;
-	pool_cap = (uint32_t)cap;
-	pool_base = p;
-	return true;
+	pool_cap = (uint32_t)pool_want;
+	atomic_store_explicit((_Atomic(struct span *) *)&pool_base, (struct span *)p, memory_order_release);
 }
 
 static struct span *pool_alloc(void)
@@ -110,8 +118,13 @@ static struct span *pool_alloc(void)
 			return &pool_base[idx];
 		}
 	}
-	if (!pool_base)
-		return NULL;
+	if (__builtin_expect(!pool_base, 0)) {
+		if (!pool_want)
+			return NULL;
+		pthread_once(&pool_once, pool_map);
+		if (!pool_base)
+			return NULL;
+	}
 	uint32_t idx = atomic_load_explicit(&pool_fresh, memory_order_relaxed);
 	while (idx < pool_cap) {
 		if (atomic_compare_exchange_weak_explicit(&pool_fresh, &idx, idx + 1,

@@ -19,6 +19,10 @@
 #include "exporter/otlp_proto.h"
 #include "exporter/transport.h"
 
+/* Defined only in libtraceagent.so (exporter/protobuf_dl.c); binaries that
+ * link protobuf-c directly leave it NULL. */
+bool protobuf_dl_load(void) __attribute__((weak));
+
 static const struct config *cfg;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;          /* CLOCK_MONOTONIC; (re)built by init_sync */
@@ -124,6 +128,15 @@ static void drain(void)
 	size_t max = cfg->bsp_max_export_batch_size;
 	size_t n;
 
+	if (!batch) {
+		/* No memory for a batch: keep the queue from pinning records. */
+		struct span *one;
+		while (queue_pop(&one, 1) == 1) {
+			atomic_fetch_add(&stats.failed, 1);
+			span_pool_free(one);
+		}
+		return;
+	}
 	while ((n = queue_pop(batch, max)) > 0) {
 		atomic_store(&batch_n, n);
 		export_batch(n);
@@ -143,8 +156,14 @@ static void *thread_main(void *arg)
 	(void)arg;
 	context_guard_forever();
 	pthread_setname_np(pthread_self(), "traceagent-exp");
+	/* Built here rather than at init: app threads and processes that never
+	 * export never pay for them. */
+	resource_build(&resource, cfg);
+	if (!batch)
+		batch = calloc(cfg->bsp_max_export_batch_size, sizeof *batch);
 	if (cfg->exporter == EXPORTER_OTLP)
-		transport_ok = transport_init(cfg);
+		transport_ok = transport_init(cfg) &&
+			       (cfg->protocol != OTLP_HTTP_PROTOBUF || !protobuf_dl_load || protobuf_dl_load());
 	/* Registered again after libcurl (and OpenSSL through it) registered
 	 * theirs, so this copy runs first at exit, while TLS still works. */
 	pthread_mutex_lock(&mu);
@@ -218,10 +237,6 @@ void exporter_init(const struct config *c)
 
 	cfg = c;
 	init_sync();
-	resource_build(&resource, c);
-	batch = calloc(c->bsp_max_export_batch_size, sizeof *batch);
-	if (!batch)
-		return;   /* no consumer: the queue fills and spans are dropped and counted */
 	queue_set_consumer(&consumer);
 	/* Covers an exit that comes before the thread registered its own copy;
 	 * exporter_shutdown is idempotent. */
@@ -291,7 +306,7 @@ void exporter_after_fork_child(void)
 {
 	/* The batch the parent's thread was sending is the parent's to export:
 	 * here its records just go back to the pool. */
-	size_t n = atomic_load(&batch_n);
+	size_t n = batch ? atomic_load(&batch_n) : 0;
 	for (size_t i = 0; i < n; i++)
 		span_pool_free(batch[i]);
 	atomic_store(&batch_n, 0);
@@ -303,8 +318,6 @@ void exporter_after_fork_child(void)
 	transport_ok = false;
 	memset(&body, 0, sizeof body);
 	transport_reset_after_fork();
-	if (cfg)
-		resource_build(&resource, cfg);
 }
 
 void exporter_stats_get(struct exporter_stats *out)

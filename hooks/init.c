@@ -3,6 +3,8 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "agent/config.h"
 #include "agent/context.h"
@@ -13,6 +15,7 @@
 #include "exporter/exporter.h"
 
 bool init_enabled;
+bool init_disabled;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void after_fork_child(void)
@@ -55,10 +58,19 @@ out:
 
 void init_ensure(void)
 {
-	pthread_once(&once, init_once);
+	if (!init_disabled)
+		pthread_once(&once, init_once);
 }
 
+/*
+ * The constructor only notes OTEL_SDK_DISABLED. Everything else waits for the
+ * first hook that may record a span (init_ensure): on this class of machine
+ * merely touching the configuration code and data costs ~150 us of page
+ * faults, which every short-lived process (a shell's /bin/true) would pay.
+ */
 __attribute__((constructor)) static void init_constructor(void)
 {
-	init_ensure();
+	const char *v = getenv("OTEL_SDK_DISABLED");
+	if (v && strcasecmp(v, "true") == 0)
+		init_disabled = true;
 }

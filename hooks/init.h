@@ -6,9 +6,13 @@
 
 /* True once init ran and tracing is on (not OTEL_SDK_DISABLED, core ready). */
 extern bool init_enabled;
+/* Set by the constructor from OTEL_SDK_DISABLED: hooks then never init. */
+extern bool init_disabled;
 
-/* Runs init once; cheap after the first call. Safe to call from any hook,
- * even before the constructor ran (another library's constructor may do I/O). */
+/* Runs the full init once, lazily: hooks call it at their first call that
+ * may record a span (not on plain file or pipe I/O). Cheap after the first
+ * call; safe before the constructor ran (another library's constructor may
+ * already do I/O). */
 void init_ensure(void);
 
 #endif

@@ -1,0 +1,676 @@
+/* W3C Trace Context Level 2 (traceparent, tracestate) and W3C Baggage: pure parse/format functions over (pointer, length). */
+#include "propagation.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/*
+ * Everything here reads only s[0..len) (header values are not NUL-terminated),
+ * writes only into the caller's structures, and keeps no state between calls:
+ * the agent calls these from inside hooks on arbitrary threads.
+ */
+
+/* --- shared helpers --- */
+
+/* OWS from RFC 7230 section 3.2.3, used by both specifications: SP / HTAB. */
+static bool is_ows(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static void trim_ows(const char **s, size_t *len)
+{
+	const char *p = *s;
+	size_t n = *len;
+
+	while (n && is_ows(p[0])) {
+		p++;
+		n--;
+	}
+	while (n && is_ows(p[n - 1]))
+		n--;
+	*s = p;
+	*len = n;
+}
+
+/* HEXDIGLC: W3C Trace Context accepts lower-case hex only, so "0A" is invalid. */
+static int lchex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Decodes n (even) lower-case hex characters into n / 2 bytes. */
+static bool decode_lchex(const char *s, size_t n, uint8_t *out)
+{
+	for (size_t i = 0; i < n; i += 2) {
+		int hi = lchex_value(s[i]);
+		int lo = lchex_value(s[i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i / 2] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
+static bool all_zero(const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+/* --- traceparent --- */
+
+/* Offsets inside a version-00 traceparent: "vv-" trace "-" parent "-" flags. */
+#define TP_TRACE_OFF   3
+#define TP_TRACE_HEX   32
+#define TP_PARENT_OFF  36
+#define TP_PARENT_HEX  16
+#define TP_FLAGS_OFF   53
+
+bool propagation_parse_traceparent(const char *s, size_t len, struct trace_context *out)
+{
+	uint8_t version, flags, trace_id[16], span_id[8];
+
+	/* Failure leaves a well-defined "no context" rather than half-parsed
+	 * ids; success also starts from zero lengths, as the header promises. */
+	context_clear(out);
+	if (!s)
+		return false;
+	trim_ows(&s, &len);
+
+	/* Shorter than 55 is invalid for every version ("should not parse the
+	 * header"), so the fixed offsets below stay inside [0, len). */
+	if (len < TRACEPARENT_LEN)
+		return false;
+	if (!decode_lchex(s, 2, &version) || s[2] != '-')
+		return false;
+	if (version == 0xff)
+		return false;
+	if (version == 0x00) {
+		/* Version 00 is exactly 55 characters: "00-...-01." and
+		 * "00-...-01-extra" are both invalid. */
+		if (len != TRACEPARENT_LEN)
+			return false;
+	} else if (len != TRACEPARENT_LEN && s[TRACEPARENT_LEN] != '-') {
+		/* A higher version is additive: the flags must be at the end
+		 * or followed by '-' (so "cc-...-01.x" is invalid). */
+		return false;
+	}
+	if (s[TP_PARENT_OFF - 1] != '-' || s[TP_FLAGS_OFF - 1] != '-')
+		return false;
+	if (!decode_lchex(s + TP_TRACE_OFF, TP_TRACE_HEX, trace_id) ||
+	    !decode_lchex(s + TP_PARENT_OFF, TP_PARENT_HEX, span_id) ||
+	    !decode_lchex(s + TP_FLAGS_OFF, 2, &flags))
+		return false;
+	if (all_zero(trace_id, sizeof trace_id) || all_zero(span_id, sizeof span_id))
+		return false;
+
+	/* For a higher version the spec only tells us how to read the sampled
+	 * bit ("Parse the sampled bit of flags") and forbids assuming anything
+	 * else about it; dropping the random bit is always safe, asserting it
+	 * when we cannot know its meaning is not. Version 00 keeps the byte as
+	 * sent (sampled 0x01, random 0x02 and anything reserved): the formatter
+	 * zeroes the reserved bits on the way out. */
+	if (version != 0x00)
+		flags &= TRACE_FLAG_SAMPLED;
+
+	memcpy(out->trace_id, trace_id, sizeof trace_id);
+	memcpy(out->span_id, span_id, sizeof span_id);
+	out->flags = flags;
+	out->valid = true;
+	out->remote = true;
+	return true;
+}
+
+static char *put_hex(char *p, const uint8_t *b, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		*p++ = digits[b[i] >> 4];
+		*p++ = digits[b[i] & 0x0f];
+	}
+	return p;
+}
+
+size_t propagation_format_traceparent(const struct trace_context *ctx, char *out)
+{
+	/* We always send the highest version we know (00, the "downgrade"
+	 * mutation), and "Vendors MUST set [other flags] to zero": only the
+	 * sampled and random bits defined by Level 2 leave the process. */
+	uint8_t flags = ctx->flags & (TRACE_FLAG_SAMPLED | TRACE_FLAG_RANDOM);
+	char *p = out;
+
+	*p++ = '0';
+	*p++ = '0';
+	*p++ = '-';
+	p = put_hex(p, ctx->trace_id, sizeof ctx->trace_id);
+	*p++ = '-';
+	p = put_hex(p, ctx->span_id, sizeof ctx->span_id);
+	*p++ = '-';
+	p = put_hex(p, &flags, 1);
+	*p = '\0';
+	return TRACEPARENT_LEN;
+}
+
+/* --- tracestate --- */
+
+#define TS_MAX_MEMBERS   32
+#define TS_MAX_VALUE     256
+#define TS_SIMPLE_MAX    256   /* lcalpha 0*255(keychar) */
+#define TS_TENANT_MAX    241   /* (lcalpha / DIGIT) 0*240(keychar) */
+#define TS_SYSTEM_MAX    14    /* lcalpha 0*13(keychar) */
+#define TS_LONG_MEMBER   128   /* "Entries larger than 128 characters long SHOULD be removed first" */
+
+/*
+ * The scratch buffer holds the normalised members ("k=v,k=v") before
+ * truncation. Its tail keeps a 64-bit hash of the key of every member that
+ * had to be evicted because even scratch was full, so a later duplicate of
+ * an evicted key is still caught (a duplicate anywhere invalidates the whole
+ * header). At most TS_MAX_MEMBERS members exist, so the table has a fixed size.
+ */
+#define TS_HASH_BYTES    (TS_MAX_MEMBERS * sizeof(uint64_t))
+#define TS_SCRATCH_CAP   (sizeof(((struct tracestate_parser *)0)->scratch) - TS_HASH_BYTES)
+
+static bool is_lcalpha(char c)
+{
+	return c >= 'a' && c <= 'z';
+}
+
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static bool ts_keychar(char c)
+{
+	return is_lcalpha(c) || is_digit(c) || c == '_' || c == '-' || c == '*' || c == '/';
+}
+
+/* One key part: first character checked by the caller's rule, the rest keychar
+ * (which excludes '@', so "a@b@c" fails in the system-id). */
+static bool ts_key_part(const char *k, size_t n, size_t max, bool digit_first)
+{
+	if (n == 0 || n > max)
+		return false;
+	if (!is_lcalpha(k[0]) && !(digit_first && is_digit(k[0])))
+		return false;
+	for (size_t i = 1; i < n; i++)
+		if (!ts_keychar(k[i]))
+			return false;
+	return true;
+}
+
+/*
+ * key = simple-key / multi-tenant-key, as published in the Level 1
+ * Recommendation and the Level 2 Candidate Recommendation:
+ *   simple-key       = lcalpha 0*255( lcalpha / DIGIT / "_" / "-" / "*" / "/" )
+ *   multi-tenant-key = tenant-id "@" system-id
+ *   tenant-id        = ( lcalpha / DIGIT ) 0*240( keychar )
+ *   system-id        = lcalpha 0*13( keychar )
+ */
+static bool ts_valid_key(const char *k, size_t n)
+{
+	const char *at = memchr(k, '@', n);
+
+	if (!at)
+		return ts_key_part(k, n, TS_SIMPLE_MAX, false);
+	size_t tenant = (size_t)(at - k);
+	return ts_key_part(k, tenant, TS_TENANT_MAX, true) &&
+	       ts_key_part(at + 1, n - tenant - 1, TS_SYSTEM_MAX, false);
+}
+
+/*
+ * value    = 0*255(chr) nblk-chr
+ * nblk-chr = %x21-2B / %x2D-3C / %x3E-7E
+ * chr      = %x20 / nblk-chr
+ * Leading spaces belong to the value; trailing ones were trimmed as OWS.
+ */
+static bool ts_valid_value(const char *v, size_t n)
+{
+	if (n == 0 || n > TS_MAX_VALUE)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (c < 0x20 || c > 0x7e || c == ',' || c == '=')
+			return false;
+	}
+	return v[n - 1] != ' ';
+}
+
+/* FNV-1a: only used to remember keys of members evicted from scratch. */
+static uint64_t ts_key_hash(const char *k, size_t n)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)k[i];
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+/* Iterates "m1,m2,..." in buf[0..len): the next member starts at *pos. Commas
+ * never occur inside a stored member (neither grammar allows them). */
+static bool list_next(const char *buf, size_t len, size_t *pos, size_t *start, size_t *mlen)
+{
+	if (*pos >= len)
+		return false;
+	const char *comma = memchr(buf + *pos, ',', len - *pos);
+	size_t end = comma ? (size_t)(comma - buf) : len;
+
+	*start = *pos;
+	*mlen = end - *pos;
+	*pos = end + 1;
+	return true;
+}
+
+static unsigned list_count(const char *buf, size_t len)
+{
+	unsigned n = 0;
+	size_t pos = 0, start, mlen;
+
+	while (list_next(buf, len, &pos, &start, &mlen))
+		n++;
+	return n;
+}
+
+/* Removes the member at [start, start + mlen) and its separating comma. */
+static size_t list_remove(char *buf, size_t len, size_t start, size_t mlen)
+{
+	size_t from = start, to = start + mlen;
+
+	if (to < len)
+		to++;           /* "m," : take the following comma */
+	else if (from > 0)
+		from--;         /* last member: take the preceding comma */
+	memmove(buf + from, buf + to, len - to);
+	return len - (to - from);
+}
+
+/* Removes the rightmost member longer than TS_LONG_MEMBER and, when hash is
+ * not NULL, returns the hash of its key; false if there is none. */
+static bool ts_remove_rightmost_long(struct tracestate_parser *p, uint64_t *hash)
+{
+	size_t pos = 0, start, mlen, best_start = 0, best_len = 0;
+	bool found = false;
+
+	while (list_next(p->scratch, p->scratch_len, &pos, &start, &mlen)) {
+		if (mlen > TS_LONG_MEMBER) {
+			found = true;
+			best_start = start;
+			best_len = mlen;
+		}
+	}
+	if (!found)
+		return false;
+	if (hash) {
+		const char *m = p->scratch + best_start;
+		const char *eq = memchr(m, '=', best_len);
+
+		*hash = ts_key_hash(m, (size_t)(eq - m));
+	}
+	p->scratch_len = list_remove(p->scratch, p->scratch_len, best_start, best_len);
+	return true;
+}
+
+static void ts_remove_last(struct tracestate_parser *p)
+{
+	size_t pos = 0, start = 0, mlen = 0, s, n;
+
+	while (list_next(p->scratch, p->scratch_len, &pos, &s, &n)) {
+		start = s;
+		mlen = n;
+	}
+	p->scratch_len = list_remove(p->scratch, p->scratch_len, start, mlen);
+}
+
+static unsigned ts_evicted_count(const struct tracestate_parser *p)
+{
+	return p->members - list_count(p->scratch, p->scratch_len);
+}
+
+/* Records the key hash of a member that was just counted in p->members but
+ * is not (or no longer) in scratch: it is the newest evicted one. */
+static void ts_remember_evicted(struct tracestate_parser *p, uint64_t hash)
+{
+	unsigned slot = ts_evicted_count(p) - 1;
+
+	memcpy(p->scratch + TS_SCRATCH_CAP + slot * sizeof hash, &hash, sizeof hash);
+}
+
+static bool ts_is_duplicate(const struct tracestate_parser *p, const char *k, size_t klen)
+{
+	size_t pos = 0, start, mlen;
+
+	while (list_next(p->scratch, p->scratch_len, &pos, &start, &mlen)) {
+		const char *m = p->scratch + start;
+		const char *eq = memchr(m, '=', mlen);
+
+		if ((size_t)(eq - m) == klen && memcmp(m, k, klen) == 0)
+			return true;
+	}
+
+	unsigned evicted = ts_evicted_count(p);
+	if (evicted) {
+		uint64_t h = ts_key_hash(k, klen), e;
+
+		for (unsigned i = 0; i < evicted; i++) {
+			memcpy(&e, p->scratch + TS_SCRATCH_CAP + i * sizeof e, sizeof e);
+			if (e == h)
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Appends one valid member to scratch. If scratch is full the combined list
+ * is already far beyond TRACESTATE_MAX (scratch holds > 3.3 KB), so the final
+ * truncation is certain to drop something, and we evict exactly what it would
+ * drop first: the rightmost member longer than 128 characters (which may be
+ * the new one), else the new member itself (all of scratch is short members,
+ * and truncation from the right reaches the newcomer long before anything
+ * in scratch). The final result is therefore the same as with an unbounded
+ * scratch buffer.
+ */
+static void ts_append(struct tracestate_parser *p, const char *k, size_t klen, const char *v, size_t vlen)
+{
+	size_t mlen = klen + 1 + vlen;
+	uint64_t hash;
+
+	/* Invariant: p->members = members in scratch + evicted members. */
+	for (;;) {
+		size_t need = mlen + (p->scratch_len ? 1 : 0);
+
+		if (p->scratch_len + need <= TS_SCRATCH_CAP)
+			break;
+		p->overflow = true;
+		if (mlen > TS_LONG_MEMBER || !ts_remove_rightmost_long(p, &hash)) {
+			p->members++;
+			ts_remember_evicted(p, ts_key_hash(k, klen));
+			return;
+		}
+		ts_remember_evicted(p, hash);
+	}
+
+	char *d = p->scratch + p->scratch_len;
+	if (p->scratch_len)
+		*d++ = ',';
+	memcpy(d, k, klen);
+	d[klen] = '=';
+	memcpy(d + klen + 1, v, vlen);
+	p->scratch_len = (size_t)(d + mlen - p->scratch);
+	p->members++;
+}
+
+void propagation_tracestate_begin(struct tracestate_parser *p, struct trace_context *ctx)
+{
+	p->ctx = ctx;
+	p->members = 0;
+	p->invalid = false;
+	p->overflow = false;
+	p->scratch_len = 0;
+
+	/* Lengths out of range mean a corrupted context: start from nothing
+	 * rather than trusting them with memmove. */
+	if (ctx->tracestate_len > TRACESTATE_MAX || ctx->baggage_len > BAGGAGE_MAX) {
+		ctx->tracestate_len = 0;
+		ctx->baggage_len = 0;
+	}
+	/* The header asks for baggage to be extracted after tracestate; if a
+	 * caller did it the other way round, keep its baggage rather than let
+	 * the new tracestate overwrite it (end moves it back behind). */
+	if (ctx->tracestate_len) {
+		memmove(ctx->buf, ctx->buf + ctx->tracestate_len, ctx->baggage_len);
+		ctx->tracestate_len = 0;
+	}
+}
+
+void propagation_tracestate_add(struct tracestate_parser *p, const char *s, size_t len)
+{
+	if (p->invalid || !s)
+		return;
+
+	/* Several headers combine as if joined with ',' (RFC 7230 3.2.2), and
+	 * no member may contain ',', so each value is split on its own. */
+	size_t pos = 0;
+	while (pos <= len) {
+		const char *comma = memchr(s + pos, ',', len - pos);
+		size_t end = comma ? (size_t)(comma - s) : len;
+		const char *m = s + pos;
+		size_t n = end - pos;
+
+		pos = end + 1;
+		trim_ows(&m, &n);
+		if (n == 0) {
+			/* "Empty and whitespace-only list members are allowed";
+			 * they do not count towards the 32. */
+			if (!comma)
+				break;
+			continue;
+		}
+
+		const char *eq = memchr(m, '=', n);
+		if (!eq) {
+			p->invalid = true;
+			return;
+		}
+		size_t klen = (size_t)(eq - m);
+		const char *v = eq + 1;
+		size_t vlen = n - klen - 1;
+
+		/* The whole header is discarded on any invalid member, on the
+		 * 33rd member and on a repeated key ("Only one entry per key"). */
+		if (!ts_valid_key(m, klen) || !ts_valid_value(v, vlen) ||
+		    p->members == TS_MAX_MEMBERS || ts_is_duplicate(p, m, klen)) {
+			p->invalid = true;
+			return;
+		}
+		ts_append(p, m, klen, v, vlen);
+		if (!comma)
+			break;
+	}
+}
+
+bool propagation_tracestate_end(struct tracestate_parser *p)
+{
+	struct trace_context *ctx = p->ctx;
+
+	if (p->invalid) {
+		ctx->tracestate_len = 0;
+		return false;
+	}
+
+	/* "the vendor MUST truncate whole entries. Entries larger than 128
+	 * characters long SHOULD be removed first. Then entries SHOULD be
+	 * removed starting from the end." We remove long entries one at a
+	 * time from the right and stop as soon as the list fits, so no more
+	 * is lost than needed. */
+	while (p->scratch_len > TRACESTATE_MAX && ts_remove_rightmost_long(p, NULL))
+		p->overflow = true;
+	while (p->scratch_len > TRACESTATE_MAX) {
+		ts_remove_last(p);
+		p->overflow = true;
+	}
+
+	memmove(ctx->buf + p->scratch_len, ctx->buf, ctx->baggage_len);
+	memcpy(ctx->buf, p->scratch, p->scratch_len);
+	ctx->tracestate_len = (uint16_t)p->scratch_len;
+	return true;
+}
+
+/* --- baggage --- */
+
+#define BG_MAX_MEMBERS 64   /* W3C: propagate at least 64 list-members */
+
+/* token = 1*tchar (RFC 7230 section 3.2.6) */
+static bool bg_tchar(char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c))
+		return true;
+	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* baggage-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E */
+static bool bg_octet(char ch)
+{
+	unsigned char c = (unsigned char)ch;
+
+	return c == 0x21 || (c >= 0x23 && c <= 0x2b) || (c >= 0x2d && c <= 0x3a) ||
+	       (c >= 0x3c && c <= 0x5b) || (c >= 0x5d && c <= 0x7e);
+}
+
+static bool is_hexdig(char c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static size_t skip_ows(const char *s, size_t n, size_t i)
+{
+	while (i < n && is_ows(s[i]))
+		i++;
+	return i;
+}
+
+static size_t scan_token(const char *s, size_t n, size_t i)
+{
+	while (i < n && bg_tchar(s[i]))
+		i++;
+	return i;
+}
+
+/* value = *baggage-octet, where '%' itself "MUST be percent-encoded", so a
+ * '%' has to start a %XX escape. Returns the end index, or (size_t)-1. */
+static size_t scan_value(const char *s, size_t n, size_t i)
+{
+	while (i < n && bg_octet(s[i])) {
+		if (s[i] == '%') {
+			if (n - i < 3 || !is_hexdig(s[i + 1]) || !is_hexdig(s[i + 2]))
+				return (size_t)-1;
+			i += 3;
+		} else {
+			i++;
+		}
+	}
+	return i;
+}
+
+static size_t put(char *dst, size_t at, const char *src, size_t n)
+{
+	if (dst)
+		memcpy(dst + at, src, n);
+	return at + n;
+}
+
+/*
+ * Parses one list-member, s[0..n) without the surrounding commas:
+ *   list-member = key OWS "=" OWS value *( OWS ";" OWS property )
+ *   property    = key OWS "=" OWS value / key OWS
+ * and returns the length of its normalised form (OWS removed), writing it to
+ * dst when dst is not NULL; 0 when the member does not parse (the shortest
+ * valid member, "k=", is 2 long). Measuring first lets the caller drop a
+ * member whole instead of storing part of it.
+ */
+static size_t bg_member(const char *s, size_t n, char *dst)
+{
+	size_t i = skip_ows(s, n, 0), k0 = i, o = 0;
+
+	i = scan_token(s, n, i);
+	if (i == k0)
+		return 0;
+	o = put(dst, o, s + k0, i - k0);
+	i = skip_ows(s, n, i);
+	if (i == n || s[i] != '=')
+		return 0;
+	o = put(dst, o, "=", 1);
+	i = skip_ows(s, n, i + 1);
+	size_t v0 = i;
+	i = scan_value(s, n, i);
+	if (i == (size_t)-1)
+		return 0;
+	o = put(dst, o, s + v0, i - v0);
+	i = skip_ows(s, n, i);
+
+	while (i < n) {
+		if (s[i] != ';')
+			return 0;
+		i = skip_ows(s, n, i + 1);
+		size_t p0 = i;
+		i = scan_token(s, n, i);
+		if (i == p0)
+			return 0;
+		o = put(dst, o, ";", 1);
+		o = put(dst, o, s + p0, i - p0);
+		i = skip_ows(s, n, i);
+		if (i < n && s[i] == '=') {
+			i = skip_ows(s, n, i + 1);
+			size_t pv = i;
+			i = scan_value(s, n, i);
+			if (i == (size_t)-1)
+				return 0;
+			o = put(dst, o, "=", 1);
+			o = put(dst, o, s + pv, i - pv);
+			i = skip_ows(s, n, i);
+		}
+	}
+	return o;
+}
+
+/*
+ * W3C Baggage does not say that one bad list-member voids the header; it says
+ * a system "MAY remove that entry before propagating". So each member stands
+ * on its own: a member that does not parse is dropped and the others are kept
+ * (a value that parses nowhere therefore contributes nothing). Members are
+ * kept in order, duplicates included ("Uniqueness of keys ... is not
+ * guaranteed"). Limits apply to all baggage headers combined: at most 64
+ * members, and BAGGAGE_MAX bytes (below W3C's 8192, see context.h). The first
+ * member of a value that would break either limit ends that value: whole
+ * members are dropped from the end, never a partial member. A later call may
+ * still append members that fit, since no state survives between calls.
+ */
+bool propagation_baggage_add(struct trace_context *ctx, const char *s, size_t len)
+{
+	if (!s || ctx->tracestate_len > TRACESTATE_MAX || ctx->baggage_len > BAGGAGE_MAX)
+		return false;
+
+	char *base = ctx->buf + ctx->tracestate_len;
+	size_t used = ctx->baggage_len;
+	unsigned count = list_count(base, used);
+	bool stored = false;
+	size_t pos = 0;
+
+	while (pos <= len) {
+		const char *comma = memchr(s + pos, ',', len - pos);
+		size_t end = comma ? (size_t)(comma - s) : len;
+		const char *m = s + pos;
+		size_t n = end - pos;
+
+		pos = end + 1;
+		size_t mlen = bg_member(m, n, NULL);
+		if (mlen) {
+			size_t need = mlen + (used ? 1 : 0);
+
+			if (count == BG_MAX_MEMBERS || used + need > BAGGAGE_MAX)
+				break;
+			if (used)
+				base[used++] = ',';
+			bg_member(m, n, base + used);
+			used += mlen;
+			count++;
+			stored = true;
+		}
+		if (!comma)
+			break;
+	}
+	ctx->baggage_len = (uint16_t)used;
+	return stored;
+}
