@@ -87,6 +87,25 @@ check: deps all $(UNIT_BIN) $(TOOL_BIN)
 bench: deps all $(BENCH_BIN) $(TOOL_BIN)
 	@bash scripts/bench
 
+demo: deps all $(TOOL_BIN)
+	@bash scripts/demo
+
+# libFuzzer harnesses (clang); FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 30
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(CORE_SRC) $(GEN)/otlp.pb-c.h
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -D_GNU_SOURCE -g -O1 -I. -I$(GEN) -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ $< $(filter agent/%,$(CORE_SRC)) -pthread
+
+fuzz: deps $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do \
+	    echo "== $$f ($(FUZZ_SECONDS) s)"; \
+	    mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/corpus-$$(basename $$f) 2>&1 | tail -2 || exit 1; \
+	done
+
 clean:
 	rm -rf $(BUILD)
 

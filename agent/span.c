@@ -170,46 +170,55 @@ static size_t utf8_prefix(const char *s, size_t len, size_t max_bytes, uint32_t 
 	return end;
 }
 
-/* Copies len bytes to dst, replacing every byte that is not part of a valid
- * UTF-8 sequence with '?': OTLP string fields must be valid UTF-8, and a
- * Collector rejects the whole batch otherwise. Keeps the length unchanged. */
-static void copy_utf8(char *dst, const char *src, size_t len)
+/* True when no byte has its high bit set: the common case, checked a word at a time. */
+static inline bool is_ascii(const char *p, size_t len)
+{
+	uint64_t acc = 0, w;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, p + i, 8);
+		acc |= w;
+	}
+	for (; i < len; i++)
+		acc |= (unsigned char)p[i];
+	return !(acc & 0x8080808080808080ull);
+}
+
+/* Replaces, in place, every byte that is not part of a valid UTF-8 sequence
+ * with '?': OTLP string fields must be valid UTF-8, and a Collector rejects
+ * the whole batch otherwise. The length never changes. */
+static void fix_utf8(char *p, size_t len)
 {
 	size_t i = 0;
 	while (i < len) {
-		/* ASCII runs, the common case, eight bytes at a time. */
-		if (i + 8 <= len) {
-			uint64_t w;
-			memcpy(&w, src + i, 8);
-			if (!(w & 0x8080808080808080ull)) {
-				memcpy(dst + i, &w, 8);
-				i += 8;
-				continue;
-			}
-		}
-		unsigned char c = (unsigned char)src[i];
+		unsigned char c = (unsigned char)p[i];
 		if (c < 0x80) {
-			dst[i++] = (char)c;
+			i++;
 			continue;
 		}
 		size_t n = (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
 		bool ok = n && i + n <= len && c >= 0xc2 && c <= 0xf4;
 		for (size_t k = 1; ok && k < n; k++)
-			ok = ((unsigned char)src[i + k] >> 6) == 2;
+			ok = ((unsigned char)p[i + k] >> 6) == 2;
 		if (ok && n == 3) {
-			unsigned char c1 = (unsigned char)src[i + 1];
+			unsigned char c1 = (unsigned char)p[i + 1];
 			ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);  /* overlong, surrogates */
 		} else if (ok && n == 4) {
-			unsigned char c1 = (unsigned char)src[i + 1];
+			unsigned char c1 = (unsigned char)p[i + 1];
 			ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);
 		}
-		if (ok) {
-			memcpy(dst + i, src + i, n);
+		if (ok)
 			i += n;
-		} else {
-			dst[i++] = '?';
-		}
+		else
+			p[i++] = '?';
 	}
+}
+
+static inline void copy_utf8(char *dst, const char *src, size_t len)
+{
+	memcpy(dst, src, len);
+	if (!is_ascii(dst, len))
+		fix_utf8(dst, len);
 }
 
 /* Stores a string NUL-terminated (the encoder hands arena pointers straight to
@@ -307,19 +316,25 @@ void span_set_start_time(struct span *s, uint64_t ns)
 }
 
 /* Finds the slot for key, or claims a new one; NULL when over the limit. */
-static struct span_attr *attr_slot(struct span *s, const char *key)
+static struct span_attr *attr_slot(struct span *s, const char *key, size_t klen)
 {
-	size_t klen = strlen(key);
-
+	/* Overwrite semantics need a search for the key; the bloom bit lets the
+	 * usual case, a key not set before, skip it. */
+	uint64_t bit = klen ? 1ull << ((klen * 7u + (unsigned char)key[0] * 3u +
+				       (unsigned char)key[klen - 1]) & 63u) : 1;
+	if (!(s->attr_bloom & bit))
+		goto append;
 	for (unsigned i = 0; i < s->n_attrs; i++) {
 		struct span_attr *a = &s->attrs[i];
 		if (a->key.len == klen && memcmp(s->arena + a->key.off, key, klen) == 0)
 			return a;
 	}
+append:
 	if (s->n_attrs >= limits.attr_count) {
 		s->dropped_attrs++;
 		return NULL;
 	}
+	s->attr_bloom |= bit;
 	struct span_attr *a = &s->attrs[s->n_attrs];
 	if (!arena_put(s, key, klen, &a->key, false)) {
 		s->dropped_attrs++;
@@ -329,11 +344,11 @@ static struct span_attr *attr_slot(struct span *s, const char *key)
 	return a;
 }
 
-void span_set_str(struct span *s, const char *key, const char *val, size_t len)
+void span_attr_str(struct span *s, const char *key, size_t klen, const char *val, size_t len)
 {
 	if (!s)
 		return;
-	struct span_attr *a = attr_slot(s, key);
+	struct span_attr *a = attr_slot(s, key, klen);
 	if (!a)
 		return;
 	len = utf8_prefix(val, len, SIZE_MAX, limits.attr_len);
@@ -342,27 +357,27 @@ void span_set_str(struct span *s, const char *key, const char *val, size_t len)
 	arena_put(s, val, len, &a->v.s, true);
 }
 
-void span_set_int(struct span *s, const char *key, int64_t v)
+void span_attr_int(struct span *s, const char *key, size_t klen, int64_t v)
 {
-	struct span_attr *a = s ? attr_slot(s, key) : NULL;
+	struct span_attr *a = s ? attr_slot(s, key, klen) : NULL;
 	if (a) {
 		a->type = SPAN_ATTR_INT;
 		a->v.i = v;
 	}
 }
 
-void span_set_double(struct span *s, const char *key, double v)
+void span_attr_double(struct span *s, const char *key, size_t klen, double v)
 {
-	struct span_attr *a = s ? attr_slot(s, key) : NULL;
+	struct span_attr *a = s ? attr_slot(s, key, klen) : NULL;
 	if (a) {
 		a->type = SPAN_ATTR_DOUBLE;
 		a->v.d = v;
 	}
 }
 
-void span_set_bool(struct span *s, const char *key, bool v)
+void span_attr_bool(struct span *s, const char *key, size_t klen, bool v)
 {
-	struct span_attr *a = s ? attr_slot(s, key) : NULL;
+	struct span_attr *a = s ? attr_slot(s, key, klen) : NULL;
 	if (a) {
 		a->type = SPAN_ATTR_BOOL;
 		a->v.b = v;
@@ -374,7 +389,7 @@ void span_set_str_array(struct span *s, const char *key, const char *const *vals
 {
 	if (!s)
 		return;
-	struct span_attr *a = attr_slot(s, key);
+	struct span_attr *a = attr_slot(s, key, strlen(key));
 	if (!a)
 		return;
 	uint16_t start = s->arena_used;

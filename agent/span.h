@@ -102,6 +102,7 @@ struct span {
 	uint8_t n_attrs, n_sub_attrs, n_events, n_links;
 	uint32_t dropped_attrs, dropped_events, dropped_links;
 	uint32_t pool_index;     /* owned by the pool */
+	uint64_t attr_bloom;     /* keys already set, for the overwrite check */
 	uint64_t start_ns, end_ns;
 	struct span_str name, trace_state, status_message;
 	uint16_t arena_used;
@@ -138,15 +139,40 @@ void span_set_name(struct span *s, const char *name, size_t len);
 void span_set_start_time(struct span *s, uint64_t ns);
 /* Attribute setters: a key that exists is overwritten; past the count limit
  * the attribute is dropped and counted; string values are cut to the length
- * limit at a UTF-8 character boundary, and to what the arena still holds. */
-void span_set_str(struct span *s, const char *key, const char *val, size_t len);
+ * limit at a UTF-8 character boundary, and to what the arena still holds;
+ * bytes that are not valid UTF-8 become '?'. The span_attr_* forms take the
+ * key's length; the span_set_* wrappers compute it, at compile time for the
+ * literal keys hooks use. */
+void span_attr_str(struct span *s, const char *key, size_t klen, const char *val, size_t len);
+void span_attr_int(struct span *s, const char *key, size_t klen, int64_t v);
+void span_attr_double(struct span *s, const char *key, size_t klen, double v);
+void span_attr_bool(struct span *s, const char *key, size_t klen, bool v);
+
+static inline void span_set_str(struct span *s, const char *key, const char *val, size_t len)
+{
+	span_attr_str(s, key, __builtin_strlen(key), val, len);
+}
+
 static inline void span_set_cstr(struct span *s, const char *key, const char *val)
 {
-	span_set_str(s, key, val, strlen(val));
+	span_attr_str(s, key, __builtin_strlen(key), val, __builtin_strlen(val));
 }
-void span_set_int(struct span *s, const char *key, int64_t v);
-void span_set_double(struct span *s, const char *key, double v);
-void span_set_bool(struct span *s, const char *key, bool v);
+
+static inline void span_set_int(struct span *s, const char *key, int64_t v)
+{
+	span_attr_int(s, key, __builtin_strlen(key), v);
+}
+
+static inline void span_set_double(struct span *s, const char *key, double v)
+{
+	span_attr_double(s, key, __builtin_strlen(key), v);
+}
+
+static inline void span_set_bool(struct span *s, const char *key, bool v)
+{
+	span_attr_bool(s, key, __builtin_strlen(key), v);
+}
+
 void span_set_str_array(struct span *s, const char *key, const char *const *vals,
 			const size_t *lens, size_t n);
 /* Status: OK overrides ERROR, UNSET never overrides; the message is kept only with ERROR. */

@@ -1,4 +1,5 @@
 /* emit-spans: makes spans through the core API (no hooks) and exports them, or dumps one encoded OTLP body. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,14 +66,17 @@ static void rich_trace(struct span **out, size_t *n)
 int main(int argc, char **argv)
 {
 	const char *dump = NULL;
+	bool trace = false;
 	long count = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--dump") && i + 1 < argc)
 			dump = argv[++i];
+		else if (!strcmp(argv[i], "--trace"))
+			trace = true;
 		else if (!strcmp(argv[i], "--count") && i + 1 < argc)
 			count = atol(argv[++i]);
 		else {
-			fprintf(stderr, "usage: emit-spans --dump FILE | --count N\n");
+			fprintf(stderr, "usage: emit-spans --dump FILE | --trace | --count N\n");
 			return 2;
 		}
 	}
@@ -95,6 +99,17 @@ int main(int argc, char **argv)
 		if (!f || fwrite(b.p, 1, b.len, f) != b.len || fclose(f))
 			return 1;
 		return 0;
+	}
+
+	if (trace) {
+		/* The same trace, ended through span_end: the export thread sends it. */
+		struct span *spans[8];
+		size_t n;
+		exporter_init(&config_global);
+		rich_trace(spans, &n);
+		for (size_t i = n; i-- > 0;)
+			span_end_at(spans[i], spans[i]->end_ns);
+		return exporter_flush(10000) ? 0 : 1;
 	}
 
 	/* Throughput: make count small spans as fast as the queue takes them, and

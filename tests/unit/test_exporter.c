@@ -479,6 +479,27 @@ START_TEST(export_fork)
 }
 END_TEST
 
+START_TEST(export_http_json)
+{
+	/* otlp-sink decodes protobuf only; in --status mode it answers without
+	 * decoding, which is enough to see what the transport sent. The JSON
+	 * itself is checked by the encode_json suite. */
+	static const char *const extra[] = { "--status", "200", NULL };
+	struct sink k;
+	base_env();
+	sink_start(&k, extra);
+	env_set("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json");
+	agent_up();
+	make_spans(3, "j");
+	ck_assert(exporter_flush(20000));
+	ck_assert_int_eq(count_lines(k.reqlog, "application/json"), 1);
+	struct exporter_stats st;
+	exporter_stats_get(&st);
+	ck_assert_uint_eq(st.exported, 3);
+	sink_stop(&k);
+}
+END_TEST
+
 START_TEST(export_console)
 {
 	base_env();
@@ -519,6 +540,7 @@ Suite *exporter_suite(void)
 	tcase_add_test(tc, export_bounded_exit_black_hole);
 	tcase_add_test(tc, export_dead_collector_exit);
 	tcase_add_test(tc, export_fork);
+	tcase_add_test(tc, export_http_json);
 	tcase_add_test(tc, export_console);
 	suite_add_tcase(s, tc);
 	return s;
