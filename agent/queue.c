@@ -40,6 +40,8 @@ static pthread_once_t ring_once = PTHREAD_ONCE_INIT;
 
 bool queue_init(uint32_t capacity, uint32_t mark)
 {
+	if (cells)
+		return true;   /* sized once: the mapping can't change under live spans */
 	size_t n = 2;
 	while (n < capacity)
 		n <<= 1;
@@ -67,7 +69,7 @@ void queue_set_consumer(const struct queue_consumer *c)
 
 bool queue_push(struct span *s)
 {
-	if (__builtin_expect(!cells, 0)) {
+	if (__builtin_expect(!atomic_load_explicit((_Atomic(struct cell *) *)&cells, memory_order_acquire), 0)) {
 		if (!ring_size)
 			return false;
 		pthread_once(&ring_once, ring_map);
@@ -78,7 +80,9 @@ bool queue_push(struct span *s)
 	struct cell *cell;
 
 	for (;;) {
-		if (pos - atomic_load_explicit(&deq_pos, memory_order_relaxed) >= limit)
+		/* Signed: a producer delayed between the two loads can see the
+		 * consumer already past pos, and that is not "full". */
+		if ((intptr_t)(pos - atomic_load_explicit(&deq_pos, memory_order_acquire)) >= (intptr_t)limit)
 			return false;
 		cell = &cells[pos & mask];
 		size_t seq = seq_load(cell, pos & mask);
@@ -102,8 +106,8 @@ bool queue_push(struct span *s)
 		consumer.start();
 	/* One wake-up per batch: only the push that fills a batch signals, and
 	 * wake_pending stays set until the consumer has drained. */
-	size_t len = pos + 1 - atomic_load_explicit(&deq_pos, memory_order_relaxed);
-	if (len >= watermark && !atomic_load_explicit(&wake_pending, memory_order_relaxed) &&
+	intptr_t len = (intptr_t)(pos + 1 - atomic_load_explicit(&deq_pos, memory_order_relaxed));
+	if (len >= (intptr_t)watermark && !atomic_load_explicit(&wake_pending, memory_order_relaxed) &&
 	    !atomic_exchange(&wake_pending, 1) && consumer.wake)
 		consumer.wake();
 	return true;
@@ -112,7 +116,7 @@ bool queue_push(struct span *s)
 size_t queue_pop(struct span **out, size_t max)
 {
 	size_t n = 0;
-	if (!cells)
+	if (!atomic_load_explicit((_Atomic(struct cell *) *)&cells, memory_order_acquire))
 		return 0;
 	size_t pos = atomic_load_explicit(&deq_pos, memory_order_relaxed);
 	while (n < max) {

@@ -41,7 +41,7 @@ uint64_t span_now_ns(void)
  * only as records are first used. Free records form a Treiber stack whose
  * head carries a tag against ABA: (tag << 32) | (index + 1), 0 = empty. */
 static struct span *pool_base;
-static uint32_t *pool_next;
+static _Atomic uint32_t *pool_next;
 static uint32_t pool_cap;
 static _Atomic uint32_t pool_fresh;     /* records never used yet start here */
 static _Atomic uint64_t pool_free_head;
@@ -99,7 +99,7 @@ static void pool_map(void)
 		munmap(p, bytes);
 		return;
 	}
-	pool_next = n;
+	pool_next = (_Atomic uint32_t *)n;
 	pool_cap = (uint32_t)pool_want;
 	atomic_store_explicit((_Atomic(struct span *) *)&pool_base, (struct span *)p, memory_order_release);
 }
@@ -111,14 +111,14 @@ static struct span *pool_alloc(void)
 	while (head & 0xffffffffu) {
 		uint32_t idx = (uint32_t)head - 1;
 		uint64_t tag = (head >> 32) + 1;
-		uint64_t nh = (tag << 32) | pool_next[idx];
+		uint64_t nh = (tag << 32) | atomic_load_explicit(&pool_next[idx], memory_order_relaxed);
 		if (atomic_compare_exchange_weak_explicit(&pool_free_head, &head, nh,
 							  memory_order_acquire, memory_order_acquire)) {
 			pool_base[idx].pool_index = idx;
 			return &pool_base[idx];
 		}
 	}
-	if (__builtin_expect(!pool_base, 0)) {
+	if (__builtin_expect(!atomic_load_explicit((_Atomic(struct span *) *)&pool_base, memory_order_acquire), 0)) {
 		if (!pool_want)
 			return NULL;
 		pthread_once(&pool_once, pool_map);
@@ -143,7 +143,7 @@ void span_pool_free(struct span *s)
 	uint64_t nh;
 
 	do {
-		pool_next[idx] = (uint32_t)head;
+		atomic_store_explicit(&pool_next[idx], (uint32_t)head, memory_order_relaxed);
 		nh = (((head >> 32) + 1) << 32) | (idx + 1);
 	} while (!atomic_compare_exchange_weak_explicit(&pool_free_head, &head, nh,
 							memory_order_release, memory_order_relaxed));
@@ -315,9 +315,27 @@ void span_set_start_time(struct span *s, uint64_t ns)
 		s->start_ns = ns;
 }
 
+/* With the arena full, a string value becomes the empty string at its key's
+ * terminating NUL: never a stale offset into someone else's bytes. */
+static void empty_value(struct span_attr *a)
+{
+	a->v.s.off = (uint16_t)(a->key.off + a->key.len);
+	a->v.s.len = 0;
+}
+
 /* Finds the slot for key, or claims a new one; NULL when over the limit. */
 static struct span_attr *attr_slot(struct span *s, const char *key, size_t klen)
 {
+	/* Keys are stored UTF-8-repaired, so search with the repaired form too,
+	 * or the same invalid key set twice would appear twice. */
+	char fixed[256];
+	if (__builtin_expect(!is_ascii(key, klen), 0)) {
+		if (klen > sizeof fixed)
+			klen = utf8_prefix(key, klen, sizeof fixed, UINT32_MAX);
+		memcpy(fixed, key, klen);
+		fix_utf8(fixed, klen);
+		key = fixed;
+	}
 	/* Overwrite semantics need a search for the key; the bloom bit lets the
 	 * usual case, a key not set before, skip it. */
 	uint64_t bit = klen ? 1ull << ((klen * 7u + (unsigned char)key[0] * 3u +
@@ -354,7 +372,8 @@ void span_attr_str(struct span *s, const char *key, size_t klen, const char *val
 	len = utf8_prefix(val, len, SIZE_MAX, limits.attr_len);
 	a->type = SPAN_ATTR_STRING;
 	a->n = 0;
-	arena_put(s, val, len, &a->v.s, true);
+	if (!arena_put(s, val, len, &a->v.s, true))
+		empty_value(a);
 }
 
 void span_attr_int(struct span *s, const char *key, size_t klen, int64_t v)
@@ -416,7 +435,8 @@ void span_set_status(struct span *s, enum span_status st, const char *msg, size_
 	s->status = (uint8_t)st;
 	if (st == SPAN_STATUS_ERROR && msg && len) {
 		len = utf8_prefix(msg, len, SIZE_MAX, limits.attr_len);
-		arena_put(s, msg, len, &s->status_message, true);
+		if (!arena_put(s, msg, len, &s->status_message, true))
+			s->status_message.len = 0;
 	} else {
 		s->status_message.len = 0;
 	}
@@ -444,7 +464,8 @@ static uint16_t put_sub_attrs(struct span *s, const struct span_kv *kv, size_t n
 		switch (kv[i].type) {
 		case SPAN_ATTR_STRING: {
 			size_t len = utf8_prefix(kv[i].v.s.p, kv[i].v.s.len, SIZE_MAX, limits.attr_len);
-			arena_put(s, kv[i].v.s.p, len, &a->v.s, true);
+			if (!arena_put(s, kv[i].v.s.p, len, &a->v.s, true))
+				empty_value(a);
 			break;
 		}
 		case SPAN_ATTR_INT:
