@@ -170,17 +170,27 @@ static size_t utf8_prefix(const char *s, size_t len, size_t max_bytes, uint32_t 
 	return end;
 }
 
-/* True when no byte has its high bit set: the common case, checked a word at a time. */
+/* True when no byte has its high bit set: the common case, checked a word at
+ * a time; the tail is one overlapping word rather than a byte loop. */
 static inline bool is_ascii(const char *p, size_t len)
 {
 	uint64_t acc = 0, w;
-	size_t i = 0;
-	for (; i + 8 <= len; i += 8) {
-		memcpy(&w, p + i, 8);
+	if (len >= 8) {
+		for (size_t i = 0; i + 8 <= len; i += 8) {
+			memcpy(&w, p + i, 8);
+			acc |= w;
+		}
+		memcpy(&w, p + len - 8, 8);
 		acc |= w;
+	} else if (len >= 4) {
+		uint32_t a, b;
+		memcpy(&a, p, 4);
+		memcpy(&b, p + len - 4, 4);
+		acc = a | b;
+	} else {
+		for (size_t i = 0; i < len; i++)
+			acc |= (unsigned char)p[i];
 	}
-	for (; i < len; i++)
-		acc |= (unsigned char)p[i];
 	return !(acc & 0x8080808080808080ull);
 }
 
@@ -216,8 +226,11 @@ static void fix_utf8(char *p, size_t len)
 
 static inline void copy_utf8(char *dst, const char *src, size_t len)
 {
+	/* Check the source, not the copy: reading back bytes memcpy has just
+	 * stored stalls on store forwarding and cost more than the copy. */
+	bool ascii = is_ascii(src, len);
 	memcpy(dst, src, len);
-	if (!is_ascii(dst, len))
+	if (!ascii)
 		fix_utf8(dst, len);
 }
 
