@@ -228,6 +228,9 @@ static void sink_stop(struct sink *k)
 {
 	kill(k->pid, SIGTERM);
 	waitpid(k->pid, NULL, 0);
+	unlink(k->jsonl);
+	unlink(k->reqlog);
+	rmdir(k->dir);
 }
 
 /* Lines in a file containing needle. */
