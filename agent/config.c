@@ -919,6 +919,32 @@ static const char *libc_getenv(const char *name)
 	return getenv(name);
 }
 
+/* Lists whose syntax the hooks check; a value too long to keep is ignored whole. */
+static void load_raw(char *dst, size_t size, config_getenv_fn g, const char *name)
+{
+	struct slice v = env_get(g, name);
+
+	if (v.n >= size) {
+		log_warn("%s is longer than %zu bytes; ignored", name, size - 1);
+		return;
+	}
+	memcpy(dst, v.p, v.n);
+	dst[v.n] = '\0';
+}
+
+static void load_http(struct config *c, config_getenv_fn g)
+{
+	load_raw(c->http_routes, sizeof c->http_routes, g, "TRACEAGENT_HTTP_ROUTES");
+	load_raw(c->http_server_capture_request, sizeof c->http_server_capture_request, g,
+		 "OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_REQUEST_HEADERS");
+	load_raw(c->http_server_capture_response, sizeof c->http_server_capture_response, g,
+		 "OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_RESPONSE_HEADERS");
+	load_raw(c->http_client_capture_request, sizeof c->http_client_capture_request, g,
+		 "OTEL_INSTRUMENTATION_HTTP_CLIENT_CAPTURE_REQUEST_HEADERS");
+	load_raw(c->http_client_capture_response, sizeof c->http_client_capture_response, g,
+		 "OTEL_INSTRUMENTATION_HTTP_CLIENT_CAPTURE_RESPONSE_HEADERS");
+}
+
 void config_load(struct config *c, config_getenv_fn getenv_fn)
 {
 	static const struct u32_var exit_timeout = { "TRACEAGENT_EXIT_TIMEOUT", NULL, MS_TEXT, 1000, 0, false };
@@ -936,4 +962,5 @@ void config_load(struct config *c, config_getenv_fn getenv_fn)
 	load_otlp(c, getenv_fn);
 	load_limits(c, getenv_fn);
 	load_u32(getenv_fn, &exit_timeout, &c->exit_timeout_ms);
+	load_http(c, getenv_fn);
 }

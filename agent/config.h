@@ -95,6 +95,14 @@ struct config {
 
 	/* Ours alone. */
 	uint32_t exit_timeout_ms;          /* TRACEAGENT_EXIT_TIMEOUT: bound on the flush at exit, 1000 */
+
+	/* HTTP instrumentation: raw lists, parsed by the hooks that use them. */
+	char http_routes[4096];            /* TRACEAGENT_HTTP_ROUTES: "/api/tasks/{id},..." */
+	/* OTEL_INSTRUMENTATION_HTTP_{SERVER,CLIENT}_CAPTURE_{REQUEST,RESPONSE}_HEADERS (Java agent names) */
+	char http_server_capture_request[512];
+	char http_server_capture_response[512];
+	char http_client_capture_request[512];
+	char http_client_capture_response[512];
 };
 
 /* Looks a variable up; tests pass a fake environment. Returns NULL when unset. */
