@@ -33,6 +33,9 @@ BENCH_SRC  := $(wildcard tests/bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
+# Real programs the integration tests run under the agent (they link only
+# their own libraries, never the agent).
+PROG_BIN   := $(BUILD)/tests/mhd-server $(BUILD)/tests/kafka-mock
 
 .PHONY: all check unit bench demo fuzz clean install uninstall deps
 all: $(AGENT) $(CORE_LIB) $(SINK)
@@ -74,6 +77,14 @@ $(BUILD)/tests/%: tests/tools/%.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_LIB) -lprotobuf-c -lm
 
+$(BUILD)/tests/mhd-server: tests/mhd-server.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lmicrohttpd
+
+$(BUILD)/tests/kafka-mock: tests/kafka-mock.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka
+
 $(BUILD)/bench/%: tests/bench/%.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_LIB) -lprotobuf-c -lm
@@ -81,10 +92,10 @@ $(BUILD)/bench/%: tests/bench/%.c $(CORE_LIB)
 unit: $(UNIT_BIN) $(AGENT) $(SINK)
 	TRACEAGENT_SINK=$(abspath $(SINK)) TRACEAGENT_SO=$(abspath $(AGENT)) $(UNIT_BIN)
 
-check: deps all $(UNIT_BIN) $(TOOL_BIN)
+check: deps all $(UNIT_BIN) $(TOOL_BIN) $(PROG_BIN)
 	@bash tests/run-all
 
-bench: deps all $(BENCH_BIN) $(TOOL_BIN)
+bench: deps all $(BENCH_BIN) $(TOOL_BIN) $(PROG_BIN)
 	@bash scripts/bench
 
 demo: deps all $(TOOL_BIN)

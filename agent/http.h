@@ -51,31 +51,47 @@ struct http_framing {
 	bool chunked;            /* Transfer-Encoding whose last coding is chunked */
 	bool conn_close;         /* Connection: close (or HTTP/1.0 without keep-alive) */
 	bool conn_keep_alive;    /* Connection: keep-alive seen */
-	bool bad_framing;        /* conflicting or invalid Content-Length: framing can't be trusted */
+	/* Framing can't be trusted (valid once the head is DONE): conflicting or
+	 * invalid Content-Length without Transfer-Encoding, Transfer-Encoding in
+	 * HTTP/1.0, or a request whose Transfer-Encoding doesn't end in chunked
+	 * (RFC 9112 6.1, 6.3). Transfer-Encoding overrides Content-Length. */
+	bool bad_framing;
+	bool has_transfer_encoding;  /* Transfer-Encoding present, whatever its codings */
 };
 
-/* Header names to capture, lower-case, set up by the caller once. */
+/* Header names to capture, set up by the caller once (compared
+ * case-insensitively; names longer than 32 characters never match). */
 struct http_capture_names {
 	unsigned count;
 	const char *name[HTTP_CAPTURE_MAX];
 	uint8_t len[HTTP_CAPTURE_MAX];
 };
 
-/* A captured header: values of repeated headers are joined with ",". */
+/* A captured header: values of repeated headers are joined with ",", empty
+ * values skipped; OWS trimmed; cut at HTTP_CAPTURE_VAL_MAX - 1 bytes and always
+ * NUL-terminated. present is set even when the value is empty. */
 struct http_captured {
 	uint16_t len;
 	bool present;
 	char value[HTTP_CAPTURE_VAL_MAX];
 };
 
+/*
+ * Results are valid once the head is DONE (fields fill in as bytes arrive).
+ * Strings come with lengths; method, host, user_agent and captured values are
+ * also NUL-terminated (cut at size - 1); target, traceparent, tracestate and
+ * baggage are not (use the lengths). Host and User-Agent keep their first
+ * occurrence.
+ */
 struct http_request {
 	/* parser state: private */
 	uint32_t st;
-	uint32_t line_len;       /* bytes of the current line so far */
+	uint32_t line_len;       /* position in the version token; baggage rollback point (internal) */
 	uint32_t head_len;       /* bytes of head consumed */
 	uint32_t hdr_idx;        /* which known header the current line is (internal) */
 	uint32_t name_len;
-	char name[32];           /* current header name, lower-cased, cut at 32 */
+	char name[32];           /* current header name, lower-cased, cut at 32; then the value token being scanned */
+	uint32_t flags;          /* internal */
 	/* results */
 	char method[HTTP_METHOD_MAX];
 	uint8_t method_len;
@@ -89,8 +105,10 @@ struct http_request {
 	uint16_t user_agent_len;
 	struct http_framing framing;
 	bool expect_continue;    /* Expect: 100-continue */
-	/* Trace context headers, raw (the caller runs the W3C parsers on them):
-	 * traceparent_count counts occurrences (more than one is invalid per W3C). */
+	/* Trace context headers, raw with OWS trimmed (the caller runs the W3C
+	 * parsers on them): traceparent_count counts occurrences (more than one
+	 * is invalid per W3C) and the first one is kept. Baggage values that don't
+	 * fit in BAGGAGE_MAX whole are dropped (later smaller ones may still fit). */
 	uint8_t traceparent_count;
 	char traceparent[TRACEPARENT_RAW_MAX];
 	uint8_t traceparent_len;
@@ -110,6 +128,7 @@ struct http_response {
 	uint32_t hdr_idx;
 	uint32_t name_len;
 	char name[32];
+	uint32_t flags;          /* internal */
 	uint16_t status;         /* 100..999 */
 	uint8_t version_minor;
 	struct http_framing framing;
@@ -117,7 +136,8 @@ struct http_response {
 	struct http_captured captured[HTTP_CAPTURE_MAX];
 };
 
-/* Resets the state for the next message on the stream (keep-alive). */
+/* Resets the state for the next message on the stream (keep-alive). Must be
+ * called before the first feed (an all-zero struct is not a valid state). */
 void http_request_init(struct http_request *r, const struct http_capture_names *capture);
 void http_response_init(struct http_response *r, const struct http_capture_names *capture);
 
@@ -128,6 +148,10 @@ void http_response_init(struct http_response *r, const struct http_capture_names
  * knows where the body starts in this buffer. Accepts CRLF and bare LF line
  * ends, obs-fold is an error, header names are case-insensitive, optional
  * whitespace around values is trimmed. A head longer than 64 KiB is an error.
+ * On ERROR *used is the offset of the offending byte, so the sum of *used
+ * over all calls is where in the stream the head went wrong. Requests may be
+ * preceded by empty lines (RFC 9112 2.2), counted in the head. Once DONE or
+ * ERROR, further calls consume nothing and return the same state.
  */
 enum http_state http_request_feed(struct http_request *r, const char *p, size_t len, size_t *used);
 enum http_state http_response_feed(struct http_response *r, const char *p, size_t len, size_t *used);
@@ -151,26 +175,32 @@ struct http_body {
 	uint8_t kind;            /* enum http_body_kind */
 	uint8_t st;              /* chunked decoder state: private */
 	bool done;
-	bool error;              /* malformed chunked framing: stop tracing the stream */
+	bool error;              /* malformed chunked framing, or bad_framing: stop tracing the stream */
 	uint64_t remaining;      /* LENGTH: bytes left; CHUNKED: bytes left in the current chunk */
 	uint32_t line_len;       /* chunk-size / trailer line length (bounded) */
 };
 
-/* Framing of a request body (RFC 9112 6.3): chunked, else Content-Length, else none. */
+/* Framing of a request body (RFC 9112 6.3): chunked, else Content-Length, else none.
+ * A head with bad_framing gives error=true (http_body_feed then consumes nothing). */
 void http_body_for_request(struct http_body *b, const struct http_request *r);
-/* Framing of a response body: none for HEAD requests, 1xx, 204 and 304;
- * chunked; Content-Length; else until close. */
+/* Framing of a response body: none (done) for HEAD requests, 1xx, 204 and
+ * 304; else error=true if bad_framing; chunked; until close when another
+ * Transfer-Encoding is last; Content-Length; else until close. A 1xx is
+ * interim (parse the next response on the stream); after 101 or a 2xx to
+ * CONNECT the stream is no longer HTTP, which only the caller knows. */
 void http_body_for_response(struct http_body *b, const struct http_response *r, bool request_was_head);
 
 /* Consumes body bytes; returns how many belong to this body (the rest, if
- * done, is the next message). Never reads past len. */
+ * done, is the next message). Never reads past len. On a chunked framing
+ * error, returns the offset of the offending byte and sets error. */
 size_t http_body_feed(struct http_body *b, const char *p, size_t len);
 
 /* --- request-target helpers --- */
 
 /* Splits a request-target into path and query (without '?'). For an
  * absolute-form target ("http://host/path?q") the path starts at the first
- * '/' after the authority. Pointers are into target. */
+ * '/' after the authority (a static "/" when it has none). Pointers are into
+ * target; *query is NULL when there is no '?'. A '#fragment' is dropped. */
 void http_split_target(const char *target, size_t len, const char **path, size_t *path_len,
 		       const char **query, size_t *query_len);
 
@@ -188,7 +218,11 @@ struct http_routes {
 	char buf[4096];
 };
 
-/* Parses the variable's value; returns false (and keeps what parsed) on an invalid template. */
+/* Parses the variable's value; returns false (and keeps what parsed) on an
+ * invalid template or when they don't all fit. Whitespace around entries is
+ * trimmed, empty entries are ignored; each template must start with '/', a
+ * '{' or '}' is only allowed as a whole "{name}" segment, and "*" only as
+ * the last segment. Stored templates are NUL-terminated. */
 bool http_routes_parse(struct http_routes *r, const char *spec, size_t len);
 /* The first template matching path (query excluded), or NULL. Literal
  * segments compare exactly; a trailing '/' on the path is ignored. */

@@ -39,7 +39,7 @@ enum fd_kind {
 	FD_IGNORED,          /* anything else: pass through untouched */
 };
 
-#define PIPELINE_MAX 8
+#define PIPELINE_MAX 64
 #define IOV_MAX_LOCAL 64
 /* Interposed entry points are the only symbols the .so exports. */
 #define HOOK __attribute__((visibility("default")))
@@ -48,6 +48,9 @@ enum fd_kind {
 struct pending {
 	struct span *sp;     /* NULL when unsampled */
 	bool head;           /* HEAD request: the response has no body */
+	/* Enough of the span's context to make it current later, when the
+	 * requests before it in a pipeline have been answered. */
+	uint8_t trace_id[16], span_id[8], flags;
 };
 
 struct server_side {
@@ -337,15 +340,22 @@ static void srv_request_begin(struct fd_state *st)
 			span_set_str(sp, "user_agent.original", r->user_agent, r->user_agent_len);
 		set_captured(sp, "http.request.header.", r->capture, r->captured);
 	}
-	if (s->fifo_len < PIPELINE_MAX) {
-		unsigned i = (s->fifo_first + s->fifo_len++) % PIPELINE_MAX;
-		s->fifo[i].sp = sp;
-		s->fifo[i].head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
-	} else {
+	if (s->fifo_len == PIPELINE_MAX) {
 		span_discard(sp);  /* deeper pipelining than we follow: drop, never misattribute */
-		sp = NULL;
+		return;
 	}
-	binding_set(st, &x->ctx);
+	unsigned i = (s->fifo_first + s->fifo_len++) % PIPELINE_MAX;
+	struct pending *pend = &s->fifo[i];
+	pend->sp = sp;
+	pend->head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
+	memcpy(pend->trace_id, x->ctx.trace_id, 16);
+	memcpy(pend->span_id, x->ctx.span_id, 8);
+	pend->flags = x->ctx.flags;
+	/* A server handles pipelined requests in order: the oldest unanswered
+	 * one is what the thread works on now. Later ones become current as
+	 * the responses before them complete (srv_finish). */
+	if (s->fifo_len == 1)
+		binding_set(st, &x->ctx);
 }
 
 /* Ends the oldest pending request; abnormal is for close mid-response. */
@@ -361,6 +371,18 @@ static void srv_finish(struct fd_state *st)
 	s->fifo_len--;
 	s->resp_started = s->resp_in_body = false;
 	binding_release(st);
+	if (s->fifo_len) {
+		/* The next pipelined request is now being handled (tracestate and
+		 * baggage of pipelined requests after the first are not kept). */
+		struct pending *next = &s->fifo[s->fifo_first];
+		struct trace_context *c = &scratch.ctx;
+		context_clear(c);
+		memcpy(c->trace_id, next->trace_id, 16);
+		memcpy(c->span_id, next->span_id, 8);
+		c->flags = next->flags;
+		c->valid = true;
+		binding_set(st, c);
+	}
 }
 
 static void srv_incoming(struct fd_state *st, const char *p, size_t n)

@@ -1,0 +1,1318 @@
+/* HTTP/1.x wire parsing: protocol detection, streaming request/response head parsers, RFC 9112 body framing, request-target split, route templates. */
+#include "http.h"
+
+#include <string.h>
+
+/*
+ * Everything here runs inside read()/send() hooks of production servers, so
+ * it is pure (no I/O, allocation or mutable globals), reads only p[0..len)
+ * (buffers are not NUL-terminated), and keeps all of its state in the
+ * caller's structs: a message split over any number of calls gives exactly
+ * the results of one call. Work is done in runs rather than per byte where
+ * the bytes don't matter: values of headers we don't keep are skipped with
+ * memchr, kept values are copied with memcpy and trimmed once at line end.
+ */
+
+#define HEAD_MAX          (64u * 1024u)  /* longer heads are not traced */
+#define CHUNK_LINE_MAX    4096u          /* chunk-size line with extensions */
+#define TRAILER_LINE_MAX  HEAD_MAX       /* one trailer field line */
+
+/* --- character classes --- */
+
+/* tchar (RFC 9110 5.6.2): the characters of methods and field names. */
+static const uint8_t tchar_tab[256] = {
+	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+	['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,
+	['~'] = 1, ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+};
+
+static inline bool is_tchar(char c)
+{
+	return tchar_tab[(unsigned char)c];
+}
+
+static inline char lower(char c)
+{
+	return (unsigned char)(c - 'A') < 26u ? (char)(c + 32) : c;
+}
+
+/* OWS, plus the CR of a CRLF: what is trimmed from the edges of a value. */
+static inline bool is_trim(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+static inline int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = lower(c);
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* --- detection --- */
+
+struct start_token {
+	char s[8];
+	uint8_t len;
+};
+
+/* Every start we recognise, with the space that must follow a method. */
+static const struct start_token start_tokens[] = {
+	{ "GET ", 4 }, { "HEAD ", 5 }, { "POST ", 5 }, { "PUT ", 4 }, { "DELETE ", 7 },
+	{ "CONNECT ", 8 }, { "OPTIONS ", 8 }, { "TRACE ", 6 }, { "PATCH ", 6 },
+	{ "HTTP/1.", 7 },  /* last: the one response start */
+};
+#define N_START_TOKENS (sizeof start_tokens / sizeof start_tokens[0])
+
+enum http_detect http_detect(const char *p, size_t len)
+{
+	bool maybe = false;
+
+	if (len == 0)
+		return HTTP_DETECT_NEED_MORE;
+	/* TLS (0x16), PostgreSQL and Kafka (a length starting 0x00), the
+	 * HTTP/2 preface ("PR...") and binary all fail within the first two
+	 * bytes, because no token shares their prefix. */
+	for (size_t i = 0; i < N_START_TOKENS; i++) {
+		const struct start_token *t = &start_tokens[i];
+		size_t n = len < t->len ? len : t->len;
+
+		if (memcmp(p, t->s, n) != 0)
+			continue;
+		if (len >= t->len)
+			return i == N_START_TOKENS - 1 ? HTTP_DETECT_RESPONSE : HTTP_DETECT_REQUEST;
+		maybe = true;
+	}
+	return maybe ? HTTP_DETECT_NEED_MORE : HTTP_DETECT_OTHER;
+}
+
+/* --- heads --- */
+
+enum head_st {
+	RQ_START = 0,   /* before the request-line: empty lines are skipped */
+	RQ_START_CR,    /* CR of such an empty line: LF must follow */
+	RQ_METHOD,
+	RQ_TARGET,
+	RQ_VERSION,     /* line_len: bytes of "HTTP/1.x" matched */
+	RS_VERSION,     /* same, in a status-line */
+	RS_STATUS,      /* line_len: digits of the status code */
+	RS_REASON,
+	SL_CR,          /* CR ending the start-line: LF must follow */
+	H_LINE,         /* start of a field line, or of the final empty line */
+	H_END_CR,       /* CR at the start of a line: the head ends at the LF */
+	H_NAME,
+	H_OWS,          /* leading OWS of a value we keep or scan */
+	H_VALUE,
+	H_SKIP,         /* value of a field we don't keep: find the LF */
+	H_DONE,
+	H_ERROR,
+};
+
+/* Fields the parsers know; hdr_idx holds the kind in its low byte and
+ * 1 + the capture slot (0: not captured) in the next one. */
+enum hdr_kind {
+	K_NONE = 0,
+	K_HOST,
+	K_UA,
+	K_CL,
+	K_TE,
+	K_CONN,
+	K_EXPECT,
+	K_TP,
+	K_TS,
+	K_BAGGAGE,
+};
+
+/* flags */
+#define F_TOK_WS     0x01u  /* whitespace after token characters */
+#define F_TOK_BAD    0x02u  /* the list element is not a single token */
+#define F_TOK_PARAM  0x04u  /* in ";parameters" of a transfer-coding */
+#define F_HOST_SEEN  0x08u
+#define F_UA_SEEN    0x10u
+#define F_END_CRLF   0x20u  /* the final empty line was CRLF */
+#define F_TOK_MASK   (F_TOK_WS | F_TOK_BAD | F_TOK_PARAM)
+
+#define CAPTURE_CAP  (HTTP_CAPTURE_VAL_MAX - 1)
+#define NAME_CAP     sizeof(((struct http_request *)0)->name)
+_Static_assert(sizeof(((struct http_response *)0)->name) == NAME_CAP, "shared name buffer size");
+
+/*
+ * The request and response structs share their parser fields by name, not
+ * by type, so each feed copies them into this local view, runs the common
+ * engine and copies them back. The view lives on the stack, so the compiler
+ * can keep the hot fields in registers across the memcpy()s into results.
+ */
+struct hp {
+	uint32_t st, line_len, head_len, hdr_idx, name_len, flags;
+	char *name;
+	struct http_framing *fr;
+	const struct http_capture_names *capture;
+	struct http_captured *captured;
+	struct http_request *rq;    /* NULL for a response */
+	struct http_response *rs;   /* NULL for a request */
+	uint8_t *minor;
+};
+
+static enum hdr_kind identify(const char *n, uint32_t len, bool req)
+{
+	switch (len) {
+	case 4:
+		if (req && memcmp(n, "host", 4) == 0)
+			return K_HOST;
+		break;
+	case 6:
+		if (req && memcmp(n, "expect", 6) == 0)
+			return K_EXPECT;
+		break;
+	case 7:
+		if (req && memcmp(n, "baggage", 7) == 0)
+			return K_BAGGAGE;
+		break;
+	case 10:
+		if (memcmp(n, "connection", 10) == 0)
+			return K_CONN;
+		if (req && memcmp(n, "user-agent", 10) == 0)
+			return K_UA;
+		if (req && memcmp(n, "tracestate", 10) == 0)
+			return K_TS;
+		break;
+	case 11:
+		if (req && memcmp(n, "traceparent", 11) == 0)
+			return K_TP;
+		break;
+	case 14:
+		if (memcmp(n, "content-length", 14) == 0)
+			return K_CL;
+		break;
+	case 17:
+		if (memcmp(n, "transfer-encoding", 17) == 0)
+			return K_TE;
+		break;
+	}
+	return K_NONE;
+}
+
+/* 1 + the capture slot for the (lower-cased) name, or 0. */
+static uint32_t capture_slot(const struct http_capture_names *c, const char *n, uint32_t len)
+{
+	unsigned count = c->count < HTTP_CAPTURE_MAX ? c->count : HTTP_CAPTURE_MAX;
+
+	for (unsigned i = 0; i < count; i++) {
+		if (c->len[i] != len || !c->name[i])
+			continue;
+		uint32_t j = 0;
+		while (j < len && lower(c->name[i][j]) == n[j])
+			j++;
+		if (j == len)
+			return i + 1;
+	}
+	return 0;
+}
+
+/*
+ * Appends s[0..n) to dst (holding len of cap bytes) and returns the new
+ * length. *cut is set when a byte other than trailing whitespace had to be
+ * dropped: whitespace that doesn't fit may still turn out to be trailing
+ * OWS, which trimming removes anyway, so only then is the value really cut.
+ */
+static size_t put(char *dst, size_t cap, size_t len, const char *s, size_t n, bool *cut)
+{
+	size_t k = cap - len < n ? cap - len : n;
+
+	memcpy(dst + len, s, k);
+	for (size_t j = k; j < n; j++) {
+		if (!is_trim(s[j])) {
+			*cut = true;
+			break;
+		}
+	}
+	return len + k;
+}
+
+static size_t trim_end(const char *s, size_t len)
+{
+	while (len && is_trim(s[len - 1]))
+		len--;
+	return len;
+}
+
+static void trim_host(struct http_request *r)
+{
+	r->host_len = (uint16_t)trim_end(r->host, r->host_len);
+	r->host[r->host_len] = '\0';
+}
+
+static void trim_ua(struct http_request *r)
+{
+	r->user_agent_len = (uint16_t)trim_end(r->user_agent, r->user_agent_len);
+	r->user_agent[r->user_agent_len] = '\0';
+}
+
+static void trim_captured(struct http_captured *c)
+{
+	c->len = (uint16_t)trim_end(c->value, c->len);
+	c->value[c->len] = '\0';
+}
+
+static inline uint32_t set_kind(uint32_t hdr_idx, enum hdr_kind k)
+{
+	return (hdr_idx & ~0xffu) | k;
+}
+
+/* At the ':' ending a field name: what to do with its value. */
+static void begin_value(struct hp *h)
+{
+	enum hdr_kind k = K_NONE;
+	uint32_t cap = 0;
+
+	if (h->name_len <= NAME_CAP) {
+		k = identify(h->name, h->name_len, h->rq != NULL);
+		if (h->capture)
+			cap = capture_slot(h->capture, h->name, h->name_len);
+	}
+	switch (k) {
+	case K_HOST:
+		/* more than one Host is a 400 (RFC 9112 3.2); keep the first */
+		if (h->flags & F_HOST_SEEN)
+			k = K_NONE;
+		h->flags |= F_HOST_SEEN;
+		break;
+	case K_UA:
+		if (h->flags & F_UA_SEEN)
+			k = K_NONE;
+		h->flags |= F_UA_SEEN;
+		break;
+	case K_TP:
+		if (h->rq->traceparent_count < UINT8_MAX)
+			h->rq->traceparent_count++;
+		if (h->rq->traceparent_count > 1)
+			k = K_NONE;
+		break;
+	case K_BAGGAGE:
+		/* where to roll back to if this value doesn't fit whole */
+		h->line_len = h->rq->baggage_len;
+		break;
+	case K_TE:
+		h->fr->has_transfer_encoding = true;
+		/* fall through */
+	case K_CL:
+	case K_CONN:
+	case K_EXPECT:
+		/* the name buffer now holds the list element being scanned */
+		h->name_len = 0;
+		h->flags &= ~F_TOK_MASK;
+		break;
+	default:
+		break;
+	}
+	if (cap)
+		h->captured[cap - 1].present = true;
+	h->hdr_idx = k | cap << 8;
+	h->st = (k != K_NONE || cap) ? H_OWS : H_SKIP;
+}
+
+/*
+ * The first byte of a non-empty value is next: put the "," joining it to
+ * earlier values of the same field. Deferring the separator to here means
+ * empty values add nothing, and a comma is only written with room for at
+ * least one byte after it, so a stored list never ends in ",".
+ */
+static void value_start(struct hp *h)
+{
+	uint32_t k = h->hdr_idx & 0xff, cap = h->hdr_idx >> 8;
+	struct http_request *r = h->rq;
+
+	if (k == K_TS && r->tracestate_len) {
+		if (r->tracestate_len + 2u > sizeof r->tracestate) {
+			r->tracestate_truncated = true;
+			h->hdr_idx = set_kind(h->hdr_idx, K_NONE);
+		} else {
+			r->tracestate[r->tracestate_len++] = ',';
+		}
+	} else if (k == K_BAGGAGE && r->baggage_len) {
+		if (r->baggage_len + 2u > sizeof r->baggage)
+			h->hdr_idx = set_kind(h->hdr_idx, K_NONE);
+		else
+			r->baggage[r->baggage_len++] = ',';
+	}
+	if (cap) {
+		struct http_captured *c = &h->captured[cap - 1];
+
+		if (c->len) {
+			if (c->len + 2u > CAPTURE_CAP)
+				h->hdr_idx &= 0xff;
+			else
+				c->value[c->len++] = ',';
+		}
+	}
+}
+
+/* Scans list-valued fields (Content-Length, Transfer-Encoding, Connection,
+ * Expect) one element at a time, keeping the element lower-cased in name. */
+static void token_bytes(struct hp *h, uint32_t k, const char *s, size_t n);
+static void token_end(struct hp *h, uint32_t k);
+
+static bool token_is(const struct hp *h, const char *lit, uint32_t len)
+{
+	return !(h->flags & F_TOK_BAD) && h->name_len == len && memcmp(h->name, lit, len) == 0;
+}
+
+static void token_end(struct hp *h, uint32_t k)
+{
+	struct http_framing *f = h->fr;
+
+	switch (k) {
+	case K_CL: {
+		/* 1*DIGIT; a list of identical values is tolerated (RFC 9110
+		 * 8.6), anything else makes the framing untrustworthy. 19
+		 * digits always fit in 64 bits. */
+		uint64_t v = 0;
+		bool ok = h->name_len && h->name_len <= 19 && !(h->flags & F_TOK_BAD);
+
+		for (uint32_t i = 0; ok && i < h->name_len; i++) {
+			if (h->name[i] < '0' || h->name[i] > '9')
+				ok = false;
+			v = v * 10 + (uint64_t)(h->name[i] - '0');
+		}
+		if (!ok || (f->has_content_length && f->content_length != v)) {
+			f->bad_framing = true;
+		} else {
+			f->has_content_length = true;
+			f->content_length = v;
+		}
+		break;
+	}
+	case K_TE:
+		/* empty list elements are ignored (RFC 9110 5.6.1); each
+		 * coding replaces the last, across field lines too */
+		if (h->name_len)
+			f->chunked = token_is(h, "chunked", 7);
+		break;
+	case K_CONN:
+		if (token_is(h, "close", 5))
+			f->conn_close = true;
+		else if (token_is(h, "keep-alive", 10))
+			f->conn_keep_alive = true;
+		break;
+	case K_EXPECT:
+		if (token_is(h, "100-continue", 12))
+			h->rq->expect_continue = true;
+		break;
+	}
+	h->name_len = 0;
+	h->flags &= ~F_TOK_MASK;
+}
+
+static void token_bytes(struct hp *h, uint32_t k, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (c == ',') {
+			token_end(h, k);
+		} else if (h->flags & F_TOK_PARAM) {
+			continue;
+		} else if (is_trim(c)) {
+			if (h->name_len)
+				h->flags |= F_TOK_WS;
+		} else if (c == ';' && k == K_TE) {
+			h->flags |= F_TOK_PARAM;
+		} else {
+			if (h->flags & F_TOK_WS)
+				h->flags |= F_TOK_BAD;
+			if (h->name_len < NAME_CAP)
+				h->name[h->name_len] = lower(c);
+			h->name_len++;
+		}
+	}
+}
+
+/* A run of value bytes (up to, not including, the LF). */
+static void value_bytes(struct hp *h, const char *s, size_t n)
+{
+	uint32_t k = h->hdr_idx & 0xff, cap = h->hdr_idx >> 8;
+	struct http_request *r = h->rq;
+	bool cut = false;
+
+	switch (k) {
+	case K_NONE:
+		break;
+	case K_HOST:
+		r->host_len = (uint16_t)put(r->host, HTTP_HOST_MAX - 1, r->host_len, s, n, &cut);
+		if (cut)
+			trim_host(r);
+		break;
+	case K_UA:
+		r->user_agent_len = (uint16_t)put(r->user_agent, HTTP_UA_MAX - 1, r->user_agent_len, s, n, &cut);
+		if (cut)
+			trim_ua(r);
+		break;
+	case K_TP:
+		r->traceparent_len = (uint8_t)put(r->traceparent, TRACEPARENT_RAW_MAX, r->traceparent_len, s, n, &cut);
+		if (cut)
+			r->traceparent_len = (uint8_t)trim_end(r->traceparent, r->traceparent_len);
+		break;
+	case K_TS:
+		r->tracestate_len = (uint16_t)put(r->tracestate, sizeof r->tracestate, r->tracestate_len, s, n, &cut);
+		if (cut) {
+			/* the W3C parser decides what a cut list is worth */
+			r->tracestate_truncated = true;
+			r->tracestate_len = (uint16_t)trim_end(r->tracestate, r->tracestate_len);
+		}
+		break;
+	case K_BAGGAGE:
+		r->baggage_len = (uint16_t)put(r->baggage, sizeof r->baggage, r->baggage_len, s, n, &cut);
+		if (cut)  /* a cut member would be misread: drop the whole value */
+			r->baggage_len = (uint16_t)h->line_len;
+		break;
+	default:
+		token_bytes(h, k, s, n);
+		break;
+	}
+	/* Whatever was cut ignores the rest of its line. */
+	if (cut)
+		h->hdr_idx = set_kind(h->hdr_idx, K_NONE);
+	if (cap) {
+		struct http_captured *c = &h->captured[cap - 1];
+
+		cut = false;
+		c->len = (uint16_t)put(c->value, CAPTURE_CAP, c->len, s, n, &cut);
+		if (cut) {
+			trim_captured(c);
+			h->hdr_idx &= 0xff;
+		}
+	}
+}
+
+/* The LF ending a value was reached. */
+static void value_end(struct hp *h)
+{
+	uint32_t k = h->hdr_idx & 0xff, cap = h->hdr_idx >> 8;
+	struct http_request *r = h->rq;
+
+	switch (k) {
+	case K_NONE:
+		break;
+	case K_HOST:
+		trim_host(r);
+		break;
+	case K_UA:
+		trim_ua(r);
+		break;
+	case K_TP:
+		r->traceparent_len = (uint8_t)trim_end(r->traceparent, r->traceparent_len);
+		break;
+	case K_TS:
+		r->tracestate_len = (uint16_t)trim_end(r->tracestate, r->tracestate_len);
+		break;
+	case K_BAGGAGE:
+		r->baggage_len = (uint16_t)trim_end(r->baggage, r->baggage_len);
+		break;
+	default:
+		token_end(h, k);
+		break;
+	}
+	if (cap)
+		trim_captured(&h->captured[cap - 1]);
+	h->hdr_idx = 0;
+}
+
+/* The empty line ending the head was consumed: decisions that need the whole head. */
+static void finish_head(struct hp *h)
+{
+	struct http_framing *f = h->fr;
+
+	if (f->has_transfer_encoding) {
+		/* Transfer-Encoding overrides Content-Length, except that
+		 * HTTP/1.0 has none (its framing is faulty), and a request
+		 * whose final coding isn't chunked has no determinable length
+		 * (the server answers 400 and closes: RFC 9112 6.1, 6.3). */
+		f->bad_framing = *h->minor == 0 || (h->rq && !f->chunked);
+	}
+	if (*h->minor == 0) {
+		if (!f->conn_keep_alive)
+			f->conn_close = true;
+		/* "MUST ignore" a 100-continue expectation from HTTP/1.0 (RFC 9110 10.1.1) */
+		if (h->rq)
+			h->rq->expect_continue = false;
+	}
+}
+
+static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t *used)
+{
+	size_t i = 0, avail;
+	char c;
+
+	if (h->st == H_DONE || h->st == H_ERROR) {
+		*used = 0;
+		return h->st == H_DONE ? HTTP_HEAD_DONE : HTTP_HEAD_ERROR;
+	}
+	/* Past HEAD_MAX nothing is looked at: the limit falls on the same
+	 * stream offset however the head is split. */
+	avail = HEAD_MAX - h->head_len;
+	if (avail > len)
+		avail = len;
+
+	while (i < avail) {
+		switch (h->st) {
+		case RQ_START:
+			c = p[i];
+			if (c == '\n') {
+				i++;
+				break;
+			}
+			if (c == '\r') {
+				i++;
+				h->st = RQ_START_CR;
+				break;
+			}
+			h->st = RQ_METHOD;
+			/* fall through */
+		case RQ_METHOD: {
+			struct http_request *r = h->rq;
+
+			while (i < avail && is_tchar(p[i])) {
+				if (r->method_len == HTTP_METHOD_MAX - 1)
+					goto error;
+				r->method[r->method_len++] = p[i++];
+			}
+			if (i == avail)
+				break;
+			if (p[i] != ' ' || r->method_len == 0)
+				goto error;
+			r->method[r->method_len] = '\0';
+			i++;
+			h->st = RQ_TARGET;
+			break;
+		}
+		case RQ_START_CR:
+			if (p[i] != '\n')
+				goto error;
+			i++;
+			h->st = RQ_START;
+			break;
+		case RQ_TARGET: {
+			/* Any visible byte (obs-text included, as servers accept
+			 * raw UTF-8) up to the SP; CTLs and a missing version
+			 * (HTTP/0.9) are errors. */
+			struct http_request *r = h->rq;
+			size_t s = i, room = HTTP_TARGET_MAX - r->target_len;
+
+			while (i < avail && (unsigned char)p[i] > ' ' && p[i] != 0x7f)
+				i++;
+			if (i - s > room) {
+				r->target_truncated = true;
+				memcpy(r->target + r->target_len, p + s, room);
+				r->target_len = HTTP_TARGET_MAX;
+			} else {
+				memcpy(r->target + r->target_len, p + s, i - s);
+				r->target_len = (uint16_t)(r->target_len + (i - s));
+			}
+			if (i == avail)
+				break;
+			if (p[i] != ' ' || r->target_len == 0)
+				goto error;
+			i++;
+			h->st = RQ_VERSION;
+			h->line_len = 0;
+			break;
+		}
+		case RQ_VERSION:
+		case RS_VERSION:
+			c = p[i];
+			if (h->line_len < 7) {
+				if (c != "HTTP/1."[h->line_len])
+					goto error;
+			} else if (h->line_len == 7) {
+				if (c != '0' && c != '1')
+					goto error;
+				*h->minor = (uint8_t)(c - '0');
+			} else if (h->st == RQ_VERSION) {
+				if (c == '\r')
+					h->st = SL_CR;
+				else if (c == '\n')
+					h->st = H_LINE;
+				else
+					goto error;
+			} else {
+				if (c != ' ')
+					goto error;
+				h->st = RS_STATUS;
+				h->line_len = 0;
+				i++;
+				break;
+			}
+			h->line_len++;
+			i++;
+			break;
+		case RS_STATUS:
+			c = p[i];
+			if (h->line_len < 3) {
+				if (c < '0' || c > '9' || (h->line_len == 0 && c == '0'))
+					goto error;
+				h->rs->status = (uint16_t)(h->rs->status * 10 + (c - '0'));
+				h->line_len++;
+			} else if (c == ' ') {
+				h->st = RS_REASON;  /* reason-phrase, possibly empty */
+			} else if (c == '\r') {
+				h->st = SL_CR;      /* "HTTP/1.1 200\r\n": no SP, no reason */
+			} else if (c == '\n') {
+				h->st = H_LINE;
+			} else {
+				goto error;
+			}
+			i++;
+			break;
+		case RS_REASON:
+		case H_SKIP: {
+			const char *lf = memchr(p + i, '\n', avail - i);
+
+			if (!lf) {
+				i = avail;
+				break;
+			}
+			i = (size_t)(lf - p) + 1;
+			h->st = H_LINE;
+			break;
+		}
+		case SL_CR:
+			if (p[i] != '\n')
+				goto error;
+			i++;
+			h->st = H_LINE;
+			break;
+		case H_LINE:
+			c = p[i];
+			if (c == '\n') {
+				i++;
+				goto done;
+			}
+			if (c == '\r') {
+				i++;
+				h->st = H_END_CR;
+				break;
+			}
+			/* SP/HT here is obs-fold (or whitespace before the first
+			 * field), ':' an empty name: all errors. */
+			if (!is_tchar(c))
+				goto error;
+			h->name_len = 0;
+			h->st = H_NAME;
+			/* fall through */
+		case H_NAME: {
+			uint32_t n = h->name_len;
+
+			while (i < avail && is_tchar(p[i])) {
+				if (n < NAME_CAP)
+					h->name[n] = lower(p[i]);
+				n++;
+				i++;
+			}
+			h->name_len = n;
+			if (i == avail)
+				break;
+			/* no whitespace before ':' (RFC 9112 5.1), no line without one */
+			if (p[i] != ':')
+				goto error;
+			i++;
+			begin_value(h);
+			break;
+		}
+		case H_END_CR:
+			if (p[i] != '\n')
+				goto error;
+			i++;
+			h->flags |= F_END_CRLF;
+			goto done;
+		case H_OWS:
+			while (i < avail && is_trim(p[i]))
+				i++;
+			if (i == avail)
+				break;
+			h->st = H_VALUE;
+			if (p[i] != '\n')
+				value_start(h);
+			/* fall through */
+		case H_VALUE: {
+			const char *lf = memchr(p + i, '\n', avail - i);
+			size_t e = lf ? (size_t)(lf - p) : avail;
+
+			value_bytes(h, p + i, e - i);
+			if (!lf) {
+				i = avail;
+				break;
+			}
+			value_end(h);
+			i = e + 1;
+			h->st = H_LINE;
+			break;
+		}
+		default:
+			goto error;
+		}
+	}
+	h->head_len += (uint32_t)i;
+	*used = i;
+	if (avail < len) {
+		/* more than HEAD_MAX bytes without the end of the head */
+		h->st = H_ERROR;
+		return HTTP_HEAD_ERROR;
+	}
+	return HTTP_HEAD_PARTIAL;
+
+done:
+	finish_head(h);
+	h->head_len += (uint32_t)i;
+	h->st = H_DONE;
+	*used = i;
+	return HTTP_HEAD_DONE;
+error:
+	h->head_len += (uint32_t)i;
+	h->st = H_ERROR;
+	*used = i;
+	return HTTP_HEAD_ERROR;
+}
+
+static void captured_init(struct http_captured *c)
+{
+	for (unsigned i = 0; i < HTTP_CAPTURE_MAX; i++) {
+		c[i].len = 0;
+		c[i].present = false;
+		c[i].value[0] = '\0';
+	}
+}
+
+/* Only scalars and string heads are reset: clearing the ~6 KB of buffers
+ * for every request on a keep-alive connection would cost more than parsing. */
+void http_request_init(struct http_request *r, const struct http_capture_names *capture)
+{
+	r->st = RQ_START;
+	r->line_len = 0;
+	r->head_len = 0;
+	r->hdr_idx = 0;
+	r->name_len = 0;
+	r->flags = 0;
+	r->method[0] = '\0';
+	r->method_len = 0;
+	r->target_len = 0;
+	r->target_truncated = false;
+	r->version_minor = 0;
+	r->host[0] = '\0';
+	r->host_len = 0;
+	r->user_agent[0] = '\0';
+	r->user_agent_len = 0;
+	memset(&r->framing, 0, sizeof r->framing);
+	r->expect_continue = false;
+	r->traceparent_count = 0;
+	r->traceparent_len = 0;
+	r->tracestate_len = 0;
+	r->tracestate_truncated = false;
+	r->baggage_len = 0;
+	r->capture = capture;
+	captured_init(r->captured);
+}
+
+void http_response_init(struct http_response *r, const struct http_capture_names *capture)
+{
+	r->st = RS_VERSION;
+	r->line_len = 0;
+	r->head_len = 0;
+	r->hdr_idx = 0;
+	r->name_len = 0;
+	r->flags = 0;
+	r->status = 0;
+	r->version_minor = 0;
+	memset(&r->framing, 0, sizeof r->framing);
+	r->capture = capture;
+	captured_init(r->captured);
+}
+
+enum http_state http_request_feed(struct http_request *r, const char *p, size_t len, size_t *used)
+{
+	struct hp h = {
+		.st = r->st, .line_len = r->line_len, .head_len = r->head_len,
+		.hdr_idx = r->hdr_idx, .name_len = r->name_len, .flags = r->flags,
+		.name = r->name, .fr = &r->framing, .capture = r->capture,
+		.captured = r->captured, .rq = r, .minor = &r->version_minor,
+	};
+	enum http_state s = head_feed(&h, p, len, used);
+
+	r->st = h.st;
+	r->line_len = h.line_len;
+	r->head_len = h.head_len;
+	r->hdr_idx = h.hdr_idx;
+	r->name_len = h.name_len;
+	r->flags = h.flags;
+	return s;
+}
+
+enum http_state http_response_feed(struct http_response *r, const char *p, size_t len, size_t *used)
+{
+	struct hp h = {
+		.st = r->st, .line_len = r->line_len, .head_len = r->head_len,
+		.hdr_idx = r->hdr_idx, .name_len = r->name_len, .flags = r->flags,
+		.name = r->name, .fr = &r->framing, .capture = r->capture,
+		.captured = r->captured, .rs = r, .minor = &r->version_minor,
+	};
+	enum http_state s = head_feed(&h, p, len, used);
+
+	r->st = h.st;
+	r->line_len = h.line_len;
+	r->head_len = h.head_len;
+	r->hdr_idx = h.hdr_idx;
+	r->name_len = h.name_len;
+	r->flags = h.flags;
+	return s;
+}
+
+uint32_t http_request_end_of_headers(const struct http_request *r, bool *crlf)
+{
+	bool c = (r->flags & F_END_CRLF) != 0;
+
+	if (crlf)
+		*crlf = c;
+	if (r->st != H_DONE)
+		return 0;
+	return r->head_len - (c ? 2 : 1);
+}
+
+/* --- body framing --- */
+
+enum chunk_st {
+	CH_SIZE_START = 0,  /* first hex digit of a chunk-size */
+	CH_SIZE,
+	CH_SIZE_WS,         /* BWS after the size: ';', CR or LF must follow */
+	CH_EXT,             /* chunk extensions: skipped to the LF */
+	CH_SIZE_LF,
+	CH_DATA,
+	CH_DATA_CR,         /* the CRLF after chunk data */
+	CH_DATA_LF,
+	CH_TRAILER_START,   /* start of a trailer line or of the final empty line */
+	CH_TRAILER,
+	CH_END_LF,
+};
+
+static void body_init(struct http_body *b, enum http_body_kind kind)
+{
+	b->kind = (uint8_t)kind;
+	b->st = CH_SIZE_START;
+	b->done = kind == HTTP_BODY_NONE;
+	b->error = false;
+	b->remaining = 0;
+	b->line_len = 0;
+}
+
+static void body_length(struct http_body *b, uint64_t n)
+{
+	body_init(b, HTTP_BODY_LENGTH);
+	b->remaining = n;
+	b->done = n == 0;
+}
+
+void http_body_for_request(struct http_body *b, const struct http_request *r)
+{
+	const struct http_framing *f = &r->framing;
+
+	if (f->bad_framing) {
+		body_init(b, HTTP_BODY_NONE);
+		b->done = false;
+		b->error = true;
+	} else if (f->chunked) {
+		body_init(b, HTTP_BODY_CHUNKED);
+	} else if (f->has_content_length) {
+		body_length(b, f->content_length);
+	} else {
+		body_init(b, HTTP_BODY_NONE);
+	}
+}
+
+void http_body_for_response(struct http_body *b, const struct http_response *r, bool request_was_head)
+{
+	const struct http_framing *f = &r->framing;
+
+	if (request_was_head || r->status < 200 || r->status == 204 || r->status == 304) {
+		body_init(b, HTTP_BODY_NONE);
+	} else if (f->bad_framing) {
+		body_init(b, HTTP_BODY_NONE);
+		b->done = false;
+		b->error = true;
+	} else if (f->chunked) {
+		body_init(b, HTTP_BODY_CHUNKED);
+	} else if (f->has_transfer_encoding) {
+		body_init(b, HTTP_BODY_UNTIL_CLOSE);
+	} else if (f->has_content_length) {
+		body_length(b, f->content_length);
+	} else {
+		body_init(b, HTTP_BODY_UNTIL_CLOSE);
+	}
+}
+
+static void chunk_size_line_done(struct http_body *b)
+{
+	b->line_len = 0;
+	b->st = b->remaining ? CH_DATA : CH_TRAILER_START;
+}
+
+/* Skips to the LF of a line of at most max bytes (line_len so far);
+ * returns the new offset, *eol when the LF was consumed. A longer line sets
+ * error and returns the offset of its first byte beyond max. */
+static size_t skip_line(struct http_body *b, const char *p, size_t i, size_t len, uint32_t max,
+			bool *eol)
+{
+	const char *lf = memchr(p + i, '\n', len - i);
+	size_t n = lf ? (size_t)(lf - (p + i)) : len - i;
+
+	*eol = false;
+	if (n > max - b->line_len) {
+		b->error = true;
+		return i + (max - b->line_len);
+	}
+	b->line_len += (uint32_t)n;
+	if (!lf)
+		return len;
+	*eol = true;
+	return i + n + 1;
+}
+
+static size_t chunked_feed(struct http_body *b, const char *p, size_t len)
+{
+	size_t i = 0;
+	bool eol;
+	int d;
+
+	while (i < len) {
+		switch (b->st) {
+		case CH_SIZE_START:
+			if ((d = hex_value(p[i])) < 0)
+				goto error;
+			b->remaining = (uint64_t)d;
+			b->line_len = 1;
+			b->st = CH_SIZE;
+			i++;
+			break;
+		case CH_SIZE:
+			while (i < len && (d = hex_value(p[i])) >= 0) {
+				/* leading zeros are fine; 64 bits of size are not */
+				if (b->remaining >> 60 || b->line_len >= CHUNK_LINE_MAX)
+					goto error;
+				b->remaining = b->remaining << 4 | (uint64_t)d;
+				b->line_len++;
+				i++;
+			}
+			if (i == len)
+				break;
+			b->st = CH_SIZE_WS;
+			/* fall through */
+		case CH_SIZE_WS:
+			switch (p[i]) {
+			case ' ':
+			case '\t':
+			case ';':
+				if (b->line_len >= CHUNK_LINE_MAX)
+					goto error;
+				b->line_len++;
+				if (p[i] == ';')
+					b->st = CH_EXT;
+				break;
+			case '\r':
+				b->st = CH_SIZE_LF;
+				break;
+			case '\n':
+				chunk_size_line_done(b);
+				break;
+			default:
+				goto error;
+			}
+			i++;
+			break;
+		case CH_EXT:
+			i = skip_line(b, p, i, len, CHUNK_LINE_MAX, &eol);
+			if (b->error)
+				return i;
+			if (eol)
+				chunk_size_line_done(b);
+			break;
+		case CH_SIZE_LF:
+			if (p[i] != '\n')
+				goto error;
+			i++;
+			chunk_size_line_done(b);
+			break;
+		case CH_DATA: {
+			size_t k = len - i < b->remaining ? len - i : (size_t)b->remaining;
+
+			i += k;
+			b->remaining -= k;
+			if (!b->remaining)
+				b->st = CH_DATA_CR;
+			break;
+		}
+		case CH_DATA_CR:
+			if (p[i] == '\r')
+				b->st = CH_DATA_LF;
+			else if (p[i] == '\n')
+				b->st = CH_SIZE_START;
+			else
+				goto error;
+			i++;
+			break;
+		case CH_DATA_LF:
+			if (p[i] != '\n')
+				goto error;
+			i++;
+			b->st = CH_SIZE_START;
+			break;
+		case CH_TRAILER_START:
+			if (p[i] == '\n') {
+				b->done = true;
+				return i + 1;
+			}
+			if (p[i] == '\r') {
+				b->st = CH_END_LF;
+				i++;
+				break;
+			}
+			b->st = CH_TRAILER;
+			b->line_len = 0;
+			/* fall through */
+		case CH_TRAILER:
+			i = skip_line(b, p, i, len, TRAILER_LINE_MAX, &eol);
+			if (b->error)
+				return i;
+			if (eol)
+				b->st = CH_TRAILER_START;
+			break;
+		case CH_END_LF:
+			if (p[i] != '\n')
+				goto error;
+			b->done = true;
+			return i + 1;
+		default:
+			goto error;
+		}
+	}
+	return i;
+error:
+	b->error = true;
+	return i;
+}
+
+size_t http_body_feed(struct http_body *b, const char *p, size_t len)
+{
+	if (b->done || b->error)
+		return 0;
+	switch (b->kind) {
+	case HTTP_BODY_NONE:
+		b->done = true;
+		return 0;
+	case HTTP_BODY_LENGTH: {
+		size_t k = len < b->remaining ? len : (size_t)b->remaining;
+
+		b->remaining -= k;
+		b->done = b->remaining == 0;
+		return k;
+	}
+	case HTTP_BODY_CHUNKED:
+		return chunked_feed(b, p, len);
+	case HTTP_BODY_UNTIL_CLOSE:
+		return len;
+	}
+	b->error = true;
+	return 0;
+}
+
+/* --- request-target --- */
+
+/* Length of "scheme" when s starts with "scheme://", else 0 (RFC 3986 3.1). */
+static size_t scheme_len(const char *s, size_t len)
+{
+	size_t i = 0;
+
+	if (!len || (unsigned char)(lower(s[0]) - 'a') >= 26u)
+		return 0;
+	while (i < len && ((unsigned char)(lower(s[i]) - 'a') < 26u || (s[i] >= '0' && s[i] <= '9') ||
+			   s[i] == '+' || s[i] == '-' || s[i] == '.'))
+		i++;
+	if (len - i < 3 || memcmp(s + i, "://", 3) != 0)
+		return 0;
+	return i;
+}
+
+void http_split_target(const char *target, size_t len, const char **path, size_t *path_len,
+		       const char **query, size_t *query_len)
+{
+	const char *hash = memchr(target, '#', len);
+	size_t start = 0;
+	bool absolute = false;
+
+	if (hash)
+		len = (size_t)(hash - target);
+	if (len && target[0] != '/' && target[0] != '*') {
+		size_t s = scheme_len(target, len);
+
+		if (s) {
+			/* absolute-form: the authority ends at the path or query */
+			start = s + 3;
+			while (start < len && target[start] != '/' && target[start] != '?')
+				start++;
+			absolute = true;
+		}
+	}
+
+	const char *q = memchr(target + start, '?', len - start);
+	size_t end = q ? (size_t)(q - target) : len;
+
+	if (absolute && end == start) {
+		*path = "/";
+		*path_len = 1;
+	} else {
+		*path = target + start;
+		*path_len = end - start;
+	}
+	if (q) {
+		*query = q + 1;
+		*query_len = len - end - 1;
+	} else {
+		*query = NULL;
+		*query_len = 0;
+	}
+}
+
+/* --- route templates --- */
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Drops one trailing '/' (not the root's): "/a/" and "/a" are the same route. */
+static size_t strip_slash(const char *s, size_t n)
+{
+	return n > 1 && s[n - 1] == '/' ? n - 1 : n;
+}
+
+static size_t seg_end(const char *s, size_t i, size_t n)
+{
+	const char *slash = memchr(s + i, '/', n - i);
+
+	return slash ? (size_t)(slash - s) : n;
+}
+
+static bool is_param(const char *s, size_t n)
+{
+	return n >= 3 && s[0] == '{' && s[n - 1] == '}';
+}
+
+static bool valid_template(const char *t, size_t n)
+{
+	if (n == 0 || t[0] != '/')
+		return false;
+	n = strip_slash(t, n);
+	for (size_t i = 1; i <= n; ) {
+		size_t e = seg_end(t, i, n), sl = e - i;
+		const char *s = t + i;
+		const char *brace = memchr(s, '{', sl);
+
+		if (!brace)
+			brace = memchr(s, '}', sl);
+		if (brace) {
+			/* only a whole "{name}" segment, with nothing else braced */
+			if (!is_param(s, sl) || memchr(s + 1, '{', sl - 2) || memchr(s + 1, '}', sl - 2))
+				return false;
+		}
+		if (sl == 1 && s[0] == '*' && e != n)
+			return false;
+		i = e + 1;
+	}
+	return true;
+}
+
+bool http_routes_parse(struct http_routes *r, const char *spec, size_t len)
+{
+	size_t used = 0, i = 0;
+	bool ok = true;
+
+	r->count = 0;
+	if (!spec)
+		return true;
+	while (i <= len) {
+		const char *comma = memchr(spec + i, ',', len - i);
+		size_t e = comma ? (size_t)(comma - spec) : len, s = i;
+
+		while (s < e && is_space(spec[s]))
+			s++;
+		size_t n = e - s;
+		while (n && is_space(spec[s + n - 1]))
+			n--;
+		if (n) {
+			if (!valid_template(spec + s, n)) {
+				ok = false;
+			} else if (r->count == HTTP_ROUTES_MAX || n + 1 > sizeof r->buf - used) {
+				ok = false;
+			} else {
+				memcpy(r->buf + used, spec + s, n);
+				r->buf[used + n] = '\0';
+				r->tmpl[r->count] = r->buf + used;
+				r->len[r->count] = (uint16_t)n;
+				r->count++;
+				used += n + 1;
+			}
+		}
+		if (!comma)
+			break;
+		i = e + 1;
+	}
+	return ok;
+}
+
+static bool route_matches(const char *t, size_t tn, const char *p, size_t pn)
+{
+	size_t ti = 1, pi = 1;
+
+	tn = strip_slash(t, tn);
+	for (;;) {
+		if (ti > tn)
+			return pi > pn;
+		/* ti == tn only for the root template "/" */
+		if (ti == tn)
+			return pi >= pn;
+		size_t te = seg_end(t, ti, tn), tl = te - ti;
+
+		if (tl == 1 && t[ti] == '*' && te == tn)
+			return true;  /* the rest of the path, even nothing */
+		if (pi > pn)
+			return false;
+		size_t pe = seg_end(p, pi, pn), pl = pe - pi;
+
+		if (is_param(t + ti, tl)) {
+			if (pl == 0)
+				return false;
+		} else if (tl != pl || memcmp(t + ti, p + pi, tl) != 0) {
+			return false;
+		}
+		ti = te + 1;
+		pi = pe + 1;
+	}
+}
+
+const char *http_routes_match(const struct http_routes *r, const char *path, size_t len, size_t *tmpl_len)
+{
+	if (len == 0) {
+		path = "/";
+		len = 1;
+	}
+	if (path[0] != '/')
+		return NULL;
+	len = strip_slash(path, len);
+	for (unsigned i = 0; i < r->count; i++) {
+		if (route_matches(r->tmpl[i], r->len[i], path, len)) {
+			if (tmpl_len)
+				*tmpl_len = r->len[i];
+			return r->tmpl[i];
+		}
+	}
+	return NULL;
+}
