@@ -350,11 +350,9 @@ static void value_start(struct hp *h)
 	}
 }
 
-/* Scans list-valued fields (Content-Length, Transfer-Encoding, Connection,
- * Expect) one element at a time, keeping the element lower-cased in name. */
-static void token_bytes(struct hp *h, uint32_t k, const char *s, size_t n);
-static void token_end(struct hp *h, uint32_t k);
-
+/* List-valued fields (Content-Length, Transfer-Encoding, Connection, Expect)
+ * are scanned one element at a time, the element kept lower-cased in name,
+ * so a list split anywhere is read the same as whole. */
 static bool token_is(const struct hp *h, const char *lit, uint32_t len)
 {
 	return !(h->flags & F_TOK_BAD) && h->name_len == len && memcmp(h->name, lit, len) == 0;

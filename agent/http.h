@@ -86,7 +86,7 @@ struct http_captured {
 struct http_request {
 	/* parser state: private */
 	uint32_t st;
-	uint32_t line_len;       /* position in the version token; baggage rollback point (internal) */
+	uint32_t line_len;       /* position in the version or status token; baggage rollback point (internal) */
 	uint32_t head_len;       /* bytes of head consumed */
 	uint32_t hdr_idx;        /* which known header the current line is (internal) */
 	uint32_t name_len;

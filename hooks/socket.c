@@ -48,6 +48,7 @@ enum fd_kind {
 struct pending {
 	struct span *sp;     /* NULL when unsampled */
 	bool head;           /* HEAD request: the response has no body */
+	bool connect;        /* CONNECT: a 2xx answer turns the stream into a tunnel */
 	/* Enough of the span's context to make it current later, when the
 	 * requests before it in a pipeline have been answered. */
 	uint8_t trace_id[16], span_id[8], flags;
@@ -65,7 +66,7 @@ struct server_side {
 };
 
 struct client_side {
-	bool req_started, req_in_body, span_open, is_head, resp_started, resp_in_body;
+	bool req_started, req_in_body, span_open, is_head, is_connect, resp_started, resp_in_body;
 	uint64_t req_start_ns;
 	uint64_t stream_pos;     /* the app's bytes the kernel has taken */
 	uint64_t parsed_pos;     /* the app's bytes fed to the parser */
@@ -348,6 +349,7 @@ static void srv_request_begin(struct fd_state *st)
 	struct pending *pend = &s->fifo[i];
 	pend->sp = sp;
 	pend->head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
+	pend->connect = r->method_len == 7 && memcmp(r->method, "CONNECT", 7) == 0;
 	memcpy(pend->trace_id, x->ctx.trace_id, 16);
 	memcpy(pend->span_id, x->ctx.span_id, 8);
 	pend->flags = x->ctx.flags;
@@ -464,8 +466,9 @@ static void srv_outgoing(struct fd_state *st, const char *p, size_t n)
 				}
 				set_captured(pend->sp, "http.response.header.", s->resp.capture, s->resp.captured);
 			}
-			if (code == 101) {
-				/* Switching protocols (WebSocket...): what follows isn't HTTP/1.x. */
+			if (code == 101 || (pend->connect && code >= 200 && code < 300)) {
+				/* Switching protocols (WebSocket...) or a CONNECT tunnel:
+				 * what follows isn't HTTP/1.x. */
 				srv_finish(st);
 				atomic_store(&st->kind, FD_IGNORED);
 				return;
@@ -523,6 +526,7 @@ static void cli_request_begin(struct fd_state *st)
 	c->sp = sp;
 	c->span_open = true;
 	c->is_head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
+	c->is_connect = r->method_len == 7 && memcmp(r->method, "CONNECT", 7) == 0;
 	c->resp_started = c->resp_in_body = false;
 	if (sp) {
 		span_set_start_time(sp, c->req_start_ns);
@@ -681,7 +685,7 @@ static void cli_incoming(struct fd_state *st, const char *p, size_t n)
 				}
 				set_captured(c->sp, "http.response.header.", c->resp.capture, c->resp.captured);
 			}
-			if (code == 101) {
+			if (code == 101 || (c->is_connect && code >= 200 && code < 300)) {
 				cli_finish(st);
 				atomic_store(&st->kind, FD_IGNORED);
 				return;

@@ -132,8 +132,8 @@ static void run(const char *name, int wfd, int rfd, int is_file, int rounds, int
 
 int main(int argc, char **argv)
 {
-	int rounds = argc > 1 ? atoi(argv[1]) : 101;
-	int n = argc > 2 ? atoi(argv[2]) : 4096;
+	int rounds = argc > 1 ? atoi(argv[1]) : 1001;
+	int n = argc > 2 ? atoi(argv[2]) : 256;
 	if (rounds < 1)
 		rounds = 1;
 	if (n < 16)

@@ -22,6 +22,7 @@ PY=$(python3 -c 'import sys; print(sys.executable)')
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/$(basename "$0" .sh).XXXXXX")
 PASSED=0
 FAILED=0
+FINISHED=
 BG_PIDS=()
 EXIT_HOOKS=()
 
@@ -41,6 +42,7 @@ check() {
 }
 # finish: the closing tally; the script's exit status.
 finish() {
+	FINISHED=1
 	echo "$PASSED passed, $FAILED failed"
 	[[ $FAILED -eq 0 ]] && exit 0
 	exit 1
@@ -80,6 +82,12 @@ stop_pid() {
 _lib_cleanup() {
 	local rc=$? i
 	set +e
+	if [[ -z ${FINISHED:-} ]]; then
+		# stopped by an unexpected error (set -e) or a signal: still give the tally
+		fail "the script stopped early (exit status $rc)"
+		echo "$PASSED passed, $FAILED failed"
+		[[ $rc -eq 0 ]] && rc=1
+	fi
 	for ((i = ${#EXIT_HOOKS[@]} - 1; i >= 0; i--)); do
 		eval "${EXIT_HOOKS[$i]}" >/dev/null 2>&1
 	done

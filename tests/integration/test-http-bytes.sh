@@ -42,10 +42,49 @@ agent curl "${C[@]}" -o "$WORK/big.ka" -o "$WORK/ok.ka" "$BASE/big?c=ka" "$BASE/
 check "download then /ok on one connection: download byte-identical" cmp -s "$WORK/big.ref" "$WORK/big.ka"
 expect "download then /ok on one connection: /ok body" ok "$(cat "$WORK/ok.ka")"
 
+echo "== a non-blocking client under the agent: head and 10 MB body in one buffer, partial send()s"
+cat >"$WORK/nbclient.py" <<'PY'
+import re, select, socket, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+body = open(path, 'rb').read()
+buf = (f'POST /upload?c=nonblocking HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n'
+       'Expect:\r\n\r\n').encode() + body
+s = socket.create_connection(('127.0.0.1', port), timeout=10)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+s.setblocking(False)
+off, partial = 0, 0
+while off < len(buf):
+    select.select([], [s], [], 10)
+    try:
+        n = s.send(buf[off:off + 4 * 1024 * 1024])
+    except BlockingIOError:
+        continue
+    if n < min(len(buf) - off, 4 * 1024 * 1024):
+        partial += 1
+    off += n
+s.setblocking(True)
+data = b''
+while True:
+    m = re.search(rb'\r\n\r\n', data)
+    if m:
+        cl = re.search(rb'(?i)content-length:\s*(\d+)', data[:m.end()])
+        if cl and len(data) >= m.end() + int(cl.group(1)):
+            break
+    b = s.recv(65536)
+    if not b:
+        break
+    data += b
+print('partial sends: %d' % partial, file=sys.stderr)
+print(data.split(b'\r\n\r\n', 1)[1].decode(), end='')
+PY
+out=$(agent nb-client "$PY" "$WORK/nbclient.py" "${BASE##*:}" "$WORK/upload.bin" 2>"$WORK/nb.err") || true
+expect "non-blocking upload: server read the same bytes" "$want_upload" "$out"
+cat "$WORK/nb.err"
+
 echo "== spans"
-# SERVER: 2 plain + 3 uploads + 1 download + 2 keep-alive = 8; CLIENT: 3 + 1 + 2 = 6.
-check "8 SERVER spans within 15 s" wait_spans "$SINK_JSONL" 8 "s['kind'] == 'SERVER'"
-check "6 CLIENT spans within 15 s" wait_spans "$SINK_JSONL" 6 "s['kind'] == 'CLIENT'"
+# SERVER: 2 plain + 3 uploads + 1 download + 2 keep-alive + 1 non-blocking = 9; CLIENT: 3 + 1 + 2 + 1 = 7.
+check "9 SERVER spans within 15 s" wait_spans "$SINK_JSONL" 9 "s['kind'] == 'SERVER'"
+check "7 CLIENT spans within 15 s" wait_spans "$SINK_JSONL" 7 "s['kind'] == 'CLIENT'"
 stop_pid "$MHD_PID" 10
 expect "mhd-server exits 0 under the agent" 0 "$STOP_RC"
 
@@ -55,7 +94,7 @@ def find(kind, c):
     return [s for s in spans if s.get('kind') == kind and
             (A(s).get('url.query') == 'c=' + c or A(s).get('url.full', '').endswith('c=' + c))]
 for c, method, path in (('plain', 'POST', '/upload'), ('length', 'POST', '/upload'), ('chunked', 'POST', '/upload'),
-                        ('noexpect', 'POST', '/upload'), ('agent', 'GET', '/big')):
+                        ('noexpect', 'POST', '/upload'), ('agent', 'GET', '/big'), ('nonblocking', 'POST', '/upload')):
     srv = [s for s in find('SERVER', c) if A(s).get('url.path') == path]
     if check(len(srv) == 1, '%s %s?c=%s: one SERVER span' % (method, path, c), [show(s) for s in srv]):
         s = srv[0]

@@ -59,6 +59,36 @@ expect "204 then GET on one connection" "204 1 ok 200 0" "$(tr '\n' ' ' <<<"$out
 out=$(agent curl curl -sS --max-time 10 -w ' %{http_code}' "$BASE/close?f=4") || true
 expect "body delimited by close" "ok 200" "$out"
 
+echo "== a raw client writing its head in pieces, and with sendmsg (python socket under the agent)"
+cat >"$WORK/rawclient.py" <<'PY'
+import socket, sys, time
+port, mode = int(sys.argv[1]), sys.argv[2]
+body = b'0123456789' * 1000
+head = (f'POST /raw-{mode}?x=9 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: raw/1\r\n'
+        f'X-Order-A: 1\r\nContent-Length: {len(body)}\r\n\r\n').encode()
+s = socket.create_connection(('127.0.0.1', port), timeout=10)
+if mode == 'pieces':
+    # the head in three writes, cut inside the request line, inside a header and before the empty line
+    for part in (head[:9], head[9:40], head[40:-2], head[-2:], body[:10], body[10:]):
+        s.sendall(part)
+        time.sleep(0.02)
+else:
+    # one sendmsg: head cut over three iovecs, then the body
+    s.sendmsg([head[:5], head[5:30], head[30:], body])
+data = b''
+while b'\r\n\r\n' not in data or len(data) < data.index(b'\r\n\r\n') + 6:
+    b = s.recv(65536)
+    if not b:
+        break
+    data += b
+s.close()
+print(data.split(b'\r\n')[0].decode())
+PY
+for mode in pieces sendmsg; do
+	out=$(agent raw-client "$PY" "$WORK/rawclient.py" "$REC_PORT" "$mode") || true
+	expect "raw client ($mode): answered" "HTTP/1.1 200 OK" "$out"
+done
+
 echo "== spans"
 # Expected CLIENT spans: plain, ka 1, ka 2, post, 404, 500 (+ maybe app-tp); none for the unsampled one.
 check "at least 6 CLIENT spans exported" wait_spans "$SINK_JSONL" 6 "s['kind'] == 'CLIENT'"
@@ -71,7 +101,7 @@ import json
 path, reclog, port, app_tp = sys.argv[1:]
 port = int(port)
 spans = load(path)
-client = [s for s in spans if s.get('kind') == 'CLIENT']
+client = [s for s in spans if s.get('kind') == 'CLIENT' and s.get('service.name') == 'curl']
 reqs = [json.loads(l) for l in open(reclog)]
 base = 'http://127.0.0.1:%d' % port
 
@@ -87,7 +117,7 @@ def tp_parts(v):
     return p if len(p) == 4 else None
 
 expect('no SERVER spans from curl', [], [show(s) for s in spans if s.get('kind') == 'SERVER'])
-check(all(s.get('service.name') == 'curl' for s in spans), 'service.name is curl')
+check(all(s.get('service.name') in ('curl', 'raw-client') for s in spans), 'service.name is curl (or raw-client)')
 
 # --- the request is unchanged but for one traceparent ---
 without, with_ = reqs[0], reqs[1]
@@ -176,6 +206,27 @@ if check(len(r) == 1, 'unsampled request reached the server'):
         if p:
             expect('unsampled: no span exported for its trace', [], [show(s) for s in spans if s['trace_id'] == p[1]])
 expect('unsampled: no span for its URL', [], [show(s) for s in client if 'unsampled' in A(s).get('url.full', '')])
+
+# raw clients: head written in pieces / over several iovecs
+for mode in ('pieces', 'sendmsg'):
+    r = req('/raw-%s?x=9' % mode)
+    if check(len(r) == 1, 'raw %s: reached the server' % mode):
+        r = r[0]
+        names = [k for k, v in r['headers']]
+        expect('raw %s: headers unchanged, plus one traceparent' % mode,
+               ['Host', 'User-Agent', 'X-Order-A', 'Content-Length'], [k for k in names if k.lower() != 'traceparent'])
+        expect('raw %s: body intact' % mode, (10000, None), (r['body_len'], None))
+        h = 0xcbf29ce484222325
+        for b in b'0123456789' * 1000:
+            h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+        expect('raw %s: body bytes intact' % mode, '%016x' % h, r['body_fnv'])
+        tps = hdrs(r, 'traceparent')
+        if check(len(tps) == 1, 'raw %s: exactly one traceparent' % mode, tps):
+            m = [s for s in spans if s.get('service.name') == 'raw-client' and A(s).get('url.full') == base + '/raw-%s?x=9' % mode]
+            if check(len(m) == 1, 'raw %s: one CLIENT span' % mode, [show(s) for s in spans if s.get('service.name') == 'raw-client']):
+                p = tp_parts(tps[0])
+                expect('raw %s: traceparent names the CLIENT span' % mode, (m[0]['trace_id'], m[0]['span_id']), (p[1], p[2]) if p else None)
+                expect('raw %s: POST 200' % mode, ('POST', 200), (m[0]['name'], A(m[0]).get('http.response.status_code')))
 
 # response framing: every request of these connections has its span, with its own status
 for path_q, method, code in (('/head?f=1', 'HEAD', 200), ('/after-head?f=1', 'GET', 200),

@@ -138,7 +138,7 @@ if check(len(s) == 1, m + '/fail: one SERVER span', [show(x) for x in s]):
     expect(m + '/fail: error.type "500"', '500', A(s).get('error.type'))
     expect(m + '/fail: client.port', fail_port, A(s).get('client.port'))
 
-pipe = sorted([s for s in spans if A(s).get('url.query', '').startswith('pipe=' + mode)], key=lambda s: s['start_ns'])
+pipe = sorted([s for s in spans if A(s).get('url.query', '').startswith('pipe=' + mode)], key=lambda s: (s['start_ns'], s['end_ns']))
 if check(len(pipe) == 3, m + 'pipelined: three SERVER spans', [show(x) for x in pipe]):
     expect(m + 'pipelined: spans in request order', ['pipe=%s%02d' % (mode, i) for i in range(3)], [A(s)['url.query'] for s in pipe])
     expect(m + 'pipelined: paths', ['/ok', '/missing', '/fail'], [A(s).get('url.path') for s in pipe])
@@ -149,7 +149,7 @@ if check(len(pipe) == 3, m + 'pipelined: three SERVER spans', [show(x) for x in 
     check(len({s['trace_id'] for s in pipe}) == 3, m + 'pipelined: three traces')
     check(pipe[0]['end_ns'] <= pipe[1]['end_ns'] <= pipe[2]['end_ns'], m + 'pipelined: spans end in order')
 
-long = sorted([s for s in spans if A(s).get('url.query', '').startswith('pipe=L' + mode)], key=lambda s: s['start_ns'])
+long = sorted([s for s in spans if A(s).get('url.query', '').startswith('pipe=L' + mode)], key=lambda s: (s['start_ns'], s['end_ns']))
 check(len(long) == 12, m + '12 pipelined: twelve SERVER spans', '%d: %s' % (len(long), [A(x).get('url.query') for x in long]))
 want = {'pipe=L%s%02d' % (mode, i): (('/ok', '/missing', '/fail')[i % 3], (200, 404, 500)[i % 3]) for i in range(12)}
 got = {A(s).get('url.query'): (A(s).get('url.path'), A(s).get('http.response.status_code')) for s in long}
@@ -164,11 +164,11 @@ if check(len(s) == 1, m + 'HTTP/1.0 without Host: one SERVER span', [show(x) for
            (a.get('server.address'), a.get('server.port'), a.get('network.protocol.version'), a.get('http.response.status_code')))
     check('user_agent.original' not in a, m + 'no User-Agent header: no user_agent.original', a.get('user_agent.original'))
 
-load = [s for s in spans if A(s).get('url.query', '').startswith('load=')]
+under_load = [s for s in spans if A(s).get('url.query', '').startswith('load=')]
 expect(m + 'load: 50 spans, one per request', sorted('load=%d.%d' % (c, i) for c in range(1, 6) for i in range(10)),
-       sorted(A(s).get('url.query') for s in load))
-check(len({A(s).get('client.port') for s in load}) == 5, m + 'load: five connections (client ports)')
-check(len({s['span_id'] for s in load}) == len(load), m + 'load: distinct span ids')
+       sorted(A(s).get('url.query') for s in under_load))
+check(len({A(s).get('client.port') for s in under_load}) == 5, m + 'load: five connections (client ports)')
+check(len({s['span_id'] for s in under_load}) == len(under_load), m + 'load: distinct span ids')
 expect(m + '69 SERVER spans in all', 69, len(spans))
 expect(m + 'no CLIENT spans (the server makes no calls)', [], [show(s) for s in load(path) if s.get('kind') != 'SERVER'])
 PY

@@ -1452,6 +1452,21 @@ START_TEST(test_chunked_line_limits)
 	got = body_all_ways("long trailer", &b, in, n);
 	ck_assert(b.error);
 	ck_assert_uint_eq(got, 3 + 65536);
+
+	/* the bound is per trailer line: two of 40 KB each are fine */
+	memcpy(in, "0\r\n", 3);
+	for (size_t k = 0; k < 2; k++) {
+		size_t at = 3 + k * 40002;
+		memcpy(in + at, "X:", 2);
+		memset(in + at + 2, 't', 39998);
+		memcpy(in + at + 40000, "\r\n", 2);
+	}
+	memcpy(in + 3 + 2 * 40002, "\r\n", 2);
+	memset(&b, 0, sizeof b);
+	b.kind = HTTP_BODY_CHUNKED;
+	got = body_all_ways("two long trailers", &b, in, 3 + 2 * 40002 + 2);
+	ck_assert(b.done && !b.error);
+	ck_assert_uint_eq(got, 3 + 2 * 40002 + 2);
 	free(in);
 }
 END_TEST
