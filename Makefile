@@ -6,8 +6,10 @@ BUILD   := build
 GEN     := $(BUILD)/gen
 OBJ     := $(BUILD)/obj
 
+# libpq's and librdkafka's headers give the hooks their types; neither library is linked.
+PQ_INC  := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
 CFLAGS_BASE := -std=gnu11 -D_GNU_SOURCE -O2 -g -fPIC -fvisibility=hidden -pthread \
-               -Wall -Wextra -Werror -I. -I$(GEN)
+               -Wall -Wextra -Werror -I. -I$(GEN) $(PQ_INC)
 CFLAGS  ?=
 ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
 # protoc-c output is not ours to keep warning-free.

@@ -244,6 +244,23 @@ static void load_sdk_disabled(struct config *c, config_getenv_fn g)
 			 show(shown, v));
 }
 
+/* A boolean with a default; anything but true/false warns and keeps it. */
+static bool load_bool(config_getenv_fn g, const char *name, bool dflt)
+{
+	struct slice v = env_get(g, name);
+	char shown[SHOW_MAX];
+
+	if (!v.n)
+		return dflt;
+	if (slice_is(v, "true"))
+		return true;
+	if (slice_is(v, "false"))
+		return false;
+	log_warn("invalid %s=\"%s\": expected true or false; using %s", name, show(shown, v),
+		 dflt ? "true" : "false");
+	return dflt;
+}
+
 /* ---- key=value lists ---- */
 
 enum kv_kind {
@@ -963,4 +980,9 @@ void config_load(struct config *c, config_getenv_fn getenv_fn)
 	load_limits(c, getenv_fn);
 	load_u32(getenv_fn, &exit_timeout, &c->exit_timeout_ms);
 	load_http(c, getenv_fn);
+	c->db_require_parent = load_bool(getenv_fn, "TRACEAGENT_DB_REQUIRE_PARENT", false);
+	c->db_capture_parameters = load_bool(getenv_fn, "TRACEAGENT_DB_CAPTURE_PARAMETERS", false);
+	c->db_sqlcommenter = load_bool(getenv_fn, "TRACEAGENT_DB_SQLCOMMENTER", false);
+	c->db_sanitize = load_bool(getenv_fn, "OTEL_INSTRUMENTATION_COMMON_DB_STATEMENT_SANITIZER_ENABLED", true);
+	c->db_connect_spans = load_bool(getenv_fn, "TRACEAGENT_DB_CONNECT_SPANS", false);
 }

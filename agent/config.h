@@ -103,6 +103,13 @@ struct config {
 	char http_server_capture_response[512];
 	char http_client_capture_request[512];
 	char http_client_capture_response[512];
+
+	/* PostgreSQL (libpq) instrumentation. */
+	bool db_require_parent;     /* TRACEAGENT_DB_REQUIRE_PARENT: no root spans for statements, false */
+	bool db_capture_parameters; /* TRACEAGENT_DB_CAPTURE_PARAMETERS: db.query.parameter.<n>, false */
+	bool db_sqlcommenter;       /* TRACEAGENT_DB_SQLCOMMENTER: a traceparent comment on the wire, false */
+	bool db_sanitize;           /* OTEL_INSTRUMENTATION_COMMON_DB_STATEMENT_SANITIZER_ENABLED, true */
+	bool db_connect_spans;      /* TRACEAGENT_DB_CONNECT_SPANS: a span per PQconnectdb, false */
 };
 
 /* Looks a variable up; tests pass a fake environment. Returns NULL when unset. */

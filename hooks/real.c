@@ -5,7 +5,9 @@
 #include <pthread.h>
 
 struct real_fns real;
+struct real_pq_fns real_pq;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
 
 static void resolve(void)
 {
@@ -37,4 +39,42 @@ static void resolve(void)
 void real_resolve(void)
 {
 	pthread_once(&once, resolve);
+}
+
+static void resolve_pq(void)
+{
+#define R(field, name) real_pq.field = dlsym(RTLD_NEXT, name)
+	R(exec, "PQexec");
+	R(exec_params, "PQexecParams");
+	R(prepare, "PQprepare");
+	R(exec_prepared, "PQexecPrepared");
+	R(describe_prepared, "PQdescribePrepared");
+	R(describe_portal, "PQdescribePortal");
+	R(send_query, "PQsendQuery");
+	R(send_query_params, "PQsendQueryParams");
+	R(send_prepare, "PQsendPrepare");
+	R(send_query_prepared, "PQsendQueryPrepared");
+	R(get_result, "PQgetResult");
+	R(enter_pipeline_mode, "PQenterPipelineMode");
+	R(pipeline_sync, "PQpipelineSync");
+	R(connectdb, "PQconnectdb");
+	R(connectdb_params, "PQconnectdbParams");
+	R(connect_start, "PQconnectStart");
+	R(connect_start_params, "PQconnectStartParams");
+	R(finish, "PQfinish");
+	R(db, "PQdb");
+	R(host, "PQhost");
+	R(port, "PQport");
+	R(status, "PQstatus");
+	R(error_message, "PQerrorMessage");
+	R(result_status, "PQresultStatus");
+	R(ntuples, "PQntuples");
+	R(result_error_field, "PQresultErrorField");
+	R(pipeline_status, "PQpipelineStatus");
+#undef R
+}
+
+void real_pq_resolve(void)
+{
+	pthread_once(&pq_once, resolve_pq);
 }

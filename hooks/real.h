@@ -7,6 +7,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <libpq-fe.h>
+
 struct real_fns {
 	int (*accept)(int, struct sockaddr *, socklen_t *);
 	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
@@ -38,5 +40,50 @@ extern struct real_fns real;
 void real_resolve(void);
 
 #define REAL(fn) (__builtin_expect(real.fn != NULL, 1) ? real.fn : (real_resolve(), real.fn))
+
+/* libpq: only types come from its header; the library is the app's, found
+ * with dlsym(RTLD_NEXT) the first time one of its hooks runs. Pointers
+ * stay NULL when a symbol is missing (an old libpq), and that hook then
+ * cannot pass through: it fails like libpq would without a connection. */
+struct real_pq_fns {
+	PGresult *(*exec)(PGconn *, const char *);
+	PGresult *(*exec_params)(PGconn *, const char *, int, const Oid *, const char *const *,
+				 const int *, const int *, int);
+	PGresult *(*prepare)(PGconn *, const char *, const char *, int, const Oid *);
+	PGresult *(*exec_prepared)(PGconn *, const char *, int, const char *const *, const int *,
+				   const int *, int);
+	PGresult *(*describe_prepared)(PGconn *, const char *);
+	PGresult *(*describe_portal)(PGconn *, const char *);
+	int (*send_query)(PGconn *, const char *);
+	int (*send_query_params)(PGconn *, const char *, int, const Oid *, const char *const *,
+				 const int *, const int *, int);
+	int (*send_prepare)(PGconn *, const char *, const char *, int, const Oid *);
+	int (*send_query_prepared)(PGconn *, const char *, int, const char *const *, const int *,
+				   const int *, int);
+	PGresult *(*get_result)(PGconn *);
+	int (*enter_pipeline_mode)(PGconn *);
+	int (*pipeline_sync)(PGconn *);
+	PGconn *(*connectdb)(const char *);
+	PGconn *(*connectdb_params)(const char *const *, const char *const *, int);
+	PGconn *(*connect_start)(const char *);
+	PGconn *(*connect_start_params)(const char *const *, const char *const *, int);
+	void (*finish)(PGconn *);
+	/* not hooked, only called */
+	char *(*db)(const PGconn *);
+	char *(*host)(const PGconn *);
+	char *(*port)(const PGconn *);
+	ConnStatusType (*status)(const PGconn *);
+	char *(*error_message)(const PGconn *);
+	ExecStatusType (*result_status)(const PGresult *);
+	int (*ntuples)(const PGresult *);
+	char *(*result_error_field)(const PGresult *, int);
+	PGpipelineStatus (*pipeline_status)(const PGconn *);
+};
+
+extern struct real_pq_fns real_pq;
+
+void real_pq_resolve(void);
+
+#define REAL_PQ(fn) (__builtin_expect(real_pq.fn != NULL, 1) ? real_pq.fn : (real_pq_resolve(), real_pq.fn))
 
 #endif

@@ -431,6 +431,41 @@ start_recorder() {
 	REC_PID=$BG_PID
 }
 
+# --- PostgreSQL (scripts/dev-postgres) ---
+
+# pg_start [-c NAME=VALUE]...: a throwaway PostgreSQL (the newest installed
+# server) on 127.0.0.1, a free port, trust auth, database $PGDATABASE_NAME
+# (default taskmanager); the settings are passed on to the server (e.g.
+# -c log_statement=all). Sets PG_DIR, PG_PORT, PG_DB, PG_LOG (the server
+# log), PG_BIN, DATABASE_URL and PSQL (an untraced psql -X argv for the
+# database). Stopped (and removed) at exit, even on failure; dies when it
+# cannot start. Its own directory, not under $WORK: the server runs as
+# postgres when we are root and must be able to reach it.
+pg_start() {
+	local out
+	PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/test-pg.XXXXXX")
+	at_exit "pg_stop '$PG_DIR'"
+	out=$(bash scripts/dev-postgres start "$@" "$PG_DIR" 2>"$WORK/dev-postgres.err") || {
+		sed 's/^/    /' "$WORK/dev-postgres.err" >&2
+		die "scripts/dev-postgres start failed"
+	}
+	DATABASE_URL=${out#DATABASE_URL=}
+	# shellcheck disable=SC1091
+	PG_PORT=$(. "$PG_DIR/dev-postgres.state" && echo "$PG_PORT")
+	PG_DB=$(. "$PG_DIR/dev-postgres.state" && echo "$PG_DB")
+	PG_BIN=$(. "$PG_DIR/dev-postgres.state" && echo "$PG_BIN")
+	PG_LOG=$PG_DIR/server.log
+	PSQL=(psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d "$PG_DB")
+}
+
+# pg_stop [DIR]: stops the server of pg_start (fast shutdown) and removes its
+# directory; harmless when it is already stopped.
+pg_stop() {
+	local dir=${1:-${PG_DIR:-}}
+	[[ -n $dir ]] || return 0
+	bash scripts/dev-postgres stop "$dir" >/dev/null 2>&1 || true
+}
+
 # lines FILE: number of lines (0 when missing).
 lines() { if [[ -f $1 ]]; then wc -l <"$1" | tr -d ' '; else echo 0; fi; }
 

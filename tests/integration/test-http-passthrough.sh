@@ -14,29 +14,9 @@ cd "$(dirname "$0")/../.."
 start_sink
 
 echo "== PostgreSQL: psql"
-PGBIN=${PGBIN:-}
-if [[ -z $PGBIN ]]; then
-	for d in /usr/lib/postgresql/*/bin; do [[ -x $d/initdb ]] && PGBIN=$d; done
-fi
-[[ -n $PGBIN && -x $PGBIN/initdb ]] || die "PostgreSQL server binaries (initdb, pg_ctl) not found"
 command -v psql >/dev/null || die "psql is not installed"
-
-# The data directory must belong to the user the server runs as.
-PGDIR=$(mktemp -d "${TMPDIR:-/tmp}/test-pg.XXXXXX")
-if [[ $(id -u) -eq 0 ]]; then
-	chown postgres: "$PGDIR"
-	as_pg() { runuser -u postgres -- "$@"; }
-else
-	as_pg() { "$@"; }
-fi
-PG_PORT=$(free_port)
-at_exit "as_pg '$PGBIN/pg_ctl' -D '$PGDIR/data' -m immediate -w -t 10 stop; rm -rf '$PGDIR'"
-as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$WORK/initdb.log" 2>&1 ||
-	as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U postgres -A trust -E UTF8 >"$WORK/initdb.log" 2>&1 ||
-	{ cat "$WORK/initdb.log"; die "initdb failed"; }
-as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -t 30 \
-	-o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $PGDIR -c fsync=off" start >"$WORK/pg_ctl.log" 2>&1 ||
-	{ cat "$WORK/pg_ctl.log" "$PGDIR/server.log" 2>/dev/null; die "pg_ctl start failed"; }
+# scripts/dev-postgres through lib.sh: sets PG_PORT, stopped at exit.
+pg_start
 
 PSQL=(psql -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1)
 SQL="SELECT 1;

@@ -1,0 +1,1224 @@
+/* SQL text as pure functions: a PostgreSQL lexer, the query summary with operation/collection names, and literal sanitising. */
+#include "sql.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/*
+ * Both entry points run inside PQexec-style hooks, on every query of a
+ * production service, so they are single forward passes over the text with
+ * no allocation: one lexer (below) shared by the summariser (a small
+ * token-driven state machine, one frame per parenthesis level) and the
+ * sanitiser (which copies the bytes between tokens verbatim and replaces
+ * literal tokens by '?'). Neither ever reads s[n] or beyond: every look at
+ * the next byte is guarded by the length, because the text is a prefix of
+ * the real query and not NUL-terminated.
+ */
+
+#define SUMMARY_SCAN_MAX (64u * 1024u)  /* what the summary looks at */
+#define FRAME_MAX        16             /* parenthesis levels tracked */
+#define CTE_MAX          8              /* WITH names remembered to skip */
+#define CTE_NAME_MAX     64
+
+/* --- lexer --- */
+
+enum {
+	C_SPACE = 1,
+	C_IDSTART = 2,   /* starts an unquoted identifier or keyword */
+	C_IDCONT = 4,    /* continues one (PostgreSQL allows '$' inside) */
+	C_DIGIT = 8,
+	C_TAG = 16,      /* continues a dollar-quote tag: like C_IDCONT but no '$' */
+};
+
+/* Bytes >= 0x80 are identifier characters in PostgreSQL whatever the
+ * encoding, so a UTF-8 (or invalid) sequence never splits a token. */
+static const uint8_t cls[256] = {
+	[' '] = C_SPACE, ['\t'] = C_SPACE, ['\n'] = C_SPACE, ['\r'] = C_SPACE,
+	['\f'] = C_SPACE, ['\v'] = C_SPACE,
+	['A' ... 'Z'] = C_IDSTART | C_IDCONT | C_TAG,
+	['a' ... 'z'] = C_IDSTART | C_IDCONT | C_TAG,
+	['_'] = C_IDSTART | C_IDCONT | C_TAG,
+	[0x80 ... 0xff] = C_IDSTART | C_IDCONT | C_TAG,
+	['0' ... '9'] = C_IDCONT | C_DIGIT | C_TAG,
+	['$'] = C_IDCONT,
+};
+
+enum tok_kind {
+	T_END,
+	T_WORD,     /* keyword or unquoted identifier */
+	T_QIDENT,   /* "quoted identifier" or U&"..." */
+	T_STRING,   /* '...', E'...', B'...', X'...', N'...', U&'...', $tag$...$tag$ */
+	T_NUMBER,
+	T_PARAM,    /* $1 */
+	T_PUNCT,    /* any other single byte */
+	T_BAD,      /* unterminated string, identifier, dollar quote or comment: to the end */
+};
+
+struct tok {
+	enum tok_kind kind;
+	size_t start, end;
+};
+
+struct lexer {
+	const unsigned char *s;
+	size_t n, pos;
+};
+
+/* Skips whitespace and complete comments (-- and nested block comments).
+ * Returns false, with pos at the comment, for an unterminated block
+ * comment: the caller then treats the rest as one bad token. */
+static bool skip_trivia(struct lexer *lx)
+{
+	const unsigned char *s = lx->s;
+	size_t n = lx->n, i = lx->pos;
+
+	for (;;) {
+		while (i < n && (cls[s[i]] & C_SPACE))
+			i++;
+		if (i + 1 < n && s[i] == '-' && s[i + 1] == '-') {
+			const unsigned char *nl = memchr(s + i + 2, '\n', n - i - 2);
+
+			i = nl ? (size_t)(nl - s) + 1 : n;
+			continue;
+		}
+		if (i + 1 < n && s[i] == '/' && s[i + 1] == '*') {
+			size_t j = i + 2, depth = 1;
+
+			while (j < n && depth) {
+				if (s[j] == '*' && j + 1 < n && s[j + 1] == '/') {
+					depth--;
+					j += 2;
+				} else if (s[j] == '/' && j + 1 < n && s[j + 1] == '*') {
+					depth++;
+					j += 2;
+				} else {
+					j++;
+				}
+			}
+			if (depth) {
+				lx->pos = i;
+				return false;
+			}
+			i = j;
+			continue;
+		}
+		lx->pos = i;
+		return true;
+	}
+}
+
+/* From just after an opening quote q: the position after the closing one,
+ * or n when there is none. Doubled quotes are the quote itself; with
+ * backslash (E'...') a backslash escapes the next byte. */
+static size_t scan_quoted(const unsigned char *s, size_t n, size_t i, unsigned char q,
+			  bool backslash, bool *ok)
+{
+	if (!backslash) {
+		for (;;) {
+			const unsigned char *p = memchr(s + i, q, n - i);
+
+			if (!p)
+				break;
+			i = (size_t)(p - s) + 1;
+			if (i < n && s[i] == q) {
+				i++;
+				continue;
+			}
+			*ok = true;
+			return i;
+		}
+	} else {
+		while (i < n) {
+			if (s[i] == '\\') {
+				i += 2;
+			} else if (s[i] == q) {
+				if (i + 1 < n && s[i + 1] == q) {
+					i += 2;
+					continue;
+				}
+				*ok = true;
+				return i + 1;
+			} else {
+				i++;
+			}
+		}
+	}
+	*ok = false;
+	return n;
+}
+
+/* Number: digits with '_' separators, a fraction, an exponent, 0x/0o/0b
+ * forms. Identifier bytes glued to it ("123abc", PostgreSQL's "trailing
+ * junk") are swallowed too, so that nothing of a literal survives. */
+static size_t scan_number(const unsigned char *s, size_t n, size_t i)
+{
+	while (i < n && ((cls[s[i]] & C_DIGIT) || s[i] == '_'))
+		i++;
+	if (i < n && s[i] == '.') {
+		i++;
+		while (i < n && ((cls[s[i]] & C_DIGIT) || s[i] == '_'))
+			i++;
+	}
+	if (i < n && (s[i] | 0x20) == 'e') {
+		size_t j = i + 1;
+
+		if (j < n && (s[j] == '+' || s[j] == '-'))
+			j++;
+		if (j < n && (cls[s[j]] & C_DIGIT))
+			i = j;
+	}
+	while (i < n && (cls[s[i]] & (C_IDCONT)) && s[i] != '$')
+		i++;
+	return i;
+}
+
+static void lex(struct lexer *lx, struct tok *t)
+{
+	const unsigned char *s = lx->s;
+	size_t n = lx->n, i, e;
+	bool ok = true;
+	unsigned char c;
+
+	if (!skip_trivia(lx)) {
+		t->kind = T_BAD;
+		t->start = lx->pos;
+		t->end = lx->pos = n;
+		return;
+	}
+	i = t->start = lx->pos;
+	if (i >= n) {
+		t->kind = T_END;
+		t->end = n;
+		return;
+	}
+	c = s[i];
+	if (cls[c] & C_IDSTART) {
+		e = i + 1;
+		while (e < n && (cls[s[e]] & C_IDCONT))
+			e++;
+		t->kind = T_WORD;
+		if (e - i == 1 && e < n) {
+			unsigned char l = c | 0x20;
+
+			/* E'..', B'..', X'..', N'..': one-letter prefixes glued to a quote */
+			if (s[e] == '\'' && (l == 'e' || l == 'b' || l == 'x' || l == 'n')) {
+				e = scan_quoted(s, n, e + 1, '\'', l == 'e', &ok);
+				t->kind = T_STRING;
+			} else if (l == 'u' && s[e] == '&' && e + 1 < n &&
+				   (s[e + 1] == '\'' || s[e + 1] == '"')) {
+				t->kind = s[e + 1] == '\'' ? T_STRING : T_QIDENT;
+				e = scan_quoted(s, n, e + 2, s[e + 1], false, &ok);
+			}
+		}
+	} else if ((cls[c] & C_DIGIT) || (c == '.' && i + 1 < n && (cls[s[i + 1]] & C_DIGIT))) {
+		t->kind = T_NUMBER;
+		if (c == '0' && i + 1 < n && ((s[i + 1] | 0x20) == 'x' || (s[i + 1] | 0x20) == 'o' ||
+					      (s[i + 1] | 0x20) == 'b')) {
+			e = i + 2;
+			while (e < n && (cls[s[e]] & C_TAG))
+				e++;
+		} else {
+			e = scan_number(s, n, i);
+		}
+	} else if (c == '\'') {
+		t->kind = T_STRING;
+		e = scan_quoted(s, n, i + 1, '\'', false, &ok);
+	} else if (c == '"') {
+		t->kind = T_QIDENT;
+		e = scan_quoted(s, n, i + 1, '"', false, &ok);
+	} else if (c == '$' && i + 1 < n && (cls[s[i + 1]] & C_DIGIT)) {
+		t->kind = T_PARAM;
+		e = i + 1;
+		while (e < n && (cls[s[e]] & C_DIGIT))
+			e++;
+	} else if (c == '$') {
+		/* $$ or $tag$ (tag: identifier characters without '$', not
+		 * starting with a digit) opens a dollar-quoted string ending at
+		 * the same delimiter; anything else is a lone '$'. */
+		size_t j = i + 1;
+
+		if (j < n && (cls[s[j]] & C_IDSTART))
+			while (j < n && (cls[s[j]] & C_TAG))
+				j++;
+		if (j < n && s[j] == '$') {
+			size_t dl = j + 1 - i, k = j + 1;
+
+			t->kind = T_STRING;
+			ok = false;
+			e = n;
+			while (k < n) {
+				const unsigned char *p = memchr(s + k, '$', n - k);
+
+				if (!p)
+					break;
+				k = (size_t)(p - s);
+				if (n - k >= dl && memcmp(s + k, s + i, dl) == 0) {
+					e = k + dl;
+					ok = true;
+					break;
+				}
+				k++;
+			}
+		} else {
+			t->kind = T_PUNCT;
+			e = i + 1;
+		}
+	} else {
+		t->kind = T_PUNCT;
+		e = i + 1;
+	}
+	if (!ok) {
+		t->kind = T_BAD;
+		e = n;
+	}
+	t->end = lx->pos = e;
+}
+
+/* --- keywords --- */
+
+enum kw {
+	KW_NONE, KW_ALL, KW_ALTER, KW_ANALYSE, KW_ANALYZE, KW_AND, KW_ANY, KW_ARRAY, KW_AS,
+	KW_CALL, KW_CASE, KW_CAST, KW_CLUSTER, KW_CONCURRENTLY, KW_COPY, KW_CREATE, KW_DELETE,
+	KW_DISTINCT, KW_DROP, KW_ELSE, KW_END, KW_EVENT, KW_EXCEPT, KW_EXISTS, KW_EXPLAIN,
+	KW_FETCH, KW_FOR, KW_FOREIGN, KW_FREEZE, KW_FROM, KW_FULL, KW_GLOBAL, KW_GROUP,
+	KW_HAVING, KW_IF, KW_IN, KW_INDEX, KW_INSERT, KW_INTERSECT, KW_INTO, KW_JOIN,
+	KW_LATERAL, KW_LIMIT, KW_LOCAL, KW_LOCK, KW_MATERIALIZED, KW_MERGE, KW_NOT, KW_OFFSET,
+	KW_ON, KW_ONLY, KW_OR, KW_ORDER, KW_RECURSIVE, KW_REFRESH, KW_REINDEX, KW_REPLACE,
+	KW_RETURNING, KW_ROW, KW_SELECT, KW_SET, KW_TABLE, KW_TEMP, KW_TEMPORARY, KW_THEN,
+	KW_TRUNCATE, KW_UNION, KW_UNIQUE, KW_UNLOGGED, KW_UPDATE, KW_USING, KW_VACUUM,
+	KW_VALUES, KW_VERBOSE, KW_WHEN, KW_WHERE, KW_WINDOW, KW_WITH,
+};
+
+struct kw_entry {
+	char name[13];
+	uint8_t id;
+	bool reserved;  /* cannot name a function called in a select list */
+};
+
+/* Sorted (strcmp order) for the binary search. Only the words the state
+ * machine reacts to; everything else is an identifier to it. */
+static const struct kw_entry kw_table[] = {
+	{ "ALL", KW_ALL, true }, { "ALTER", KW_ALTER, false },
+	{ "ANALYSE", KW_ANALYSE, true }, { "ANALYZE", KW_ANALYZE, true },
+	{ "AND", KW_AND, true }, { "ANY", KW_ANY, true }, { "ARRAY", KW_ARRAY, true },
+	{ "AS", KW_AS, true }, { "CALL", KW_CALL, false }, { "CASE", KW_CASE, true },
+	{ "CAST", KW_CAST, true }, { "CLUSTER", KW_CLUSTER, false },
+	{ "CONCURRENTLY", KW_CONCURRENTLY, false }, { "COPY", KW_COPY, false },
+	{ "CREATE", KW_CREATE, true }, { "DELETE", KW_DELETE, false },
+	{ "DISTINCT", KW_DISTINCT, true }, { "DROP", KW_DROP, false }, { "ELSE", KW_ELSE, true },
+	{ "END", KW_END, true }, { "EVENT", KW_EVENT, false }, { "EXCEPT", KW_EXCEPT, true },
+	{ "EXISTS", KW_EXISTS, true }, { "EXPLAIN", KW_EXPLAIN, false },
+	{ "FETCH", KW_FETCH, true }, { "FOR", KW_FOR, true }, { "FOREIGN", KW_FOREIGN, false },
+	{ "FREEZE", KW_FREEZE, false }, { "FROM", KW_FROM, true }, { "FULL", KW_FULL, false },
+	{ "GLOBAL", KW_GLOBAL, false }, { "GROUP", KW_GROUP, true },
+	{ "HAVING", KW_HAVING, true }, { "IF", KW_IF, false }, { "IN", KW_IN, true },
+	{ "INDEX", KW_INDEX, false }, { "INSERT", KW_INSERT, false },
+	{ "INTERSECT", KW_INTERSECT, true }, { "INTO", KW_INTO, true }, { "JOIN", KW_JOIN, false },
+	{ "LATERAL", KW_LATERAL, true }, { "LIMIT", KW_LIMIT, true }, { "LOCAL", KW_LOCAL, false },
+	{ "LOCK", KW_LOCK, false }, { "MATERIALIZED", KW_MATERIALIZED, false },
+	{ "MERGE", KW_MERGE, false }, { "NOT", KW_NOT, true }, { "OFFSET", KW_OFFSET, true },
+	{ "ON", KW_ON, true }, { "ONLY", KW_ONLY, true }, { "OR", KW_OR, true },
+	{ "ORDER", KW_ORDER, true }, { "RECURSIVE", KW_RECURSIVE, false },
+	{ "REFRESH", KW_REFRESH, false }, { "REINDEX", KW_REINDEX, false },
+	{ "REPLACE", KW_REPLACE, false }, { "RETURNING", KW_RETURNING, true },
+	{ "ROW", KW_ROW, true }, { "SELECT", KW_SELECT, true }, { "SET", KW_SET, false },
+	{ "TABLE", KW_TABLE, true }, { "TEMP", KW_TEMP, false },
+	{ "TEMPORARY", KW_TEMPORARY, false }, { "THEN", KW_THEN, true },
+	{ "TRUNCATE", KW_TRUNCATE, false }, { "UNION", KW_UNION, true },
+	{ "UNIQUE", KW_UNIQUE, true }, { "UNLOGGED", KW_UNLOGGED, false },
+	{ "UPDATE", KW_UPDATE, false }, { "USING", KW_USING, true },
+	{ "VACUUM", KW_VACUUM, false }, { "VALUES", KW_VALUES, false },
+	{ "VERBOSE", KW_VERBOSE, false }, { "WHEN", KW_WHEN, true }, { "WHERE", KW_WHERE, true },
+	{ "WINDOW", KW_WINDOW, true }, { "WITH", KW_WITH, true },
+};
+
+static inline unsigned char upper(unsigned char c)
+{
+	return (unsigned char)(c - 'a') < 26u ? (unsigned char)(c - 32) : c;
+}
+
+/* A name of up to 12 bytes as two integers that compare like strcmp:
+ * big-endian, zero-padded. */
+static inline void kw_key(const char name[13], uint64_t *hi, uint32_t *lo)
+{
+	uint64_t a;
+	uint32_t b;
+
+	memcpy(&a, name, 8);
+	memcpy(&b, name + 8, 4);
+	*hi = __builtin_bswap64(a);
+	*lo = __builtin_bswap32(b);
+}
+
+/* The keyword entry for word s[0..n), or NULL: one upper-casing pass and
+ * a binary search on integer keys (this runs for every word). */
+static const struct kw_entry *kw_find(const unsigned char *s, size_t n)
+{
+	char up[13] = { 0 };
+	size_t lo = 0, hi = sizeof(kw_table) / sizeof(kw_table[0]);
+	uint64_t wh;
+	uint32_t wl;
+
+	/* first letters of no keyword (B, K, P, Q, X, Y, Z): most identifiers
+	 * are rejected here or at their first digit or underscore */
+	if (n < 2 || n > 12 || ((1u << ((s[0] | 0x20) & 31)) & 0x07030804u))
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = upper(s[i]);
+
+		if ((unsigned char)(c - 'A') >= 26u)
+			return NULL;
+		up[i] = (char)c;
+	}
+	kw_key(up, &wh, &wl);
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		uint64_t eh;
+		uint32_t el;
+
+		kw_key(kw_table[mid].name, &eh, &el);
+		if (wh == eh && wl == el)
+			return &kw_table[mid];
+		if (wh < eh || (wh == eh && wl < el))
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* Case-insensitive comparison of word s[0..n) with the upper-case w. */
+static bool word_is(const unsigned char *s, size_t n, const char *w)
+{
+	size_t i;
+
+	for (i = 0; i < n && w[i]; i++)
+		if (upper(s[i]) != (unsigned char)w[i])
+			return false;
+	return i == n && !w[i];
+}
+
+/* --- summary --- */
+
+struct parser {
+	struct lexer lx;
+	struct tok t;         /* current token: never a comment */
+	const struct kw_entry *kw;  /* its keyword, when a T_WORD is one */
+};
+
+static void advance(struct parser *p)
+{
+	lex(&p->lx, &p->t);
+	p->kw = p->t.kind == T_WORD ? kw_find(p->lx.s + p->t.start, p->t.end - p->t.start) : NULL;
+}
+
+static inline int cur_kw(const struct parser *p)
+{
+	return p->kw ? p->kw->id : KW_NONE;
+}
+
+static inline bool cur_punct(const struct parser *p, char c)
+{
+	return p->t.kind == T_PUNCT && p->lx.s[p->t.start] == (unsigned char)c;
+}
+
+static inline bool cur_name(const struct parser *p)
+{
+	return p->t.kind == T_WORD || p->t.kind == T_QIDENT;
+}
+
+static inline bool cur_done(const struct parser *p)
+{
+	return p->t.kind == T_END || p->t.kind == T_BAD;
+}
+
+/* From a '(' to just after its matching ')' (or the end). */
+static void skip_parens(struct parser *p)
+{
+	size_t depth = 0;
+
+	do {
+		if (cur_punct(p, '('))
+			depth++;
+		else if (cur_punct(p, ')'))
+			depth--;
+		advance(p);
+	} while (depth && !cur_done(p));
+}
+
+/*
+ * Reads a possibly qualified name (a.b."C") from the current token into
+ * buf, quotes removed ("" inside becomes "), unquoted parts as written.
+ * Returns its length, or 0 when it does not fit in cap - 1 (the tokens are
+ * consumed all the same).
+ */
+static size_t read_name(struct parser *p, char *buf, size_t cap)
+{
+	size_t len = 0;
+	bool fits = true;
+
+	for (;;) {
+		const unsigned char *s = p->lx.s + p->t.start;
+		size_t n = p->t.end - p->t.start;
+
+		if (p->t.kind == T_QIDENT) {
+			size_t skip = s[0] == '"' ? 1 : 3;  /* " or U&" */
+
+			for (size_t i = skip; i + 1 < n; i++) {
+				if (len + 1 >= cap) {
+					fits = false;
+					break;
+				}
+				buf[len++] = (char)s[i];
+				if (s[i] == '"')
+					i++;  /* "" stands for one quote */
+			}
+		} else if (len + n < cap) {
+			memcpy(buf + len, s, n);
+			len += n;
+		} else {
+			fits = false;
+		}
+		advance(p);
+		if (!cur_punct(p, '.'))
+			break;
+		struct lexer peek = p->lx;
+		struct tok nt;
+
+		lex(&peek, &nt);
+		if (nt.kind != T_WORD && nt.kind != T_QIDENT)
+			break;  /* t.* or a trailing dot */
+		advance(p);
+		if (len + 1 < cap)
+			buf[len++] = '.';
+		else
+			fits = false;
+	}
+	if (!fits)
+		return 0;
+	buf[len] = '\0';
+	return len;
+}
+
+enum clause {
+	CL_NONE,     /* nothing the summary cares about */
+	CL_LIST,     /* a SELECT list */
+	CL_FROM,     /* expecting a table reference */
+	CL_AFTER,    /* after one: alias, then JOIN, ',' or the end of FROM */
+	CL_ON,       /* a join condition */
+	CL_TARGET,   /* after the table of INSERT/UPDATE/DELETE/MERGE */
+	CL_SET,      /* UPDATE ... SET: a FROM may follow */
+	CL_OTHER,    /* WHERE, GROUP BY...: no more tables at this level */
+};
+
+struct frame {
+	uint8_t clause;
+	uint8_t stmt;         /* KW_SELECT, KW_INSERT... of the statement at this level */
+	bool expect_stmt;     /* the next word may start a statement */
+	bool in_with;         /* reading a WITH list: a closing CTE body continues it */
+	bool from_seen;
+	bool has_fn;          /* a function called in the select list, at fn_pos */
+	size_t fn_pos;
+};
+
+struct summarizer {
+	struct sql_summary *out;
+	struct parser p;
+	struct frame f[FRAME_MAX];
+	unsigned depth;       /* current frame */
+	size_t over;          /* parentheses open beyond FRAME_MAX */
+	bool full;            /* the summary is capped: nothing more is appended */
+	bool op_main;         /* operation comes from the outermost level */
+	unsigned ntables;
+	bool tables_same;
+	unsigned ncte;
+	char cte[CTE_MAX][CTE_NAME_MAX];
+};
+
+/* Appends one whole token to the summary, or stops the summary for good:
+ * the semantic conventions want a truncation that keeps whole names, and
+ * keeping later, shorter ones would misorder it. */
+static void sum_append(struct summarizer *z, const char *s, size_t n, bool up)
+{
+	struct sql_summary *o = z->out;
+	size_t sep = o->summary_len ? 1 : 0;
+
+	if (z->full || !n)
+		return;
+	if (o->summary_len + sep + n > SQL_SUMMARY_MAX - 1) {
+		z->full = true;
+		return;
+	}
+	if (sep)
+		o->summary[o->summary_len++] = ' ';
+	for (size_t i = 0; i < n; i++)
+		o->summary[o->summary_len + i] = up ? (char)upper((unsigned char)s[i]) : s[i];
+	o->summary_len += n;
+	o->summary[o->summary_len] = '\0';
+}
+
+/* An operation: into the summary, and db.operation.name when it is the
+ * first one of the outermost level (so WITH ... UPDATE gives UPDATE, and
+ * INSERT ... SELECT gives INSERT), or the first one at all. */
+static void add_op(struct summarizer *z, const char *s, size_t n)
+{
+	struct sql_summary *o = z->out;
+	bool main = z->depth == 0 && !z->over;
+
+	sum_append(z, s, n, true);
+	if (n >= SQL_NAME_MAX || (o->operation_len && (z->op_main || !main)))
+		return;
+	for (size_t i = 0; i < n; i++)
+		o->operation[i] = (char)upper((unsigned char)s[i]);
+	o->operation[n] = '\0';
+	o->operation_len = n;
+	z->op_main = main;
+}
+
+/* A target: tables count towards db.collection.name, which is only set
+ * when every table named is the same one. */
+static void add_target(struct summarizer *z, const char *name, size_t n, bool table)
+{
+	struct sql_summary *o = z->out;
+
+	if (!n)
+		return;
+	sum_append(z, name, n, false);
+	if (!table)
+		return;
+	if (z->ntables++ == 0) {
+		if (n < SQL_NAME_MAX) {
+			memcpy(o->collection, name, n + 1);
+			o->collection_len = n;
+		} else {
+			z->tables_same = false;
+		}
+	} else if (n != o->collection_len || memcmp(name, o->collection, n) != 0) {
+		z->tables_same = false;
+	}
+}
+
+static bool is_cte(const struct summarizer *z, const char *name, size_t n)
+{
+	/* unquoted names fold case in PostgreSQL: compare ignoring it */
+	for (unsigned i = 0; i < z->ncte && i < CTE_MAX; i++) {
+		const char *c = z->cte[i];
+		size_t j = 0;
+
+		while (j < n && c[j] && upper((unsigned char)c[j]) == upper((unsigned char)name[j]))
+			j++;
+		if (j == n && !c[j])
+			return true;
+	}
+	return false;
+}
+
+/* Reads the name at the current token and adds it as a target. In a FROM
+ * clause (in_from) a name followed by '(' is a function (SELECT * FROM
+ * f($1)), never a table; elsewhere that '(' opens a column list. */
+static void target_here(struct summarizer *z, bool table_ok, bool in_from)
+{
+	char name[SQL_SUMMARY_MAX];
+	size_t n = read_name(&z->p, name, sizeof(name));
+	bool fn = in_from && cur_punct(&z->p, '(');
+	bool skip_cte = in_from;
+
+	if (skip_cte && !fn && is_cte(z, name, n))
+		return;
+	add_target(z, name, n, table_ok && !fn);
+}
+
+/* A SELECT without FROM that calls a function (SELECT f(24)) is
+ * summarised by that function, read again from where it was seen. */
+static void flush_fn(struct summarizer *z, struct frame *f)
+{
+	if (f->has_fn && !f->from_seen) {
+		struct parser q = { .lx = z->p.lx };
+		char name[SQL_SUMMARY_MAX];
+
+		q.lx.pos = f->fn_pos;
+		advance(&q);
+		add_target(z, name, read_name(&q, name, sizeof(name)), false);
+	}
+	f->has_fn = false;
+}
+
+static void push_frame(struct summarizer *z, uint8_t clause)
+{
+	struct frame *f = &z->f[++z->depth];
+
+	memset(f, 0, sizeof(*f));
+	f->clause = clause;
+	f->expect_stmt = true;
+}
+
+/* At a CTE name in a WITH list: remembers it (FROM name then means the
+ * CTE, not a table), skips its column list and AS [NOT] MATERIALIZED, and
+ * leaves the '(' of its body for the main loop to open. */
+static void cte_head(struct summarizer *z)
+{
+	struct parser *p = &z->p;
+	struct frame *f = &z->f[z->depth];
+
+	f->in_with = false;
+	f->expect_stmt = true;
+	if (cur_kw(p) == KW_RECURSIVE)
+		advance(p);
+	if (!cur_name(p))
+		return;
+	if (z->ncte < CTE_MAX) {
+		if (!read_name(p, z->cte[z->ncte], CTE_NAME_MAX))
+			z->cte[z->ncte][0] = '\0';
+		z->ncte++;
+	} else {
+		advance(p);
+	}
+	if (cur_punct(p, '('))
+		skip_parens(p);
+	if (cur_kw(p) == KW_AS)
+		advance(p);
+	if (cur_kw(p) == KW_NOT)
+		advance(p);
+	if (cur_kw(p) == KW_MATERIALIZED)
+		advance(p);
+	if (cur_punct(p, '(')) {
+		f->in_with = true;
+		f->expect_stmt = false;
+	}
+}
+
+/* INSERT INTO t, UPDATE [ONLY] t, DELETE FROM t, MERGE INTO t. */
+static void dml_head(struct summarizer *z, int kw)
+{
+	struct parser *p = &z->p;
+	struct frame *f = &z->f[z->depth];
+
+	add_op(z, (const char *)p->lx.s + p->t.start, p->t.end - p->t.start);
+	f->stmt = (uint8_t)kw;
+	f->clause = CL_TARGET;
+	advance(p);
+	if (cur_kw(p) == KW_INTO || (kw == KW_DELETE && cur_kw(p) == KW_FROM))
+		advance(p);
+	if (cur_kw(p) == KW_ONLY)
+		advance(p);
+	if (cur_name(p))
+		target_here(z, true, false);
+}
+
+/* The main loop: every token of the first statement, tracking per
+ * parenthesis level where in a SELECT/DML statement we are. */
+static void run(struct summarizer *z)
+{
+	struct parser *p = &z->p;
+
+	while (!cur_done(p)) {
+		struct frame *f = &z->f[z->depth];
+		int kw = cur_kw(p);
+		bool expect = f->expect_stmt;
+
+		if (p->t.kind == T_PUNCT) {
+			char ch = (char)p->lx.s[p->t.start];
+
+			if (ch == ';') {
+				advance(p);
+				z->out->multiple_statements = !cur_done(p);
+				break;
+			}
+			if (ch == '(') {
+				if (z->over || z->depth + 1 >= FRAME_MAX) {
+					z->over++;
+				} else {
+					bool from = f->clause == CL_FROM;
+
+					if (from)
+						f->clause = CL_AFTER;
+					f->expect_stmt = false;
+					push_frame(z, from ? CL_FROM : CL_NONE);
+				}
+				advance(p);
+				continue;
+			}
+			if (ch == ')') {
+				advance(p);
+				if (z->over) {
+					z->over--;
+				} else if (z->depth > 0) {
+					flush_fn(z, f);
+					f = &z->f[--z->depth];
+					if (f->in_with) {
+						if (cur_punct(p, ',')) {
+							advance(p);
+							cte_head(z);
+						} else {
+							f->in_with = false;
+							f->expect_stmt = true;
+						}
+					}
+				}
+				continue;
+			}
+			if (ch == ',' && (f->clause == CL_AFTER || f->clause == CL_ON))
+				f->clause = CL_FROM;
+			f->expect_stmt = false;
+			advance(p);
+			continue;
+		}
+		if (z->over || !cur_name(p)) {
+			f->expect_stmt = false;
+			advance(p);
+			continue;
+		}
+		f->expect_stmt = false;
+		switch (kw) {
+		case KW_SELECT:
+			flush_fn(z, f);
+			add_op(z, "SELECT", 6);
+			f->stmt = KW_SELECT;
+			f->clause = CL_LIST;
+			f->from_seen = false;
+			advance(p);
+			continue;
+		case KW_WITH:
+			if (!expect)
+				break;
+			advance(p);
+			cte_head(z);
+			continue;
+		case KW_INSERT:
+		case KW_UPDATE:
+		case KW_DELETE:
+		case KW_MERGE:
+			if (!expect)
+				break;
+			dml_head(z, kw);
+			continue;
+		case KW_VALUES:
+			if (expect && z->depth == 0)
+				add_op(z, "VALUES", 6);
+			break;
+		case KW_FROM:
+			if (f->clause == CL_LIST || f->clause == CL_SET) {
+				f->clause = CL_FROM;
+				f->from_seen = true;
+			}
+			break;
+		case KW_JOIN:
+			if (f->clause == CL_AFTER || f->clause == CL_ON)
+				f->clause = CL_FROM;
+			break;
+		case KW_ON:
+			if (f->clause == CL_AFTER)
+				f->clause = CL_ON;
+			break;
+		case KW_USING:
+			if (f->clause == CL_AFTER)
+				f->clause = CL_ON;
+			else if (f->clause == CL_TARGET && (f->stmt == KW_DELETE || f->stmt == KW_MERGE))
+				f->clause = CL_FROM;  /* DELETE ... USING t, MERGE ... USING t */
+			break;
+		case KW_SET:
+			if (f->clause == CL_TARGET && f->stmt == KW_UPDATE)
+				f->clause = CL_SET;
+			break;
+		case KW_UNION:
+		case KW_INTERSECT:
+		case KW_EXCEPT:
+			flush_fn(z, f);
+			f->clause = CL_NONE;
+			f->expect_stmt = true;
+			break;
+		case KW_WHEN:
+			if (f->stmt == KW_MERGE)
+				f->clause = CL_OTHER;
+			break;
+		case KW_WHERE: case KW_GROUP: case KW_HAVING: case KW_ORDER: case KW_LIMIT:
+		case KW_OFFSET: case KW_FETCH: case KW_FOR: case KW_WINDOW: case KW_RETURNING:
+			if (f->clause == CL_LIST || f->clause == CL_FROM || f->clause == CL_AFTER ||
+			    f->clause == CL_ON || f->clause == CL_SET || f->clause == CL_TARGET)
+				f->clause = CL_OTHER;
+			break;
+		default:
+			if (f->clause == CL_FROM) {
+				if (kw == KW_LATERAL || kw == KW_ONLY)
+					break;
+				target_here(z, true, true);
+				f->clause = CL_AFTER;
+				continue;
+			}
+			if (f->clause == CL_LIST && !f->has_fn && !(p->kw && p->kw->reserved)) {
+				size_t pos = p->t.start;
+
+				/* skip a.b.c without copying it: only a call matters */
+				advance(p);
+				while (cur_punct(p, '.')) {
+					advance(p);
+					if (!cur_name(p))
+						break;
+					advance(p);
+				}
+				if (cur_punct(p, '(')) {
+					f->has_fn = true;
+					f->fn_pos = pos;
+				}
+				continue;
+			}
+			break;
+		}
+		advance(p);
+	}
+	for (;;) {
+		flush_fn(z, &z->f[z->depth]);
+		if (!z->depth)
+			break;
+		z->depth--;
+	}
+}
+
+/* CREATE/DROP/ALTER [OR REPLACE|TEMP|UNIQUE...] kind [IF [NOT] EXISTS]
+ * [CONCURRENTLY] name[, name]: the operation is "CREATE TABLE" etc. */
+static void ddl_head(struct summarizer *z)
+{
+	struct parser *p = &z->p;
+	const char *verb = (const char *)p->lx.s + p->t.start;
+	size_t vn = p->t.end - p->t.start;
+	bool drop = cur_kw(p) == KW_DROP;
+	char op[SQL_NAME_MAX];
+	size_t on = 0;
+	const unsigned char *kind = NULL;
+	size_t kn = 0;
+	int kkw;
+
+	memcpy(op, verb, vn);
+	on = vn;
+	advance(p);
+	for (;;) {
+		int k = cur_kw(p);
+
+		if (k == KW_OR || k == KW_REPLACE || k == KW_TEMP || k == KW_TEMPORARY ||
+		    k == KW_UNLOGGED || k == KW_UNIQUE || k == KW_GLOBAL || k == KW_LOCAL)
+			advance(p);
+		else
+			break;
+	}
+	/* one kind word, two after MATERIALIZED/FOREIGN/EVENT */
+	for (int words = 0; p->t.kind == T_WORD && words < 2; words++) {
+		size_t n = p->t.end - p->t.start;
+
+		kkw = cur_kw(p);
+		if (on + 1 + n >= sizeof(op))
+			break;
+		op[on++] = ' ';
+		memcpy(op + on, p->lx.s + p->t.start, n);
+		on += n;
+		kind = p->lx.s + p->t.start;
+		kn = n;
+		advance(p);
+		if (kkw != KW_MATERIALIZED && kkw != KW_FOREIGN && kkw != KW_EVENT)
+			break;
+	}
+	add_op(z, op, on);
+	if (!kind)
+		return;
+	bool table = word_is(kind, kn, "TABLE") || word_is(kind, kn, "VIEW");
+	static const char *const named[] = {
+		"SEQUENCE", "SCHEMA", "FUNCTION", "PROCEDURE", "TRIGGER", "TYPE", "EXTENSION",
+		"DATABASE", "ROLE", "USER", "DOMAIN", "AGGREGATE", "TABLESPACE", "POLICY", "RULE",
+		"PUBLICATION", "SUBSCRIPTION", "SERVER", "COLLATION", "LANGUAGE", "STATISTICS",
+		"INDEX",
+	};
+	bool known = table;
+
+	for (size_t i = 0; !known && i < sizeof(named) / sizeof(named[0]); i++)
+		known = word_is(kind, kn, named[i]);
+	if (!known)
+		return;
+	for (;;) {
+		int k = cur_kw(p);
+
+		if (k == KW_IF || k == KW_NOT || k == KW_EXISTS || k == KW_CONCURRENTLY || k == KW_ONLY)
+			advance(p);
+		else
+			break;
+	}
+	if (word_is(kind, kn, "INDEX") && cur_kw(p) == KW_ON) {
+		/* CREATE INDEX ON t (...): no index name, the table is the target */
+		advance(p);
+		if (cur_kw(p) == KW_ONLY)
+			advance(p);
+		table = true;
+	}
+	while (cur_name(p) && !(p->kw && p->kw->reserved)) {
+		target_here(z, table, false);
+		if (drop && cur_punct(p, '('))
+			skip_parens(p);  /* DROP FUNCTION f(int) */
+		if (!drop || !cur_punct(p, ','))
+			break;
+		advance(p);
+	}
+}
+
+/* TRUNCATE, LOCK, VACUUM, ANALYZE, CLUSTER, COPY, CALL, REFRESH, TABLE:
+ * the operation word, options skipped, then a list of names. */
+static void targets_head(struct summarizer *z, int kw)
+{
+	struct parser *p = &z->p;
+	bool call = kw == KW_CALL;
+
+	if (kw == KW_REFRESH) {
+		add_op(z, "REFRESH MATERIALIZED VIEW", 25);
+		advance(p);
+		while (p->t.kind == T_WORD && (cur_kw(p) == KW_MATERIALIZED ||
+					       cur_kw(p) == KW_CONCURRENTLY ||
+					       word_is(p->lx.s + p->t.start, p->t.end - p->t.start, "VIEW")))
+			advance(p);
+	} else {
+		add_op(z, (const char *)p->lx.s + p->t.start, p->t.end - p->t.start);
+		advance(p);
+	}
+	for (;;) {
+		int k = cur_kw(p);
+
+		if (k == KW_TABLE || k == KW_ONLY || k == KW_FULL || k == KW_FREEZE ||
+		    k == KW_VERBOSE || k == KW_ANALYZE || k == KW_ANALYSE)
+			advance(p);
+		else if ((kw == KW_VACUUM || kw == KW_ANALYZE || kw == KW_ANALYSE) && cur_punct(p, '('))
+			skip_parens(p);  /* VACUUM (VERBOSE, ANALYZE) t */
+		else
+			break;
+	}
+	while (cur_name(p) && !(p->kw && p->kw->reserved)) {
+		if (call) {
+			struct sql_summary *o = z->out;
+			char name[SQL_SUMMARY_MAX];
+			size_t n = read_name(p, name, sizeof(name));
+
+			add_target(z, name, n, false);
+			if (n && n < SQL_NAME_MAX) {
+				memcpy(o->procedure, name, n + 1);
+				o->procedure_len = n;
+			}
+			return;
+		}
+		target_here(z, true, false);
+		if (cur_punct(p, '*'))
+			advance(p);
+		if (kw != KW_COPY && cur_punct(p, '('))
+			skip_parens(p);  /* ANALYZE t (col) */
+		if (!cur_punct(p, ','))
+			break;
+		advance(p);
+	}
+}
+
+/* Statements summarised by their first word alone. */
+static bool simple_command(const unsigned char *s, size_t n)
+{
+	static const char *const words[] = {
+		"BEGIN", "COMMIT", "END", "ROLLBACK", "ABORT", "START", "SAVEPOINT", "RELEASE",
+		"SET", "RESET", "SHOW", "DO", "LISTEN", "NOTIFY", "UNLISTEN", "PREPARE",
+		"EXECUTE", "DEALLOCATE", "DISCARD", "GRANT", "REVOKE", "COMMENT", "CHECKPOINT",
+		"FETCH", "MOVE", "CLOSE", "DECLARE", "LOAD", "SECURITY", "IMPORT", "REASSIGN",
+		"REINDEX",
+	};
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (word_is(s, n, words[i]))
+			return true;
+	return false;
+}
+
+void sql_summarize(const char *text, size_t len, struct sql_summary *out)
+{
+	struct summarizer z;
+	struct parser *p = &z.p;
+
+	out->summary[0] = out->operation[0] = out->collection[0] = out->procedure[0] = '\0';
+	out->summary_len = out->operation_len = out->collection_len = out->procedure_len = 0;
+	out->multiple_statements = false;
+	if (!text)
+		len = 0;
+
+	z.out = out;
+	z.p.lx.s = (const unsigned char *)text;
+	z.p.lx.n = len < SUMMARY_SCAN_MAX ? len : SUMMARY_SCAN_MAX;
+	z.p.lx.pos = 0;
+	z.depth = 0;
+	z.over = 0;
+	z.full = false;
+	z.op_main = false;
+	z.ntables = 0;
+	z.tables_same = true;
+	z.ncte = 0;
+	memset(&z.f[0], 0, sizeof(z.f[0]));
+
+	advance(p);
+	while (cur_punct(p, ';'))
+		advance(p);  /* empty statements before the first one */
+	int kw = cur_kw(p);
+
+	switch (kw) {
+	case KW_SELECT: case KW_WITH: case KW_INSERT: case KW_UPDATE: case KW_DELETE:
+	case KW_MERGE: case KW_VALUES:
+		z.f[0].expect_stmt = true;
+		break;
+	case KW_EXPLAIN:
+		add_op(&z, "EXPLAIN", 7);
+		advance(p);
+		while (cur_kw(p) == KW_ANALYZE || cur_kw(p) == KW_ANALYSE || cur_kw(p) == KW_VERBOSE)
+			advance(p);
+		if (cur_punct(p, '('))
+			skip_parens(p);
+		z.f[0].expect_stmt = true;
+		break;
+	case KW_CREATE: case KW_DROP: case KW_ALTER:
+		ddl_head(&z);
+		break;
+	case KW_TRUNCATE: case KW_LOCK: case KW_VACUUM: case KW_ANALYZE: case KW_ANALYSE:
+	case KW_CLUSTER: case KW_COPY: case KW_CALL: case KW_REFRESH: case KW_TABLE:
+		targets_head(&z, kw);
+		break;
+	default:
+		if (cur_punct(p, '(')) {
+			z.f[0].expect_stmt = true;  /* (SELECT ...) UNION (SELECT ...) */
+		} else if (p->t.kind == T_WORD &&
+			   simple_command(p->lx.s + p->t.start, p->t.end - p->t.start)) {
+			add_op(&z, (const char *)p->lx.s + p->t.start, p->t.end - p->t.start);
+			advance(p);
+		} else {
+			return;  /* not a statement we know: empty, the span is named after the system */
+		}
+		break;
+	}
+	run(&z);
+	if (!z.ntables || !z.tables_same) {
+		out->collection[0] = '\0';
+		out->collection_len = 0;
+	}
+}
+
+/* --- sanitising --- */
+
+struct sink {
+	char *out;
+	size_t cap, len;
+	bool full;
+};
+
+/* Appends s[0..n) if it fits in cap - 1; otherwise as much as fits, cut
+ * before a UTF-8 continuation byte so that no character is split (invalid
+ * input is copied as is: the span layer replaces invalid UTF-8 later, so
+ * at most 3 bytes are given back for it), and marks the sink full. */
+static bool put(struct sink *k, const unsigned char *s, size_t n)
+{
+	size_t room = k->cap - 1 - k->len, m;
+
+	if (n == 0)
+		return true;
+	if (n <= room) {
+		memcpy(k->out + k->len, s, n);
+		k->len += n;
+		return true;
+	}
+	m = room;
+	for (int back = 0; m > 0 && back < 3 && (s[m] & 0xC0) == 0x80; back++)
+		m--;
+	memcpy(k->out + k->len, s, m);
+	k->len += m;
+	k->full = true;
+	return false;
+}
+
+/* Whether the token at t starts a literal list item: a string, a number,
+ * or a signed number; on success *end is after it and lx past it. */
+static bool literal_item(struct lexer *lx, const struct tok *t, size_t *end)
+{
+	if (t->kind == T_STRING || t->kind == T_NUMBER) {
+		*end = t->end;
+		return true;
+	}
+	if (t->kind == T_PUNCT && (lx->s[t->start] == '-' || lx->s[t->start] == '+')) {
+		struct lexer peek = *lx;
+		struct tok nt;
+
+		lex(&peek, &nt);
+		if (nt.kind == T_NUMBER) {
+			*lx = peek;
+			*end = nt.end;
+			return true;
+		}
+	}
+	return false;
+}
+
+size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *truncated)
+{
+	static const unsigned char qmark[] = "?";
+	struct sink k = { out, cap, 0, false };
+	struct lexer lx = { (const unsigned char *)text, text ? len : 0, 0 };
+	const unsigned char *s = lx.s;
+	size_t prev = 0;  /* input before prev has been written or deliberately dropped */
+	struct tok t;
+	/* IN (1, 2, 'x') -> IN (?): streamed, so that a long list is never
+	 * read ahead: the first item gives '?', each further ", item" is
+	 * dropped, and anything else ends the list with the text as it is. */
+	enum { S_NORMAL, S_IN, S_OPEN, S_ITEM, S_COMMA } st = S_NORMAL;
+
+	if (!out || cap == 0) {
+		if (truncated)
+			*truncated = len > 0;
+		return 0;
+	}
+	for (;;) {
+		size_t end;
+
+		lex(&lx, &t);
+		if (t.kind == T_END)
+			break;
+		if (st == S_ITEM && t.kind == T_PUNCT && s[t.start] == ',') {
+			st = S_COMMA;  /* held back until we know what follows */
+			continue;
+		}
+		if (st == S_COMMA && literal_item(&lx, &t, &end)) {
+			prev = end;
+			st = S_ITEM;
+			continue;
+		}
+		if (st == S_OPEN && literal_item(&lx, &t, &end)) {
+			if (!put(&k, s + prev, t.start - prev) || !put(&k, qmark, 1))
+				goto done;
+			prev = end;
+			st = S_ITEM;
+			continue;
+		}
+		switch (t.kind) {
+		case T_STRING:
+		case T_NUMBER:
+		case T_BAD:  /* unterminated: whatever it holds, it must not leak */
+			if (!put(&k, s + prev, t.start - prev) || !put(&k, qmark, 1))
+				goto done;
+			prev = t.end;
+			break;
+		default:
+			/* kept tokens and the text between them are copied in one
+			 * run at the next replacement, or as soon as the run no
+			 * longer fits, so that reading stops with the output full */
+			if (t.end - prev > k.cap - 1 - k.len) {
+				put(&k, s + prev, t.end - prev);
+				goto done;
+			}
+			break;
+		}
+		if (st == S_IN && t.kind == T_PUNCT && s[t.start] == '(')
+			st = S_OPEN;
+		else if (t.kind == T_WORD && t.end - t.start == 2 && word_is(s + t.start, 2, "IN"))
+			st = S_IN;
+		else
+			st = S_NORMAL;
+	}
+	put(&k, s + prev, lx.n - prev);  /* the pending run, trailing whitespace and comments */
+done:
+	out[k.len] = '\0';
+	if (truncated)
+		*truncated = k.full;
+	return k.len;
+}

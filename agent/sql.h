@@ -1,0 +1,61 @@
+/* SQL text as pure functions: the query summary and operation/collection names, and literal sanitising. */
+#ifndef TRACEAGENT_SQL_H
+#define TRACEAGENT_SQL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * Pure functions over (const char *, size_t): no I/O, no allocation, no
+ * globals, never reading past len (the text may be a prefix of a huge query
+ * and need not be NUL-terminated). PostgreSQL's lexical rules: '...' strings
+ * with '' escapes, E'...' with backslash escapes, dollar-quoted $$...$$ and
+ * $tag$...$tag$, "quoted identifiers", -- and nested block comments, $1
+ * parameters, numeric literals (1, 1.5, .5, 1e10, 0x1F), and invalid UTF-8
+ * or unterminated constructs, which must never crash or over-read.
+ */
+
+#define SQL_SUMMARY_MAX 256
+#define SQL_NAME_MAX 128
+
+struct sql_summary {
+	/* db.query.summary, per the semantic conventions: the operation followed
+	 * by its main target(s), e.g. "SELECT web_crawl_tasks",
+	 * "INSERT web_crawl_tasks", "SELECT get_web_crawl_metrics" (a function
+	 * called in the select list or the FROM clause), "UPDATE web_crawl_tasks",
+	 * "DELETE t", "SELECT orders customers" (a join: the tables in order),
+	 * "BEGIN", "CREATE TABLE t", "CALL proc", "SELECT" (no table: SELECT 1). */
+	char summary[SQL_SUMMARY_MAX];
+	size_t summary_len;
+	/* db.operation.name: the first keyword(s), upper-case: SELECT, INSERT,
+	 * UPDATE, DELETE, WITH is resolved to the main statement's operation,
+	 * CREATE TABLE, BEGIN, COMMIT... Empty when not recognisable. */
+	char operation[SQL_NAME_MAX];
+	size_t operation_len;
+	/* db.collection.name: set only when the statement has exactly one target
+	 * table (schema-qualified names kept, quotes removed). */
+	char collection[SQL_NAME_MAX];
+	size_t collection_len;
+	bool multiple_statements;  /* more than one statement separated by ';' */
+	/* db.stored_procedure.name: the procedure of a CALL statement (name as
+	 * written, schema kept, quotes removed); empty otherwise. */
+	char procedure[SQL_NAME_MAX];
+	size_t procedure_len;
+};
+
+/* Summarises the first statement of text. Never fails: an unrecognisable
+ * text gives an empty summary (the caller then names the span after the
+ * system, e.g. "postgresql"). Looks at most at the first 64 KiB. */
+void sql_summarize(const char *text, size_t len, struct sql_summary *out);
+
+/*
+ * Writes text with every literal replaced by '?': strings (all forms),
+ * numbers, and dollar-quoted bodies; a list of literals in IN (...) becomes
+ * IN (?); $n parameters, identifiers, keywords, comments and whitespace are
+ * kept as they are. Writes at most cap-1 bytes plus a NUL, stopping at a
+ * character boundary; returns the length written. *truncated is set when
+ * the input did not fit (or len exceeded what was read).
+ */
+size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *truncated);
+
+#endif

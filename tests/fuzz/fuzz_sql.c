@@ -1,0 +1,95 @@
+/* libFuzzer harness for agent/sql.c: summaries and sanitising of arbitrary bytes at several output caps, checked against their invariants. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/sql.h"
+
+/* A broken invariant must stop the fuzzer with a reproducer, in any build. */
+#define CHECK(cond) do { if (!(cond)) __builtin_trap(); } while (0)
+
+/* Exactly-sized heap copy, so ASan sees any read past len. */
+static char *copy(const uint8_t *p, size_t n)
+{
+	char *c = malloc(n ? n : 1);
+
+	CHECK(c != NULL);
+	if (n)
+		memcpy(c, p, n);
+	return c;
+}
+
+static void fuzz_summary(const char *in, size_t size)
+{
+	struct sql_summary s;
+
+	memset(&s, 0xa5, sizeof(s));
+	sql_summarize(in, size, &s);
+	CHECK(s.summary_len < SQL_SUMMARY_MAX && s.summary[s.summary_len] == '\0');
+	CHECK(s.operation_len < SQL_NAME_MAX && s.operation[s.operation_len] == '\0');
+	CHECK(s.collection_len < SQL_NAME_MAX && s.collection[s.collection_len] == '\0');
+	CHECK(s.procedure_len < SQL_NAME_MAX && s.procedure[s.procedure_len] == '\0');
+	CHECK(strlen(s.summary) == s.summary_len);
+	/* no operation, no summary: an unrecognised text gives neither */
+	if (!s.operation_len)
+		CHECK(s.summary_len == 0);
+	/* an operation is upper-case ASCII where it is a letter */
+	for (size_t i = 0; i < s.operation_len; i++)
+		CHECK(!(s.operation[i] >= 'a' && s.operation[i] <= 'z'));
+}
+
+static void fuzz_sanitize(const char *in, size_t size)
+{
+	static const size_t caps[] = { 1, 2, 3, 7, 64, 2048 };
+	char *full = malloc(size + 2);
+	bool trunc = true, t2;
+	size_t fn;
+
+	CHECK(full != NULL);
+	/* an output never grows beyond the input plus the NUL */
+	fn = sql_sanitize(in, size, full, size + 2, &trunc);
+	CHECK(!trunc);
+	CHECK(fn <= size && full[fn] == '\0');
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		size_t cap = caps[i];
+		char *out = malloc(cap);
+		size_t n;
+
+		CHECK(out != NULL);
+		n = sql_sanitize(in, size, out, cap, &t2);
+		CHECK(n < cap && out[n] == '\0');
+		CHECK(t2 == (fn >= cap));
+		/* a truncated output is a prefix of the whole one */
+		CHECK(memcmp(out, full, n) == 0);
+		free(out);
+	}
+	/* sanitising a sanitised text never makes it longer */
+	{
+		char *again = malloc(fn + 1);
+
+		CHECK(again != NULL);
+		CHECK(sql_sanitize(full, fn, again, fn + 1, &t2) <= fn);
+		free(again);
+	}
+	free(full);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *in = copy(data, size);
+
+	fuzz_summary(in, size);
+	fuzz_sanitize(in, size);
+	/* every prefix must work too for short inputs: prefixes of huge
+	 * queries are what the hooks see */
+	if (size <= 256)
+		for (size_t n = 0; n < size; n += 7) {
+			char *p = copy(data, n);
+
+			fuzz_summary(p, n);
+			fuzz_sanitize(p, n);
+			free(p);
+		}
+	free(in);
+	return 0;
+}

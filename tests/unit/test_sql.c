@@ -1,0 +1,494 @@
+/* Unit tests for agent/sql.c: query summaries, operation/collection names and literal sanitising as tables, fed as exactly-sized heap copies. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/sql.h"
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Copies s into an exactly-sized heap buffer, so a read past len trips
+ * ASan or valgrind; the functions get (pointer, length), never a NUL. */
+static char *exact_copy(const char *s, size_t n)
+{
+	char *p = malloc(n ? n : 1);
+
+	ck_assert_ptr_nonnull(p);
+	memcpy(p, s, n);
+	return p;
+}
+
+static void summarize(const char *q, size_t n, struct sql_summary *out)
+{
+	char *c = exact_copy(q, n);
+
+	memset(out, 0x5a, sizeof(*out));  /* everything must be (re)written */
+	sql_summarize(c, n, out);
+	free(c);
+	ck_assert_uint_lt(out->summary_len, SQL_SUMMARY_MAX);
+	ck_assert_uint_eq(strlen(out->summary), out->summary_len);
+	ck_assert_uint_eq(strlen(out->operation), out->operation_len);
+	ck_assert_uint_eq(strlen(out->collection), out->collection_len);
+	ck_assert_uint_eq(strlen(out->procedure), out->procedure_len);
+}
+
+static size_t sanitize(const char *q, size_t n, char *out, size_t cap, bool *trunc)
+{
+	char *c = exact_copy(q, n);
+	size_t r;
+
+	*trunc = !*trunc;  /* must always be written */
+	r = sql_sanitize(c, n, out, cap, trunc);
+	free(c);
+	if (cap) {
+		ck_assert_uint_lt(r, cap);
+		ck_assert_uint_eq(strlen(out), r);
+	}
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Summaries                                                           */
+/* ------------------------------------------------------------------ */
+
+struct sum_case {
+	const char *query;
+	const char *summary;
+	const char *operation;
+	const char *collection;
+};
+
+static const struct sum_case sum_cases[] = {
+	/* the examples of the brief and of the semantic conventions */
+	{ "SELECT * FROM get_web_crawl_metrics($1)", "SELECT get_web_crawl_metrics", "SELECT", "" },
+	{ "SELECT get_web_crawl_metrics(24)", "SELECT get_web_crawl_metrics", "SELECT", "" },
+	{ "INSERT INTO web_crawl_tasks (url) VALUES ($1) RETURNING id", "INSERT web_crawl_tasks", "INSERT", "web_crawl_tasks" },
+	{ "UPDATE web_crawl_tasks SET status = $1, updated_at = now() WHERE id = $2", "UPDATE web_crawl_tasks", "UPDATE", "web_crawl_tasks" },
+	{ "SELECT 1", "SELECT", "SELECT", "" },
+	{ "select * from public.\"Tasks\" t where t.id = $1", "SELECT public.Tasks", "SELECT", "public.Tasks" },
+	{ "SELECT *\nFROM   wuser_table\nWHERE  username = ?", "SELECT wuser_table", "SELECT", "wuser_table" },
+	{ "INSERT INTO shipping_details (order_id, address) SELECT order_id, address FROM orders WHERE order_id = ?",
+	  "INSERT shipping_details SELECT orders", "INSERT", "" },
+	{ "SELECT * FROM songs, artists WHERE songs.artist_id = artists.id", "SELECT songs artists", "SELECT", "" },
+	{ "SELECT order_date FROM (SELECT * FROM orders o JOIN customers c ON o.customer_id = c.customer_id)",
+	  "SELECT SELECT orders customers", "SELECT", "" },
+	{ "SELECT * FROM (SELECT * FROM t) s", "SELECT SELECT t", "SELECT", "t" },
+	/* pgbench (simple and extended protocol) and psql */
+	{ "SELECT abalance FROM pgbench_accounts WHERE aid = $1;", "SELECT pgbench_accounts", "SELECT", "pgbench_accounts" },
+	{ "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;", "UPDATE pgbench_accounts", "UPDATE", "pgbench_accounts" },
+	{ "UPDATE pgbench_tellers SET tbalance = tbalance + 4711 WHERE tid = 3;", "UPDATE pgbench_tellers", "UPDATE", "pgbench_tellers" },
+	{ "UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;", "UPDATE pgbench_branches", "UPDATE", "pgbench_branches" },
+	{ "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);",
+	  "INSERT pgbench_history", "INSERT", "pgbench_history" },
+	{ "BEGIN;", "BEGIN", "BEGIN", "" },
+	{ "END;", "END", "END", "" },
+	{ "COMMIT", "COMMIT", "COMMIT", "" },
+	{ "rollback", "ROLLBACK", "ROLLBACK", "" },
+	{ "START TRANSACTION ISOLATION LEVEL SERIALIZABLE", "START", "START", "" },
+	{ "SAVEPOINT sp1", "SAVEPOINT", "SAVEPOINT", "" },
+	{ "vacuum analyze pgbench_branches", "VACUUM pgbench_branches", "VACUUM", "pgbench_branches" },
+	{ "truncate pgbench_history", "TRUNCATE pgbench_history", "TRUNCATE", "pgbench_history" },
+	{ "select count(*) from pgbench_branches", "SELECT pgbench_branches", "SELECT", "pgbench_branches" },
+	{ "SET search_path = public, pg_catalog", "SET", "SET", "" },
+	{ "SHOW server_version", "SHOW", "SHOW", "" },
+	{ "RESET ALL", "RESET", "RESET", "" },
+	/* joins, aliases, subqueries, set operations */
+	{ "SELECT o.id, c.name FROM orders o LEFT OUTER JOIN customers AS c ON c.id = o.cid JOIN items i USING (oid) WHERE o.id = $1",
+	  "SELECT orders customers items", "SELECT", "" },
+	{ "SELECT * FROM a CROSS JOIN LATERAL (SELECT * FROM b WHERE b.x = a.x) s", "SELECT a SELECT b", "SELECT", "" },
+	{ "SELECT * FROM t1 WHERE x IN (SELECT y FROM t2) ORDER BY 1 LIMIT 10", "SELECT t1 SELECT t2", "SELECT", "" },
+	{ "SELECT a FROM t UNION ALL SELECT b FROM u", "SELECT t SELECT u", "SELECT", "" },
+	{ "(SELECT 1) UNION (SELECT 2)", "SELECT SELECT", "SELECT", "" },
+	{ "SELECT DISTINCT ON (a) a, b FROM s.t ORDER BY a, b DESC FOR UPDATE", "SELECT s.t", "SELECT", "s.t" },
+	{ "SELECT now()", "SELECT now", "SELECT", "" },
+	{ "SELECT pg_catalog.set_config('search_path', '', false)", "SELECT pg_catalog.set_config", "SELECT", "" },
+	{ "SELECT CASE WHEN x > 0 THEN 1 ELSE 0 END FROM t", "SELECT t", "SELECT", "t" },
+	{ "SELECT EXISTS (SELECT 1 FROM t WHERE id = $1)", "SELECT SELECT t", "SELECT", "t" },
+	{ "SELECT t.* FROM t", "SELECT t", "SELECT", "t" },
+	{ "SELECT * FROM t1 t JOIN t1 u ON t.p = u.id", "SELECT t1 t1", "SELECT", "t1" },
+	{ "SELECT * FROM \"My \"\"Table\"\"\"", "SELECT My \"Table\"", "SELECT", "My \"Table\"" },
+	{ "SELECT * FROM U&\"d\\0061t\\+000061\"", "SELECT d\\0061t\\+000061", "SELECT", "d\\0061t\\+000061" },
+	{ "SELECT * FROM generate_series(1, 10) g", "SELECT generate_series", "SELECT", "" },
+	{ "SELECT * FROM ONLY parent", "SELECT parent", "SELECT", "parent" },
+	/* WITH */
+	{ "WITH r AS (SELECT * FROM orders WHERE d > $1) SELECT * FROM r JOIN customers c ON c.id = r.cid",
+	  "SELECT orders SELECT customers", "SELECT", "" },
+	{ "WITH RECURSIVE t(n) AS (VALUES (1) UNION ALL SELECT n + 1 FROM t WHERE n < 5) SELECT sum(n) FROM t",
+	  "SELECT SELECT", "SELECT", "" },
+	{ "WITH moved AS MATERIALIZED (DELETE FROM queue WHERE id = $1 RETURNING *), x AS (SELECT 1) INSERT INTO done SELECT * FROM moved",
+	  "DELETE queue SELECT INSERT done SELECT", "INSERT", "" },
+	{ "with u as (update jobs set state = 'x' where id = 1 returning *) select * from u",
+	  "UPDATE jobs SELECT", "SELECT", "jobs" },
+	/* DML details */
+	{ "DELETE FROM sessions WHERE expires < now()", "DELETE sessions", "DELETE", "sessions" },
+	{ "delete from only t using u where t.id = u.id", "DELETE t u", "DELETE", "" },
+	{ "UPDATE t SET x = u.x FROM u WHERE t.id = u.id", "UPDATE t u", "UPDATE", "" },
+	{ "UPDATE t SET x = (SELECT max(y) FROM u)", "UPDATE t SELECT u", "UPDATE", "" },
+	{ "INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v", "INSERT kv", "INSERT", "kv" },
+	{ "INSERT INTO app.events AS e DEFAULT VALUES", "INSERT app.events", "INSERT", "app.events" },
+	{ "MERGE INTO stock s USING deliveries d ON s.item = d.item WHEN MATCHED THEN UPDATE SET n = s.n + d.n WHEN NOT MATCHED THEN INSERT VALUES (d.item, d.n)",
+	  "MERGE stock deliveries", "MERGE", "" },
+	{ "VALUES (1, 'a'), (2, 'b')", "VALUES", "VALUES", "" },
+	/* DDL and utility statements */
+	{ "CREATE TABLE IF NOT EXISTS web_crawl_tasks (id bigserial PRIMARY KEY, url text NOT NULL, created_at timestamptz DEFAULT now())",
+	  "CREATE TABLE web_crawl_tasks", "CREATE TABLE", "web_crawl_tasks" },
+	{ "create temporary table tmp_x (a int)", "CREATE TABLE tmp_x", "CREATE TABLE", "tmp_x" },
+	{ "CREATE TABLE copy_t AS SELECT * FROM t", "CREATE TABLE copy_t SELECT t", "CREATE TABLE", "" },
+	{ "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_url ON web_crawl_tasks (url)", "CREATE INDEX idx_url", "CREATE INDEX", "" },
+	{ "CREATE INDEX ON t (a)", "CREATE INDEX t", "CREATE INDEX", "t" },
+	{ "CREATE OR REPLACE VIEW v_active AS SELECT * FROM users WHERE active", "CREATE VIEW v_active SELECT users", "CREATE VIEW", "" },
+	{ "CREATE MATERIALIZED VIEW mv AS SELECT 1", "CREATE MATERIALIZED VIEW mv SELECT", "CREATE MATERIALIZED VIEW", "mv" },
+	{ "CREATE OR REPLACE FUNCTION get_web_crawl_metrics(hours int) RETURNS TABLE (n bigint) AS $$ SELECT count(*) FROM web_crawl_tasks $$ LANGUAGE sql",
+	  "CREATE FUNCTION get_web_crawl_metrics", "CREATE FUNCTION", "" },
+	{ "CREATE EXTENSION IF NOT EXISTS pgcrypto", "CREATE EXTENSION pgcrypto", "CREATE EXTENSION", "" },
+	{ "CREATE SCHEMA app", "CREATE SCHEMA app", "CREATE SCHEMA", "" },
+	{ "DROP TABLE IF EXISTS a, b CASCADE", "DROP TABLE a b", "DROP TABLE", "" },
+	{ "DROP TABLE web_crawl_tasks", "DROP TABLE web_crawl_tasks", "DROP TABLE", "web_crawl_tasks" },
+	{ "DROP FUNCTION f(int), g(text)", "DROP FUNCTION f g", "DROP FUNCTION", "" },
+	{ "ALTER TABLE ONLY public.t ADD COLUMN c int", "ALTER TABLE public.t", "ALTER TABLE", "public.t" },
+	{ "ALTER SYSTEM SET work_mem = '64MB'", "ALTER SYSTEM", "ALTER SYSTEM", "" },
+	{ "TRUNCATE TABLE ONLY a, b RESTART IDENTITY", "TRUNCATE a b", "TRUNCATE", "" },
+	{ "COPY web_crawl_tasks (url) FROM STDIN WITH (FORMAT csv)", "COPY web_crawl_tasks", "COPY", "web_crawl_tasks" },
+	{ "COPY (SELECT * FROM t WHERE x > 1) TO STDOUT", "COPY SELECT t", "COPY", "t" },
+	{ "CALL refresh_stats($1, 'x')", "CALL refresh_stats", "CALL", "" },
+	{ "VACUUM", "VACUUM", "VACUUM", "" },
+	{ "VACUUM (VERBOSE, ANALYZE) big_table", "VACUUM big_table", "VACUUM", "big_table" },
+	{ "ANALYZE VERBOSE t (a, b), u", "ANALYZE t u", "ANALYZE", "" },
+	{ "ANALYZE", "ANALYZE", "ANALYZE", "" },
+	{ "EXPLAIN SELECT * FROM t", "EXPLAIN SELECT t", "EXPLAIN", "t" },
+	{ "EXPLAIN (ANALYZE, BUFFERS) UPDATE t SET a = 1", "EXPLAIN UPDATE t", "EXPLAIN", "t" },
+	{ "LOCK TABLE accounts IN SHARE MODE", "LOCK accounts", "LOCK", "accounts" },
+	{ "REFRESH MATERIALIZED VIEW CONCURRENTLY mv", "REFRESH MATERIALIZED VIEW mv", "REFRESH MATERIALIZED VIEW", "mv" },
+	{ "LISTEN jobs", "LISTEN", "LISTEN", "" },
+	{ "DO $$BEGIN PERFORM 1; END$$", "DO", "DO", "" },
+	/* comments, whitespace, case */
+	{ "  \n\t-- leading comment\n/* block /* nested */ */ SeLeCt id FROM Users", "SELECT Users", "SELECT", "Users" },
+	{ "/*traceparent='00-x'*/ SELECT 1", "SELECT", "SELECT", "" },
+	{ "SELECT a -- FROM fake\nFROM real_t", "SELECT real_t", "SELECT", "real_t" },
+	{ "SELECT 'FROM x' FROM y", "SELECT y", "SELECT", "y" },
+	{ "SELECT $$ FROM x $$ FROM y", "SELECT y", "SELECT", "y" },
+	/* unrecognisable */
+	{ "", "", "", "" },
+	{ "   -- only a comment", "", "", "" },
+	{ "hello world", "", "", "" },
+	{ "42", "", "", "" },
+	{ "'SELECT 1'", "", "", "" },
+	{ "/* unterminated SELECT 1", "", "", "" },
+	{ ";;SELECT 1", "SELECT", "SELECT", "" },
+};
+
+START_TEST(test_summary_table)
+{
+	const struct sum_case *c = &sum_cases[_i];
+	struct sql_summary s;
+
+	summarize(c->query, strlen(c->query), &s);
+	ck_assert_msg(strcmp(s.summary, c->summary) == 0, "query [%s]: summary [%s], want [%s]",
+		      c->query, s.summary, c->summary);
+	ck_assert_msg(strcmp(s.operation, c->operation) == 0, "query [%s]: operation [%s], want [%s]",
+		      c->query, s.operation, c->operation);
+	ck_assert_msg(strcmp(s.collection, c->collection) == 0, "query [%s]: collection [%s], want [%s]",
+		      c->query, s.collection, c->collection);
+}
+END_TEST
+
+struct multi_case {
+	const char *query;
+	bool multiple;
+};
+
+static const struct multi_case multi_cases[] = {
+	{ "SELECT 1", false },
+	{ "SELECT 1;", false },
+	{ "SELECT 1;  -- done\n", false },
+	{ "BEGIN; UPDATE t SET a = 1; COMMIT;", true },
+	{ "SELECT ';' FROM t", false },
+	{ "SELECT 1; SELECT 2", true },
+	{ "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql", false },
+	{ "SET x = 1; SELECT 1", true },
+};
+
+START_TEST(test_multiple_statements)
+{
+	const struct multi_case *c = &multi_cases[_i];
+	struct sql_summary s;
+
+	summarize(c->query, strlen(c->query), &s);
+	ck_assert_msg(s.multiple_statements == c->multiple, "query [%s]", c->query);
+}
+END_TEST
+
+START_TEST(test_call_procedure)
+{
+	struct sql_summary s;
+	const char *q = "call \"Billing\".close_month($1)";
+
+	summarize(q, strlen(q), &s);
+	ck_assert_str_eq(s.summary, "CALL Billing.close_month");
+	ck_assert_str_eq(s.procedure, "Billing.close_month");
+	q = "SELECT * FROM t";
+	summarize(q, strlen(q), &s);
+	ck_assert_uint_eq(s.procedure_len, 0);
+}
+END_TEST
+
+/* The summary is capped at SQL_SUMMARY_MAX - 1 bytes with whole names. */
+START_TEST(test_summary_cap)
+{
+	char q[8192];
+	size_t n = 0;
+	struct sql_summary s;
+
+	n += (size_t)sprintf(q + n, "SELECT * FROM ");
+	for (int i = 0; i < 100; i++)
+		n += (size_t)sprintf(q + n, "%stable_number_%03d", i ? ", " : "", i);
+	summarize(q, n, &s);
+	ck_assert_uint_le(s.summary_len, SQL_SUMMARY_MAX - 1);
+	ck_assert_uint_gt(s.summary_len, SQL_SUMMARY_MAX - 1 - 17);
+	/* ends with a whole name */
+	ck_assert_int_eq(strncmp(s.summary + s.summary_len - 16, "table_number_", 13), 0);
+	ck_assert(s.summary[s.summary_len - 17] == ' ');
+	ck_assert_str_eq(s.operation, "SELECT");
+	ck_assert_uint_eq(s.collection_len, 0);
+
+	/* a name too long for db.collection.name is still summarised */
+	memset(q, 0, sizeof(q));
+	n = (size_t)sprintf(q, "SELECT * FROM ");
+	memset(q + n, 'x', 200);
+	n += 200;
+	summarize(q, n, &s);
+	ck_assert_uint_eq(s.summary_len, 7 + 200);
+	ck_assert_uint_eq(s.collection_len, 0);
+}
+END_TEST
+
+/* Only the first 64 KiB are looked at, and a prefix of any length works. */
+START_TEST(test_summary_prefixes)
+{
+	const char *q = "WITH r AS (SELECT * FROM \"a b\" WHERE x = 'it''s') UPDATE t SET y = $$z$$ FROM r; SELECT 1";
+	size_t len = strlen(q);
+	struct sql_summary s;
+
+	for (size_t n = 0; n <= len; n++)
+		summarize(q, n, &s);
+	summarize(q, len, &s);
+	ck_assert_str_eq(s.summary, "SELECT a b UPDATE t");
+	ck_assert_str_eq(s.operation, "UPDATE");
+	ck_assert(s.multiple_statements);
+
+	size_t big = 1024 * 1024;
+	char *b = malloc(big);
+
+	ck_assert_ptr_nonnull(b);
+	memset(b, ' ', big);
+	memcpy(b + big - 8, "SELECT 1", 8);
+	summarize(b, big, &s);
+	ck_assert_str_eq(s.summary, "");  /* beyond 64 KiB */
+	memcpy(b, "SELECT * FROM t WHERE a IN (", 28);
+	for (size_t i = 28; i + 2 < big; i += 2)
+		memcpy(b + i, "1,", 2);
+	summarize(b, big, &s);
+	ck_assert_str_eq(s.summary, "SELECT t");
+	free(b);
+}
+END_TEST
+
+/* Deep nesting is bounded: beyond the tracked levels the text is skipped. */
+START_TEST(test_summary_deep_nesting)
+{
+	char q[4096];
+	size_t n = 0;
+	struct sql_summary s;
+
+	n += (size_t)sprintf(q + n, "SELECT * FROM t WHERE a = ");
+	for (int i = 0; i < 100; i++)
+		q[n++] = '(';
+	n += (size_t)sprintf(q + n, "SELECT 1 FROM deep");
+	for (int i = 0; i < 100; i++)
+		q[n++] = ')';
+	n += (size_t)sprintf(q + n, " AND b IN (SELECT c FROM u)");
+	summarize(q, n, &s);
+	ck_assert_str_eq(s.summary, "SELECT t SELECT u");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* Sanitising                                                          */
+/* ------------------------------------------------------------------ */
+
+struct san_case {
+	const char *in;
+	const char *out;
+};
+
+static const struct san_case san_cases[] = {
+	{ "", "" },
+	{ "SELECT 1", "SELECT ?" },
+	{ "SELECT * FROM t WHERE name = 'alice' AND id = 42", "SELECT * FROM t WHERE name = ? AND id = ?" },
+	{ "SELECT 'it''s', 'a''''b'''", "SELECT ?, ?" },
+	{ "SELECT E'a\\'b\\\\', e'x''y'", "SELECT ?, ?" },
+	{ "SELECT U&'d\\0061t\\+000061', u&'x'", "SELECT ?, ?" },
+	{ "SELECT B'0101', b'1', X'ff', x'00', N'nat'", "SELECT ?, ?, ?, ?, ?" },
+	{ "SELECT $$secret$$, $tag$a $$ b$tag$, $a$x$b$y$a$", "SELECT ?, ?, ?" },
+	{ "SELECT $1, $2::int, $10", "SELECT $1, $2::int, $10" },
+	{ "SELECT 1.5e-3, .5, 1., 1e10, 0x1F, 0o17, 0b101, 1_000_000", "SELECT ?, ?, ?, ?, ?, ?, ?, ?" },
+	{ "SELECT -5, +3, x-1", "SELECT -?, +?, x-?" },
+	{ "SELECT t1.c2, col_3, a$1 FROM t1", "SELECT t1.c2, col_3, a$1 FROM t1" },
+	{ "SELECT \"quoted 'x' 1\" FROM \"T\"\"1\"", "SELECT \"quoted 'x' 1\" FROM \"T\"\"1\"" },
+	{ "SELECT 1 -- comment with 'x' 2\n, 3", "SELECT ? -- comment with 'x' 2\n, ?" },
+	{ "SELECT /* a /* nested 'x' */ 5 */ 6", "SELECT /* a /* nested 'x' */ 5 */ ?" },
+	{ "WHERE a IN (1, 2, 'x')", "WHERE a IN (?)" },
+	{ "WHERE a in(1,2,3) AND b NOT IN ( 'a' , 'b' )", "WHERE a in(?) AND b NOT IN ( ? )" },
+	{ "WHERE a IN (-1, +2, 3)", "WHERE a IN (?)" },
+	{ "WHERE a IN ($1, $2)", "WHERE a IN ($1, $2)" },
+	{ "WHERE a IN ($1, 2)", "WHERE a IN ($1, ?)" },
+	{ "WHERE a IN (1, 2, b, 3)", "WHERE a IN (?, b, ?)" },
+	{ "WHERE a IN (SELECT 1)", "WHERE a IN (SELECT ?)" },
+	{ "WHERE a IN (1 + 2)", "WHERE a IN (? + ?)" },
+	{ "WHERE a IN (1, /* c */ 2)", "WHERE a IN (?)" },
+	{ "WHERE a IN (1, 2", "WHERE a IN (?" },
+	{ "WHERE a IN (1,", "WHERE a IN (?," },
+	{ "WHERE a IN 1", "WHERE a IN ?" },
+	{ "SELECT interval '1 day', DATE '2024-01-01', true, NULL", "SELECT interval ?, DATE ?, true, NULL" },
+	{ "INSERT INTO t VALUES (1, 'x'), (2, 'y')", "INSERT INTO t VALUES (?, ?), (?, ?)" },
+	{ "SELECT arr[1:2], 'a' || 'b'", "SELECT arr[?:?], ? || ?" },
+	{ "SELECT 123abc", "SELECT ?" },
+	/* unterminated constructs: the rest becomes '?' */
+	{ "SELECT 'unterminated secret", "SELECT ?" },
+	{ "SELECT 'a''", "SELECT ?" },
+	{ "SELECT E'a\\'", "SELECT ?" },
+	{ "SELECT $$open body", "SELECT ?" },
+	{ "SELECT $t$open $tt$", "SELECT ?" },
+	{ "SELECT \"open ident", "SELECT ?" },
+	{ "SELECT 1 /* open /* nested */ comment", "SELECT ? ?" },
+	{ "SELECT 1 -- line comment at end", "SELECT ? -- line comment at end" },
+	/* lone characters that only look like starts */
+	{ "SELECT $ , $x, a$$b", "SELECT $ , $x, a$$b" },
+	{ "SELECT 'a'/'b'", "SELECT ?/?" },
+	/* UTF-8 and invalid bytes are kept */
+	{ "SELECT 'héllo', naïve FROM tåble", "SELECT ?, naïve FROM tåble" },
+	{ "SELECT \xff\xfe, '\xc3' FROM \x80x", "SELECT \xff\xfe, ? FROM \x80x" },
+};
+
+START_TEST(test_sanitize_table)
+{
+	const struct san_case *c = &san_cases[_i];
+	char out[1024];
+	bool trunc = false;
+	size_t n = sanitize(c->in, strlen(c->in), out, sizeof(out), &trunc);
+
+	ck_assert_msg(strcmp(out, c->out) == 0, "in [%s]: [%s], want [%s]", c->in, out, c->out);
+	ck_assert_uint_eq(n, strlen(c->out));
+	ck_assert(!trunc);
+}
+END_TEST
+
+/* Every cap from 0 up: a prefix of the full output, never more than
+ * cap - 1 bytes, truncated exactly when it did not fit, and never a cut
+ * inside a UTF-8 character. */
+START_TEST(test_sanitize_caps)
+{
+	const char *in = "SELECT 'x', é€𝄞 FROM \"tåble\" WHERE a IN (1, 2) AND b = $1 -- ñ\n";
+	char full[512], out[512];
+	bool trunc = false;
+	size_t fn = sanitize(in, strlen(in), full, sizeof(full), &trunc);
+
+	ck_assert_str_eq(full, "SELECT ?, é€𝄞 FROM \"tåble\" WHERE a IN (?) AND b = $1 -- ñ\n");
+	for (size_t cap = 1; cap <= fn + 2; cap++) {
+		size_t n = sanitize(in, strlen(in), out, cap, &trunc);
+
+		ck_assert_uint_lt(n, cap);
+		ck_assert_int_eq(memcmp(out, full, n), 0);
+		ck_assert(trunc == (cap <= fn));
+		if (n < fn)
+			ck_assert_msg(((unsigned char)full[n] & 0xC0) != 0x80, "cap %zu cuts a character", cap);
+		if (trunc)
+			ck_assert_uint_ge(n + 4, cap - 1);  /* at most a character given back */
+	}
+	trunc = false;
+	ck_assert_uint_eq(sql_sanitize(in, strlen(in), out, 0, &trunc), 0);
+	ck_assert(trunc);
+	ck_assert_uint_eq(sql_sanitize("", 0, out, 0, &trunc), 0);
+	ck_assert(!trunc);
+	ck_assert_uint_eq(sql_sanitize(NULL, 0, out, 8, &trunc), 0);
+	ck_assert_str_eq(out, "");
+}
+END_TEST
+
+/* A 1 MB query into small buffers: bounded output, truncated set. */
+START_TEST(test_sanitize_huge)
+{
+	size_t big = 1024 * 1024, n;
+	char *b = malloc(big);
+	char out[2048];
+	bool trunc = false;
+
+	ck_assert_ptr_nonnull(b);
+	memcpy(b, "SELECT * FROM t WHERE a IN (", 28);
+	for (size_t i = 28; i + 2 <= big; i += 2)
+		memcpy(b + i, "7,", 2);
+	b[big - 1] = ')';
+	n = sanitize(b, big, out, sizeof(out), &trunc);
+	ck_assert_str_eq(out, "SELECT * FROM t WHERE a IN (?)");
+	ck_assert(!trunc);
+	ck_assert_uint_eq(n, 30);
+
+	for (size_t i = 0; i < big; i++)
+		b[i] = "ab 1 'x' "[i % 9];
+	n = sanitize(b, big, out, 64, &trunc);
+	ck_assert(trunc);
+	ck_assert_uint_le(n, 63);
+	n = sanitize(b, big, out, sizeof(out), &trunc);
+	ck_assert(trunc);
+	ck_assert_uint_le(n, sizeof(out) - 1);
+	ck_assert_ptr_null(strchr(out, 'x'));  /* string contents never leak */
+
+	memset(b, 'q', big);
+	b[0] = '\'';
+	n = sanitize(b, big, out, 16, &trunc);
+	ck_assert_str_eq(out, "?");
+	ck_assert(!trunc);
+	free(b);
+}
+END_TEST
+
+/* Every prefix of a query full of constructs: no over-read (exact
+ * copies), valid results, and no literal byte ever shows. */
+START_TEST(test_sanitize_prefixes)
+{
+	const char *in = "SELECT E'Z\\'1', 'Z2''Z3', $q$Z4$q$, U&'Z5', B'101', 987, \"id\" /* c */ FROM t WHERE x IN (654, 'Z6') -- e";
+	size_t len = strlen(in);
+	char out[512];
+	bool trunc = false;
+
+	for (size_t n = 0; n <= len; n++) {
+		sanitize(in, n, out, sizeof(out), &trunc);
+		ck_assert(!trunc);
+		ck_assert_ptr_null(strchr(out, 'Z'));
+		ck_assert_ptr_null(strpbrk(out, "0123456789"));
+	}
+}
+END_TEST
+
+Suite *sql_suite(void)
+{
+	Suite *s = suite_create("sql");
+	TCase *tc = tcase_create("summary");
+
+	tcase_add_loop_test(tc, test_summary_table, 0, (int)N_ELEMS(sum_cases));
+	tcase_add_loop_test(tc, test_multiple_statements, 0, (int)N_ELEMS(multi_cases));
+	tcase_add_test(tc, test_call_procedure);
+	tcase_add_test(tc, test_summary_cap);
+	tcase_add_test(tc, test_summary_prefixes);
+	tcase_add_test(tc, test_summary_deep_nesting);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("sanitize");
+	tcase_add_loop_test(tc, test_sanitize_table, 0, (int)N_ELEMS(san_cases));
+	tcase_add_test(tc, test_sanitize_caps);
+	tcase_add_test(tc, test_sanitize_huge);
+	tcase_add_test(tc, test_sanitize_prefixes);
+	suite_add_tcase(s, tc);
+	return s;
+}
