@@ -37,7 +37,7 @@ TOOL_SRC   := $(wildcard tests/tools/*.c)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 # Real programs the integration tests run under the agent (they link only
 # their own libraries, never the agent).
-PROG_BIN   := $(BUILD)/tests/mhd-server $(BUILD)/tests/kafka-mock
+PROG_BIN   := $(BUILD)/tests/mhd-server $(BUILD)/tests/kafka-mock $(BUILD)/tests/pq-client
 
 .PHONY: all check unit bench demo fuzz clean install uninstall deps
 all: $(AGENT) $(CORE_LIB) $(SINK)
@@ -82,6 +82,10 @@ $(BUILD)/tests/%: tests/tools/%.c $(CORE_LIB)
 $(BUILD)/tests/mhd-server: tests/mhd-server.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lmicrohttpd
+
+$(BUILD)/tests/pq-client: tests/pq-client.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lpq
 
 $(BUILD)/tests/kafka-mock: tests/kafka-mock.c
 	@mkdir -p $(dir $@)

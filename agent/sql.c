@@ -465,7 +465,9 @@ static size_t read_name(struct parser *p, char *buf, size_t cap)
 			size_t skip = s[0] == '"' ? 1 : 3;  /* " or U&" */
 
 			for (size_t i = skip; i + 1 < n; i++) {
-				if (len + 1 >= cap) {
+				/* a NUL cannot be in a real name (libpq texts are C
+				 * strings) and would cut the summary short for C readers */
+				if (len + 1 >= cap || s[i] == '\0') {
 					fits = false;
 					break;
 				}

@@ -209,6 +209,12 @@ static void start_thread(void)
 		pthread_mutex_unlock(&mu);
 		return;
 	}
+	/* Our exit flush must run before the exit handlers of libraries the app
+	 * initialised since start-up: libpq, for one, sets up OpenSSL, whose
+	 * atexit cleanup would otherwise run first and pull OpenSSL away from
+	 * under the export thread still starting libcurl. atexit runs the last
+	 * registered first, so register again, here, on the app's thread. */
+	atexit(at_exit);
 	/* Signals must keep going to the app's threads: the new thread inherits
 	 * a mask that blocks them all. */
 	sigfillset(&all);

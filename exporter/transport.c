@@ -160,6 +160,28 @@ static bool setup_handles(void)
 	return true;
 }
 
+/*
+ * OpenSSL 1.1+/3 registers an atexit cleanup when it is first initialised.
+ * If that first initialisation is ours (curl_global_init on this thread), the
+ * cleanup can run in an exiting app thread while this thread is still inside
+ * OpenSSL's init, and crash the process. So initialise it first, without that
+ * handler; if the app initialised OpenSSL already, its handler predates ours
+ * and our exit flush runs before it (see exporter.c start_thread).
+ */
+static void openssl_no_atexit(void)
+{
+	static const char *const names[] = { "libcrypto.so.3", "libcrypto.so.1.1" };
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+		if (!h)
+			continue;
+		int (*init)(uint64_t, const void *) = (int (*)(uint64_t, const void *))dlsym(h, "OPENSSL_init_crypto");
+		if (init)
+			init(0x00080000u /* OPENSSL_INIT_NO_ATEXIT */, NULL);
+		return;
+	}
+}
+
 bool transport_init(const struct config *c)
 {
 	cfg = c;
@@ -167,6 +189,7 @@ bool transport_init(const struct config *c)
 		return true;
 	if (!load_curl())
 		return false;
+	openssl_no_atexit();
 	if (c->compression == COMPRESSION_GZIP)
 		load_zlib();
 	if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {

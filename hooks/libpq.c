@@ -30,6 +30,8 @@
 #define PREPARED_MAX 16
 #define PREPARED_TEXT_MAX 1024
 #define BUCKETS 256
+/* db.query.text kept per span: the record holds 3 KiB of text in all. */
+#define QUERY_TEXT_MAX 1536
 
 struct pending {
 	struct span *sp;
@@ -186,21 +188,23 @@ static struct span *stmt_begin(PGconn *conn, const char *text, bool parameterize
 	if (!sp)
 		return NULL;
 	set_conn_attrs(sp, conn);
-	if (text) {
-		if (parameterized || !c->db_sanitize) {
-			span_set_str(sp, "db.query.text", text, len);
-		} else {
-			bool cut;
-			size_t n = sql_sanitize(text, len, x->text, sizeof x->text, &cut);
-			span_set_str(sp, "db.query.text", x->text, n);
-		}
-	}
+	/* Short attributes first, and the text capped: the record's text space
+	 * must keep room for the error attributes set after the call. */
 	if (x->sum.summary_len)
 		span_set_str(sp, "db.query.summary", x->sum.summary, x->sum.summary_len);
 	if (x->sum.operation_len)
 		span_set_str(sp, "db.operation.name", x->sum.operation, x->sum.operation_len);
 	if (x->sum.collection_len)
 		span_set_str(sp, "db.collection.name", x->sum.collection, x->sum.collection_len);
+	if (text) {
+		if (parameterized || !c->db_sanitize) {
+			span_set_str(sp, "db.query.text", text, len < QUERY_TEXT_MAX ? len : QUERY_TEXT_MAX);
+		} else {
+			bool cut;
+			size_t n = sql_sanitize(text, len, x->text, QUERY_TEXT_MAX + 1, &cut);
+			span_set_str(sp, "db.query.text", x->text, n);
+		}
+	}
 	if (c->db_capture_parameters && values) {
 		for (int i = 0; i < nparams && i < 32; i++) {
 			if (!values[i] || (formats && formats[i] != 0))
