@@ -1224,3 +1224,34 @@ done:
 		*truncated = k.full;
 	return k.len;
 }
+
+/*
+ * Whether text ends in a clean lexical state: outside any string, quoted
+ * identifier, dollar quote or block comment, and on a whole UTF-8
+ * character. Only then can a trailing comment (sqlcommenter) be appended
+ * without changing what the server parses or how it reports an error.
+ */
+bool sql_is_complete(const char *text, size_t len)
+{
+	struct lexer lx = { (const unsigned char *)text, len, 0 };
+	struct tok t;
+
+	if (!text)
+		return false;
+	do {
+		lex(&lx, &t);
+		if (t.kind == T_BAD)
+			return false;
+	} while (t.kind != T_END);
+	/* A cut multi-byte character at the end would swallow our newline. */
+	size_t i = len, back = 0;
+	while (i > 0 && back < 4 && ((unsigned char)text[i - 1] & 0xc0) == 0x80) {
+		i--;
+		back++;
+	}
+	if (i == 0)
+		return back == 0;
+	unsigned char lead = (unsigned char)text[i - 1];
+	size_t need = lead < 0x80 ? 0 : (lead >> 5) == 6 ? 1 : (lead >> 4) == 14 ? 2 : (lead >> 3) == 30 ? 3 : 99;
+	return back == need || (lead < 0x80 && back == 0);
+}

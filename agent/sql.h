@@ -58,4 +58,8 @@ void sql_summarize(const char *text, size_t len, struct sql_summary *out);
  */
 size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *truncated);
 
+/* True when text ends outside any literal, quoted name or comment and on a
+ * whole UTF-8 character: appending a comment then can't change its meaning. */
+bool sql_is_complete(const char *text, size_t len);
+
 #endif

@@ -269,6 +269,8 @@ static const char *commented(const char *text)
 	if (!config_global.db_sqlcommenter || !text || !x->ctx.valid)
 		return text;
 	size_t len = strlen(text);
+	if (!sql_is_complete(text, len))
+		return text;   /* an open quote or comment would swallow ours, or change the error */
 	size_t end = len;
 	while (end > 0 && (text[end - 1] == ' ' || text[end - 1] == '\t' || text[end - 1] == '\n' ||
 			   text[end - 1] == '\r'))

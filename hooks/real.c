@@ -41,9 +41,27 @@ void real_resolve(void)
 	pthread_once(&once, resolve);
 }
 
+/*
+ * RTLD_NEXT searches only the global scope after us. A libpq loaded as the
+ * dependency of a dlopen()ed module (a Python extension such as psycopg2)
+ * lives in that module's local scope: our hook still interposes (the global
+ * scope is searched first), but RTLD_NEXT can't see the real function. The
+ * already-loaded copy is reachable by name with RTLD_NOLOAD.
+ */
+static void *pq_sym(const char *name)
+{
+	static void *lib;
+	void *p = dlsym(RTLD_NEXT, name);
+	if (p)
+		return p;
+	if (!lib)
+		lib = dlopen("libpq.so.5", RTLD_LAZY | RTLD_NOLOAD);
+	return lib ? dlsym(lib, name) : NULL;
+}
+
 static void resolve_pq(void)
 {
-#define R(field, name) real_pq.field = dlsym(RTLD_NEXT, name)
+#define R(field, name) real_pq.field = pq_sym(name)
 	R(exec, "PQexec");
 	R(exec_params, "PQexecParams");
 	R(prepare, "PQprepare");

@@ -471,6 +471,40 @@ START_TEST(test_sanitize_prefixes)
 }
 END_TEST
 
+/* sql_is_complete: whether a comment can be appended without changing the statement. */
+static const struct {
+	const char *text;
+	bool complete;
+} complete_cases[] = {
+	{ "SELECT 1", true },
+	{ "SELECT 1;", true },
+	{ "SELECT 1 -- trailing line comment", true },
+	{ "SELECT 'a''b'", true },
+	{ "SELECT $x$ a $x$", true },
+	{ "SELECT /* a /* nested */ b */ 1", true },
+	{ "SELECT '\xc3\xa9'", true },
+	{ "", true },
+	{ "SELECT 'abc", false },
+	{ "SELECT E'ab\\'", false },
+	{ "SELECT $x$ab", false },
+	{ "SELECT /* open", false },
+	{ "SELECT /* a /* b */ still open", false },
+	{ "SELECT \"ab", false },
+	{ "SELECT 'x' AS \xe2\x82", false },
+	{ "\x82", false },
+};
+
+START_TEST(test_is_complete)
+{
+	const char *t = complete_cases[_i].text;
+	size_t n = strlen(t);
+	char *copy = malloc(n ? n : 1);   /* exact size: an over-read trips ASan */
+	memcpy(copy, t, n);
+	ck_assert_msg(sql_is_complete(copy, n) == complete_cases[_i].complete, "case %d: %s", _i, t);
+	free(copy);
+}
+END_TEST
+
 Suite *sql_suite(void)
 {
 	Suite *s = suite_create("sql");
@@ -479,6 +513,7 @@ Suite *sql_suite(void)
 	tcase_add_loop_test(tc, test_summary_table, 0, (int)N_ELEMS(sum_cases));
 	tcase_add_loop_test(tc, test_multiple_statements, 0, (int)N_ELEMS(multi_cases));
 	tcase_add_test(tc, test_call_procedure);
+	tcase_add_loop_test(tc, test_is_complete, 0, (int)N_ELEMS(complete_cases));
 	tcase_add_test(tc, test_summary_cap);
 	tcase_add_test(tc, test_summary_prefixes);
 	tcase_add_test(tc, test_summary_deep_nesting);
