@@ -346,14 +346,9 @@ static void queue_pending(PGconn *conn, struct span *sp, int ok)
 	p->rows = 0;
 }
 
-/* --- synchronous calls --- */
-
-HOOK PGresult *PQexec(PGconn *conn, const char *query)
+/* The common tail of the synchronous hooks: record, end, leave, errno intact. */
+static PGresult *sync_done(struct span *sp, PGconn *conn, PGresult *r)
 {
-	if (!enter())
-		return REAL_PQ(exec)(conn, query);
-	struct span *sp = stmt_begin(conn, query, false, "postgresql", 0, NULL, NULL);
-	PGresult *r = REAL_PQ(exec)(conn, commented(query));
 	int e = errno;
 	int64_t rows = 0;
 	stmt_result(sp, conn, r, &rows);
@@ -363,20 +358,34 @@ HOOK PGresult *PQexec(PGconn *conn, const char *query)
 	return r;
 }
 
+/* The common tail of the PQsend* hooks: queue the span, leave, errno intact. */
+static int async_done(struct span *sp, PGconn *conn, int ok)
+{
+	int e = errno;
+	queue_pending(conn, sp, ok);
+	context_guard_leave();
+	errno = e;
+	return ok;
+}
+
+/* --- synchronous calls --- */
+
+HOOK PGresult *PQexec(PGconn *conn, const char *query)
+{
+	if (!enter())
+		return REAL_PQ(exec)(conn, query);
+	struct span *sp = stmt_begin(conn, query, false, "postgresql", 0, NULL, NULL);
+	return sync_done(sp, conn, REAL_PQ(exec)(conn, commented(query)));
+}
+
 HOOK PGresult *PQexecParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
 			    const int *lengths, const int *formats, int result_format)
 {
 	if (!enter())
 		return REAL_PQ(exec_params)(conn, command, n, types, values, lengths, formats, result_format);
 	struct span *sp = stmt_begin(conn, command, n > 0, "postgresql", n, values, formats);
-	PGresult *r = REAL_PQ(exec_params)(conn, commented(command), n, types, values, lengths, formats, result_format);
-	int e = errno;
-	int64_t rows = 0;
-	stmt_result(sp, conn, r, &rows);
-	span_end(sp);
-	context_guard_leave();
-	errno = e;
-	return r;
+	return sync_done(sp, conn, REAL_PQ(exec_params)(conn, commented(command), n, types, values, lengths,
+							  formats, result_format));
 }
 
 HOOK PGresult *PQprepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types)
@@ -386,14 +395,10 @@ HOOK PGresult *PQprepare(PGconn *conn, const char *name, const char *query, int 
 	struct span *sp = stmt_begin(conn, query, true, "PREPARE", 0, NULL, NULL);
 	PGresult *r = REAL_PQ(prepare)(conn, name, commented(query), n, types);
 	int e = errno;
-	int64_t rows = 0;
-	stmt_result(sp, conn, r, &rows);
-	span_end(sp);
 	if (r && REAL_PQ(result_status)(r) == PGRES_COMMAND_OK)
 		remember_prepared(conn, name, query);
-	context_guard_leave();
 	errno = e;
-	return r;
+	return sync_done(sp, conn, r);
 }
 
 HOOK PGresult *PQexecPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
@@ -402,14 +407,7 @@ HOOK PGresult *PQexecPrepared(PGconn *conn, const char *name, int n, const char 
 	if (!enter())
 		return REAL_PQ(exec_prepared)(conn, name, n, values, lengths, formats, result_format);
 	struct span *sp = stmt_begin(conn, prepared_text(conn, name), true, "EXECUTE", n, values, formats);
-	PGresult *r = REAL_PQ(exec_prepared)(conn, name, n, values, lengths, formats, result_format);
-	int e = errno;
-	int64_t rows = 0;
-	stmt_result(sp, conn, r, &rows);
-	span_end(sp);
-	context_guard_leave();
-	errno = e;
-	return r;
+	return sync_done(sp, conn, REAL_PQ(exec_prepared)(conn, name, n, values, lengths, formats, result_format));
 }
 
 HOOK PGresult *PQdescribePrepared(PGconn *conn, const char *name)
@@ -417,14 +415,7 @@ HOOK PGresult *PQdescribePrepared(PGconn *conn, const char *name)
 	if (!enter())
 		return REAL_PQ(describe_prepared)(conn, name);
 	struct span *sp = stmt_begin(conn, NULL, true, "DESCRIBE", 0, NULL, NULL);
-	PGresult *r = REAL_PQ(describe_prepared)(conn, name);
-	int e = errno;
-	int64_t rows = 0;
-	stmt_result(sp, conn, r, &rows);
-	span_end(sp);
-	context_guard_leave();
-	errno = e;
-	return r;
+	return sync_done(sp, conn, REAL_PQ(describe_prepared)(conn, name));
 }
 
 HOOK PGresult *PQdescribePortal(PGconn *conn, const char *portal)
@@ -432,14 +423,7 @@ HOOK PGresult *PQdescribePortal(PGconn *conn, const char *portal)
 	if (!enter())
 		return REAL_PQ(describe_portal)(conn, portal);
 	struct span *sp = stmt_begin(conn, NULL, true, "DESCRIBE", 0, NULL, NULL);
-	PGresult *r = REAL_PQ(describe_portal)(conn, portal);
-	int e = errno;
-	int64_t rows = 0;
-	stmt_result(sp, conn, r, &rows);
-	span_end(sp);
-	context_guard_leave();
-	errno = e;
-	return r;
+	return sync_done(sp, conn, REAL_PQ(describe_portal)(conn, portal));
 }
 
 /* --- asynchronous calls --- */
@@ -449,12 +433,7 @@ HOOK int PQsendQuery(PGconn *conn, const char *query)
 	if (!enter())
 		return REAL_PQ(send_query)(conn, query);
 	struct span *sp = stmt_begin(conn, query, false, "postgresql", 0, NULL, NULL);
-	int ok = REAL_PQ(send_query)(conn, commented(query));
-	int e = errno;
-	queue_pending(conn, sp, ok);
-	context_guard_leave();
-	errno = e;
-	return ok;
+	return async_done(sp, conn, REAL_PQ(send_query)(conn, commented(query)));
 }
 
 HOOK int PQsendQueryParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
@@ -463,13 +442,8 @@ HOOK int PQsendQueryParams(PGconn *conn, const char *command, int n, const Oid *
 	if (!enter())
 		return REAL_PQ(send_query_params)(conn, command, n, types, values, lengths, formats, result_format);
 	struct span *sp = stmt_begin(conn, command, n > 0, "postgresql", n, values, formats);
-	int ok = REAL_PQ(send_query_params)(conn, commented(command), n, types, values, lengths, formats,
-					    result_format);
-	int e = errno;
-	queue_pending(conn, sp, ok);
-	context_guard_leave();
-	errno = e;
-	return ok;
+	return async_done(sp, conn, REAL_PQ(send_query_params)(conn, commented(command), n, types, values, lengths, formats,
+					    result_format));
 }
 
 HOOK int PQsendPrepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types)
@@ -481,10 +455,8 @@ HOOK int PQsendPrepare(PGconn *conn, const char *name, const char *query, int n,
 	int e = errno;
 	if (ok)
 		remember_prepared(conn, name, query);
-	queue_pending(conn, sp, ok);
-	context_guard_leave();
 	errno = e;
-	return ok;
+	return async_done(sp, conn, ok);
 }
 
 HOOK int PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
@@ -493,12 +465,8 @@ HOOK int PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *
 	if (!enter())
 		return REAL_PQ(send_query_prepared)(conn, name, n, values, lengths, formats, result_format);
 	struct span *sp = stmt_begin(conn, prepared_text(conn, name), true, "EXECUTE", n, values, formats);
-	int ok = REAL_PQ(send_query_prepared)(conn, name, n, values, lengths, formats, result_format);
-	int e = errno;
-	queue_pending(conn, sp, ok);
-	context_guard_leave();
-	errno = e;
-	return ok;
+	return async_done(sp, conn, REAL_PQ(send_query_prepared)(conn, name, n, values, lengths, formats,
+								 result_format));
 }
 
 /*

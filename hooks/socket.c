@@ -248,6 +248,23 @@ static void set_captured(struct span *sp, const char *prefix, const struct http_
 	}
 }
 
+/* The final response's status on a span: per the conventions, 5xx is an
+ * error for a server and 4xx too for a client (error_from). */
+static void record_response(struct span *sp, const struct http_response *resp, unsigned error_from)
+{
+	if (!sp)
+		return;
+	unsigned code = resp->status;
+	span_set_int(sp, "http.response.status_code", code);
+	if (code >= error_from) {
+		char et[8];
+		int l = snprintf(et, sizeof et, "%u", code);
+		span_set_str(sp, "error.type", et, (size_t)l);
+		span_set_status(sp, SPAN_STATUS_ERROR, NULL, 0);
+	}
+	set_captured(sp, "http.response.header.", resp->capture, resp->captured);
+}
+
 /* --- thread binding: the server span current on the thread reading its request --- */
 
 static void binding_release(struct fd_state *st)
@@ -456,16 +473,7 @@ static void srv_outgoing(struct fd_state *st, const char *p, size_t n)
 				s->resp_started = false;   /* interim (100 Continue): the final response follows */
 				continue;
 			}
-			if (pend->sp) {
-				span_set_int(pend->sp, "http.response.status_code", code);
-				if (code >= 500) {
-					char et[8];
-					int l = snprintf(et, sizeof et, "%u", code);
-					span_set_str(pend->sp, "error.type", et, (size_t)l);
-					span_set_status(pend->sp, SPAN_STATUS_ERROR, NULL, 0);
-				}
-				set_captured(pend->sp, "http.response.header.", s->resp.capture, s->resp.captured);
-			}
+			record_response(pend->sp, &s->resp, 500);
 			if (code == 101 || (pend->connect && code >= 200 && code < 300)) {
 				/* Switching protocols (WebSocket...) or a CONNECT tunnel:
 				 * what follows isn't HTTP/1.x. */
@@ -675,16 +683,7 @@ static void cli_incoming(struct fd_state *st, const char *p, size_t n)
 				c->resp_started = false;
 				continue;
 			}
-			if (c->sp) {
-				span_set_int(c->sp, "http.response.status_code", code);
-				if (code >= 400) {
-					char et[8];
-					int l = snprintf(et, sizeof et, "%u", code);
-					span_set_str(c->sp, "error.type", et, (size_t)l);
-					span_set_status(c->sp, SPAN_STATUS_ERROR, NULL, 0);
-				}
-				set_captured(c->sp, "http.response.header.", c->resp.capture, c->resp.captured);
-			}
+			record_response(c->sp, &c->resp, 400);
 			if (code == 101 || (c->is_connect && code >= 200 && code < 300)) {
 				cli_finish(st);
 				atomic_store(&st->kind, FD_IGNORED);
@@ -1004,9 +1003,9 @@ static inline bool hook_enter(void)
 	return context_guard_enter();
 }
 
-HOOK int accept(int fd, struct sockaddr *addr, socklen_t *len)
+/* After accept/accept4 returned r: follow the new connection. */
+static int after_accept(int r, struct sockaddr *addr, socklen_t *len)
 {
-	int r = REAL(accept)(fd, addr, len);
 	if (r < 0 || !context_guard_enter())
 		return r;
 	int e = errno;
@@ -1020,20 +1019,14 @@ HOOK int accept(int fd, struct sockaddr *addr, socklen_t *len)
 	return r;
 }
 
+HOOK int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	return after_accept(REAL(accept)(fd, addr, len), addr, len);
+}
+
 HOOK int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-	int r = REAL(accept4)(fd, addr, len, flags);
-	if (r < 0 || !context_guard_enter())
-		return r;
-	int e = errno;
-	init_ensure();
-	if (init_enabled) {
-		untrack(r);
-		track_accepted(r, addr, len);
-	}
-	context_guard_leave();
-	errno = e;
-	return r;
+	return after_accept(REAL(accept4)(fd, addr, len, flags), addr, len);
 }
 
 HOOK int connect(int fd, const struct sockaddr *addr, socklen_t len)
