@@ -109,7 +109,11 @@ int main(int argc, char **argv)
 		rich_trace(spans, &n);
 		for (size_t i = n; i-- > 0;)
 			span_end_at(spans[i], spans[i]->end_ns);
-		return exporter_flush(10000) ? 0 : 1;
+		bool done = exporter_flush(10000);
+		struct exporter_stats st;
+		exporter_stats_get(&st);
+		printf("exported %llu failed %llu\n", (unsigned long long)st.exported, (unsigned long long)st.failed);
+		return done && st.exported == n ? 0 : 1;
 	}
 
 	/* Throughput: make count small spans as fast as the queue takes them, and
