@@ -37,7 +37,8 @@ TOOL_SRC   := $(wildcard tests/tools/*.c)
 TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 # Real programs the integration tests run under the agent (they link only
 # their own libraries, never the agent).
-PROG_BIN   := $(BUILD)/tests/mhd-server $(BUILD)/tests/kafka-mock $(BUILD)/tests/pq-client
+PROG_BIN   := $(BUILD)/tests/mhd-server $(BUILD)/tests/kafka-mock $(BUILD)/tests/pq-client \
+              $(BUILD)/tests/kafka-producer $(BUILD)/tests/kafka-consumer
 
 .PHONY: all check unit bench demo fuzz clean install uninstall deps
 all: $(AGENT) $(CORE_LIB) $(SINK)
@@ -86,6 +87,14 @@ $(BUILD)/tests/mhd-server: tests/mhd-server.c
 $(BUILD)/tests/pq-client: tests/pq-client.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lpq
+
+$(BUILD)/tests/kafka-producer: tests/kafka-producer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka
+
+$(BUILD)/tests/kafka-consumer: tests/kafka-consumer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka -lpq
 
 $(BUILD)/tests/kafka-mock: tests/kafka-mock.c
 	@mkdir -p $(dir $@)
