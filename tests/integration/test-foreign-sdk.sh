@@ -8,39 +8,15 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-SINK=${OTLP_SINK:-${TRACEAGENT_SINK:-build/otlp-sink}}
+. tests/integration/lib.sh
+SINK=${OTLP_SINK:-$SINK}
 SDK_DIR=tests/integration/sdk-node
 CACHE=${TRACEAGENT_NPM_CACHE:-$HOME/.cache/traceagent-npm}
 
-if [[ ! -x $SINK ]]; then
-	echo "FAIL: $SINK is missing (run make build/otlp-sink)"
-	exit 1
-fi
+[[ -x $SINK ]] || die "$SINK is missing (run make build/otlp-sink)"
 for tool in node npm python3 curl; do
-	command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (scripts/install-deps)"; exit 1; }
+	command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps)"
 done
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/test-foreign-sdk.XXXXXX")
-SINK_PIDS=()
-cleanup() {
-	local pid
-	for pid in "${SINK_PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PASSED=0
-FAILED=0
-pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
-check() {
-	local desc=$1
-	shift
-	if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
 
 # --- SDK install: skipped when the cache already holds exactly these pins ---
 install_sdk() {
@@ -77,35 +53,17 @@ if install_sdk; then
 		"$CACHE/node_modules/@opentelemetry/sdk-trace-base/package.json") sdk-trace-base)"
 else
 	fail "npm could not install the OpenTelemetry JS SDK"
-	exit 1
+	finish
 fi
 
-# start_sink NAME ARGS...: sets PORT, URL and PID once the sink listens.
-start_sink() {
+# run_sink NAME ARGS...: a sink on a free port, output in $WORK/NAME.{out,err};
+# sets PORT, URL and PID (stopped at exit by lib.sh).
+run_sink() {
 	local name=$1
 	shift
-	"$SINK" --port 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-	PID=$!
-	SINK_PIDS+=("$PID")
-	PORT=
-	for _ in $(seq 100); do
-		PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$WORK/$name.out")
-		[[ -n $PORT ]] && break
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	if [[ -z $PORT ]]; then
-		echo "FAIL: sink '$name' did not start"
-		cat "$WORK/$name.err"
-		exit 1
-	fi
+	start_listening "$name" "$SINK" --port 0 "$@"
+	PID=$BG_PID
 	URL="http://127.0.0.1:$PORT/v1/traces"
-}
-
-stop_sink() {
-	STOP_RC=0
-	kill -TERM "$1"
-	wait "$1" || STOP_RC=$?
 }
 
 # run_export NAME [ENV...]: runs the Node exporter against $URL.
@@ -178,9 +136,9 @@ check_tree() {
 }
 
 echo "== node SDK, OTLP/HTTP protobuf"
-start_sink plain --jsonl "$WORK/plain.jsonl" --requests-log "$WORK/plain.requests"
+run_sink plain --jsonl "$WORK/plain.jsonl" --requests-log "$WORK/plain.requests"
 if run_export plain; then pass "node exporter reports success"; else fail "node exporter failed"; cat "$WORK/plain.node.err"; fi
-stop_sink "$PID"
+stop_pid "$PID"
 check "sink exits 0 on SIGTERM" test "$STOP_RC" -eq 0
 check "sink got 3 spans: one trace id, parent links, service.name node-sdk, attributes, events" \
 	python3 "$WORK/check.py" "$WORK/plain.jsonl" "$WORK/plain.ids" "$WORK/plain.requests" "" application/x-protobuf
@@ -188,9 +146,9 @@ check "sink printed the trace as a tree" check_tree "$WORK/plain.out" "$WORK/pla
 sed -n '2,5p' "$WORK/plain.out"
 
 echo "== node SDK, gzip, partial success"
-start_sink gzip --jsonl "$WORK/gzip.jsonl" --requests-log "$WORK/gzip.requests" --partial-success 2
+run_sink gzip --jsonl "$WORK/gzip.jsonl" --requests-log "$WORK/gzip.requests" --partial-success 2
 if run_export gzip OTLP_COMPRESSION=gzip; then pass "node exporter (gzip) reports success"; else fail "node exporter (gzip) failed"; cat "$WORK/gzip.node.err"; fi
-stop_sink "$PID"
+stop_pid "$PID"
 check "gzip: sink got the same trace, Content-Encoding gzip" \
 	python3 "$WORK/check.py" "$WORK/gzip.jsonl" "$WORK/gzip.ids" "$WORK/gzip.requests" gzip application/x-protobuf
 check "gzip: sink printed the trace as a tree" check_tree "$WORK/gzip.out" "$WORK/gzip.ids"
@@ -202,14 +160,13 @@ check "node SDK decoded the sink's partial_success (rejectedSpans 2)" \
 echo "== node SDK, OTLP/HTTP JSON"
 # The SDK's JSON exporter is a second, independent encoder to check the sink's
 # OTLP/JSON decoding against, and its JSON response decoding against ours.
-start_sink json --jsonl "$WORK/json.jsonl" --requests-log "$WORK/json.requests" --partial-success 1
+run_sink json --jsonl "$WORK/json.jsonl" --requests-log "$WORK/json.requests" --partial-success 1
 if run_export json OTLP_PROTOCOL=http/json; then pass "node JSON exporter reports success"; else fail "node JSON exporter failed"; cat "$WORK/json.node.err"; fi
-stop_sink "$PID"
+stop_pid "$PID"
 check "json: sink got the same trace" \
 	python3 "$WORK/check.py" "$WORK/json.jsonl" "$WORK/json.ids" "$WORK/json.requests" "" application/json
 check "json: sink printed the trace as a tree" check_tree "$WORK/json.out" "$WORK/json.ids"
 check "json: node SDK decoded the sink's partialSuccess (rejectedSpans 1)" \
 	grep -q 'Received Partial Success response:.*"rejectedSpans":"\?1"\?' "$WORK/json.node.err"
 
-echo "$PASSED passed, $FAILED failed"
-[[ $FAILED -eq 0 ]]
+finish

@@ -7,74 +7,21 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-SINK=${OTLP_SINK:-${TRACEAGENT_SINK:-build/otlp-sink}}
-if [[ ! -x $SINK ]]; then
-	echo "FAIL: $SINK is missing (run make build/otlp-sink)"
-	exit 1
-fi
+. tests/integration/lib.sh
+SINK=${OTLP_SINK:-$SINK}
+[[ -x $SINK ]] || die "$SINK is missing (run make build/otlp-sink)"
 for tool in curl python3 gzip; do
-	command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed"; exit 1; }
+	command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/test-sink.XXXXXX")
-SINK_PIDS=()
-cleanup() {
-	local pid
-	for pid in "${SINK_PIDS[@]}"; do
-		kill "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PASSED=0
-FAILED=0
-pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
-# expect DESC EXPECTED ACTUAL
-expect() {
-	if [[ $2 == "$3" ]]; then pass "$1"; else fail "$1 (expected '$2', got '$3')"; fi
-}
-# check DESC COMMAND...: passes when the command succeeds
-check() {
-	local desc=$1
-	shift
-	if "$@"; then pass "$desc"; else fail "$desc"; fi
-}
-
-# start_sink NAME ARGS...: starts the sink with stdout/stderr in $WORK/NAME.{out,err} and
-# sets PORT, URL and PID once it has printed its listening line.
-start_sink() {
+# run_sink NAME ARGS...: a sink on a free port, output in $WORK/NAME.{out,err};
+# sets PORT, URL and PID (stopped at exit by lib.sh).
+run_sink() {
 	local name=$1
 	shift
-	"$SINK" --port 0 "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-	PID=$!
-	SINK_PIDS+=("$PID")
-	local i
-	for i in $(seq 100); do
-		PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$WORK/$name.out")
-		[[ -n $PORT ]] && break
-		if ! kill -0 "$PID" 2>/dev/null; then
-			echo "FAIL: sink '$name' exited at start:"
-			cat "$WORK/$name.err"
-			exit 1
-		fi
-		sleep 0.05
-	done
-	if [[ -z $PORT ]]; then
-		echo "FAIL: sink '$name' printed no listening line"
-		exit 1
-	fi
+	start_listening "$name" "$SINK" --port 0 "$@"
+	PID=$BG_PID
 	URL="http://127.0.0.1:$PORT/v1/traces"
-}
-
-# stop_sink PID: SIGTERM, then sets STOP_RC to the exit status (not in a subshell,
-# which could not wait for the sink).
-stop_sink() {
-	STOP_RC=0
-	kill -TERM "$1"
-	wait "$1" || STOP_RC=$?
 }
 
 # post FILE [CURL ARGS...]: POSTs FILE to $URL as protobuf (or as $CT), prints the
@@ -86,7 +33,6 @@ post() {
 		-H "Content-Type: ${CT:-application/x-protobuf}" "$@" --data-binary "@$file" "$URL"
 }
 
-lines() { if [[ -f $1 ]]; then wc -l <"$1" | tr -d ' '; else echo 0; fi; }
 
 # --- request generator: hand-encoded ExportTraceServiceRequest messages ---
 cat >"$WORK/otlpgen.py" <<'PY'
@@ -211,7 +157,7 @@ printf 'this is not protobuf' >"$WORK/garbage.bin"
 { printf '\x1f\x8b\x08\x00\x00\x00\x00\x00'; printf 'not deflate data'; } >"$WORK/badgzip.bin"
 
 echo "== decoding and outputs"
-start_sink main --jsonl "$WORK/spans.jsonl" --requests-log "$WORK/requests.jsonl"
+run_sink main --jsonl "$WORK/spans.jsonl" --requests-log "$WORK/requests.jsonl"
 MAIN_PID=$PID
 expect "garbage body -> 400" 400 "$(post "$WORK/garbage.bin")"
 check "400 answer is a short text" grep -q 'cannot decode' "$WORK/body"
@@ -399,46 +345,46 @@ sys.exit(1 if errors else 0)
 PY
 check "requests log: status, spans, headers, gzip, user-agent" python3 "$WORK/check_requests.py" "$WORK/requests.jsonl"
 check "stderr has one summary line per request" grep -q '^otlp-sink: POST /v1/traces 200 spans=3' "$WORK/main.err"
-stop_sink "$MAIN_PID"
+stop_pid "$MAIN_PID"
 expect "SIGTERM -> exit 0" 0 "$STOP_RC"
 
 echo "== fixed port"
 FIXED=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$SINK" --port "$FIXED" --quiet >"$WORK/fixed.out" 2>&1 &
 PID=$!
-SINK_PIDS+=("$PID")
+BG_PIDS+=("$PID")
 for _ in $(seq 100); do grep -q listening "$WORK/fixed.out" && break; sleep 0.05; done
 expect "--port N prints its listening line" "listening on 127.0.0.1:$FIXED" "$(head -n1 "$WORK/fixed.out")"
 URL=http://127.0.0.1:$FIXED/v1/traces
 expect "--quiet sink answers" 200 "$(post "$WORK/main.bin")"
-stop_sink "$PID"
+stop_pid "$PID"
 expect "--quiet prints nothing but the listening line" 1 "$(lines "$WORK/fixed.out")"
 
 echo "== fault modes"
-start_sink status --status 503 --retry-after 2 --jsonl "$WORK/status.jsonl"
+run_sink status --status 503 --retry-after 2 --jsonl "$WORK/status.jsonl"
 expect "--status 503 -> 503" 503 "$(post "$WORK/main.bin")"
 check "--retry-after 2 -> Retry-After: 2" grep -qi '^retry-after: 2' "$WORK/headers"
 expect "--status does not decode" 0 "$(lines "$WORK/status.jsonl")"
-stop_sink "$PID"
+stop_pid "$PID"
 
-start_sink failfirst --fail-first 2 --quiet
+run_sink failfirst --fail-first 2 --quiet
 got="$(post "$WORK/main.bin") $(post "$WORK/main.bin") $(post "$WORK/main.bin")"
 expect "--fail-first 2 -> 503 503 200" "503 503 200" "$got"
-stop_sink "$PID"
+stop_pid "$PID"
 
-start_sink failfirst429 --fail-first 1 --status 429 --retry-after 1 --quiet
+run_sink failfirst429 --fail-first 1 --status 429 --retry-after 1 --quiet
 got="$(post "$WORK/main.bin")"
 check "--fail-first 1 --status 429 sends Retry-After" grep -qi '^retry-after: 1' "$WORK/headers"
 got="$got $(post "$WORK/main.bin")"
 expect "--fail-first 1 --status 429 -> 429 200" "429 200" "$got"
-stop_sink "$PID"
+stop_pid "$PID"
 
-start_sink delay --delay-ms 400 --quiet
+run_sink delay --delay-ms 400 --quiet
 t=$(curl -sS -o /dev/null -w '%{time_total}' -H 'Content-Type: application/x-protobuf' --data-binary "@$WORK/main.bin" "$URL")
 check "--delay-ms 400 -> answer after >= 0.4 s (took ${t}s)" python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 0.39 else 1)" "$t"
-stop_sink "$PID"
+stop_pid "$PID"
 
-start_sink partial --partial-success 5 --quiet
+run_sink partial --partial-success 5 --quiet
 expect "--partial-success 5 -> 200" 200 "$(post "$WORK/main.bin")"
 # ExportTraceServiceResponse{partial_success(1){rejected_spans(1)=5, error_message(2)}}
 check "--partial-success 5 -> partial_success.rejected_spans = 5 with a message" python3 - "$WORK/body" <<'PY'
@@ -447,20 +393,20 @@ b = open(sys.argv[1], 'rb').read()
 ok = len(b) > 6 and b[0] == 0x0a and b[1] == len(b) - 2 and b[2:4] == b'\x08\x05' and b[4] == 0x12 and b[5] == len(b) - 6
 sys.exit(0 if ok and b'rejected' in b else 1)
 PY
-stop_sink "$PID"
+stop_pid "$PID"
 
-start_sink hole --black-hole
+run_sink hole --black-hole
 rc=0
 curl -sS -o /dev/null --max-time 1 -H 'Content-Type: application/x-protobuf' --data-binary "@$WORK/main.bin" "$URL" 2>/dev/null || rc=$?
 expect "--black-hole: request times out (curl exit 28)" 28 "$rc"
 check "--black-hole: connection was accepted" grep -q 'black hole holds a connection' "$WORK/hole.err"
 check "--black-hole: sink still running" kill -0 "$PID"
-stop_sink "$PID"
+stop_pid "$PID"
 expect "--black-hole: SIGTERM -> exit 0" 0 "$STOP_RC"
 
 echo "== --tree-at-exit"
 gen frontend >"$WORK/frontend.bin"
-start_sink atexit --tree-at-exit
+run_sink atexit --tree-at-exit
 expect "frontend request -> 200" 200 "$(post "$WORK/frontend.bin")"
 expect "backend request -> 200" 200 "$(post "$WORK/backend.bin")"
 expect "--tree-at-exit prints nothing per request" 1 "$(lines "$WORK/atexit.out")"
@@ -473,9 +419,8 @@ trace 4bf92f3577b34da6a3ce929d0e0e4736  (3 spans)
   backend      └─ CLIENT   SELECT cards  3.0ms  db.system.name=mysql
 EOF
 check "SIGUSR1 prints one tree across both requests" diff -u "$WORK/atexit.expected" <(sed -n '2,5p' "$WORK/atexit.out")
-stop_sink "$PID"
+stop_pid "$PID"
 expect "SIGTERM -> exit 0" 0 "$STOP_RC"
 check "the tree is printed again at exit" diff -u "$WORK/atexit.expected" <(sed -n '6,9p' "$WORK/atexit.out")
 
-echo "$PASSED passed, $FAILED failed"
-[[ $FAILED -eq 0 ]]
+finish
