@@ -985,4 +985,6 @@ void config_load(struct config *c, config_getenv_fn getenv_fn)
 	c->db_sqlcommenter = load_bool(getenv_fn, "TRACEAGENT_DB_SQLCOMMENTER", false);
 	c->db_sanitize = load_bool(getenv_fn, "OTEL_INSTRUMENTATION_COMMON_DB_STATEMENT_SANITIZER_ENABLED", true);
 	c->db_connect_spans = load_bool(getenv_fn, "TRACEAGENT_DB_CONNECT_SPANS", false);
+	c->kafka_enabled = load_bool(getenv_fn, "OTEL_INSTRUMENTATION_KAFKA_ENABLED", true);
+	c->kafka_propagation = load_bool(getenv_fn, "OTEL_INSTRUMENTATION_KAFKA_PRODUCER_PROPAGATION_ENABLED", true);
 }

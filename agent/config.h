@@ -110,6 +110,10 @@ struct config {
 	bool db_sqlcommenter;       /* TRACEAGENT_DB_SQLCOMMENTER: a traceparent comment on the wire, false */
 	bool db_sanitize;           /* OTEL_INSTRUMENTATION_COMMON_DB_STATEMENT_SANITIZER_ENABLED, true */
 	bool db_connect_spans;      /* TRACEAGENT_DB_CONNECT_SPANS: a span per PQconnectdb, false */
+
+	/* Kafka (librdkafka) instrumentation; Java agent names. */
+	bool kafka_enabled;         /* OTEL_INSTRUMENTATION_KAFKA_ENABLED: the hooks record, true */
+	bool kafka_propagation;     /* OTEL_INSTRUMENTATION_KAFKA_PRODUCER_PROPAGATION_ENABLED: headers on produce, true */
 };
 
 /* Looks a variable up; tests pass a fake environment. Returns NULL when unset. */

@@ -82,6 +82,11 @@ bool span_pool_init(uint32_t max_queue)
 	return true;
 }
 
+uint32_t span_pool_capacity(void)
+{
+	return (uint32_t)pool_want;
+}
+
 /* Mapped with the first recorded span: a process that never records one
  * never pays for the mapping or its page faults. */
 static void pool_map(void)

@@ -205,5 +205,8 @@ void span_stats_get(struct span_stats *out);
  * plus in-flight ones; memory is reserved but only touched as records are used. */
 bool span_pool_init(uint32_t max_queue);
 void span_pool_free(struct span *s);   /* used by the exporter after encoding */
+/* Number of records the pool can hold: every span's pool_index is below it,
+ * so hooks can keep per-span side data in an array indexed by it. */
+uint32_t span_pool_capacity(void);
 
 #endif

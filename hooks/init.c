@@ -13,6 +13,7 @@
 #include "agent/queue.h"
 #include "agent/span.h"
 #include "exporter/exporter.h"
+#include "hooks/rdkafka.h"
 #include "hooks/socket.h"
 
 bool init_enabled;
@@ -48,6 +49,7 @@ static void init_once(void)
 	}
 	exporter_init(&config_global);
 	socket_init(&config_global);
+	rdkafka_init(&config_global);
 	pthread_atfork(NULL, NULL, after_fork_child);
 	init_enabled = true;
 	log_debug("started: service.name=%s exporter=%s endpoint=%s", config_global.service_name,

@@ -1,4 +1,4 @@
-/* Resolves every real_* function once with dlsym(RTLD_NEXT); libpq and librdkafka are looked up elsewhere, lazily. */
+/* Resolves every real_* function once with dlsym(RTLD_NEXT): libc at first use, libpq and librdkafka at their first hook. */
 #include "real.h"
 
 #include <dlfcn.h>
@@ -6,8 +6,10 @@
 
 struct real_fns real;
 struct real_pq_fns real_pq;
+struct real_rk_fns real_rk;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
+static pthread_once_t rk_once = PTHREAD_ONCE_INIT;
 
 static void resolve(void)
 {
@@ -48,15 +50,20 @@ void real_resolve(void)
  * scope is searched first), but RTLD_NEXT can't see the real function. The
  * already-loaded copy is reachable by name with RTLD_NOLOAD.
  */
-static void *pq_sym(const char *name)
+static void *lib_sym(void **lib, const char *soname, const char *name)
 {
-	static void *lib;
 	void *p = dlsym(RTLD_NEXT, name);
 	if (p)
 		return p;
-	if (!lib)
-		lib = dlopen("libpq.so.5", RTLD_LAZY | RTLD_NOLOAD);
-	return lib ? dlsym(lib, name) : NULL;
+	if (!*lib)
+		*lib = dlopen(soname, RTLD_LAZY | RTLD_NOLOAD);
+	return *lib ? dlsym(*lib, name) : NULL;
+}
+
+static void *pq_sym(const char *name)
+{
+	static void *lib;
+	return lib_sym(&lib, "libpq.so.5", name);
 }
 
 static void resolve_pq(void)
@@ -95,4 +102,52 @@ static void resolve_pq(void)
 void real_pq_resolve(void)
 {
 	pthread_once(&pq_once, resolve_pq);
+}
+
+static void *rk_sym(const char *name)
+{
+	static void *lib;
+	return lib_sym(&lib, "librdkafka.so.1", name);
+}
+
+static void resolve_rk(void)
+{
+#define R(field, name) real_rk.field = rk_sym(name)
+	R(new_, "rd_kafka_new");
+	R(destroy, "rd_kafka_destroy");
+	R(topic_new, "rd_kafka_topic_new");
+	R(topic_destroy, "rd_kafka_topic_destroy");
+	R(produce, "rd_kafka_produce");
+	R(produceva, "rd_kafka_produceva");
+	R(produce_batch, "rd_kafka_produce_batch");
+	R(consumer_poll, "rd_kafka_consumer_poll");
+	R(consume, "rd_kafka_consume");
+	R(consume_queue, "rd_kafka_consume_queue");
+	R(consume_batch, "rd_kafka_consume_batch");
+	R(consume_batch_queue, "rd_kafka_consume_batch_queue");
+	R(consume_callback, "rd_kafka_consume_callback");
+	R(consume_callback_queue, "rd_kafka_consume_callback_queue");
+	R(message_destroy, "rd_kafka_message_destroy");
+	R(commit, "rd_kafka_commit");
+	R(commit_message, "rd_kafka_commit_message");
+	R(consumer_close, "rd_kafka_consumer_close");
+	R(conf_get, "rd_kafka_conf_get");
+	R(conf_set_dr_msg_cb, "rd_kafka_conf_set_dr_msg_cb");
+	R(topic_name, "rd_kafka_topic_name");
+	R(err2name, "rd_kafka_err2name");
+	R(err2str, "rd_kafka_err2str");
+	R(error_code, "rd_kafka_error_code");
+	R(error_destroy, "rd_kafka_error_destroy");
+	R(headers_new, "rd_kafka_headers_new");
+	R(headers_destroy, "rd_kafka_headers_destroy");
+	R(header_add, "rd_kafka_header_add");
+	R(header_remove, "rd_kafka_header_remove");
+	R(header_get_last, "rd_kafka_header_get_last");
+	R(message_headers, "rd_kafka_message_headers");
+#undef R
+}
+
+void real_rk_resolve(void)
+{
+	pthread_once(&rk_once, resolve_rk);
 }

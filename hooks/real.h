@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 
 #include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
 
 struct real_fns {
 	int (*accept)(int, struct sockaddr *, socklen_t *);
@@ -85,5 +86,54 @@ extern struct real_pq_fns real_pq;
 void real_pq_resolve(void);
 
 #define REAL_PQ(fn) (__builtin_expect(real_pq.fn != NULL, 1) ? real_pq.fn : (real_pq_resolve(), real_pq.fn))
+
+/* librdkafka, like libpq: types from its header, functions from the app's
+ * copy, looked up the first time a Kafka hook runs. A NULL pointer means the
+ * symbol is missing: the hooks that need it pass straight through. */
+struct real_rk_fns {
+	/* hooked */
+	rd_kafka_t *(*new_)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t);
+	void (*destroy)(rd_kafka_t *);
+	rd_kafka_topic_t *(*topic_new)(rd_kafka_t *, const char *, rd_kafka_topic_conf_t *);
+	void (*topic_destroy)(rd_kafka_topic_t *);
+	int (*produce)(rd_kafka_topic_t *, int32_t, int, void *, size_t, const void *, size_t, void *);
+	rd_kafka_error_t *(*produceva)(rd_kafka_t *, const rd_kafka_vu_t *, size_t);
+	int (*produce_batch)(rd_kafka_topic_t *, int32_t, int, rd_kafka_message_t *, int);
+	rd_kafka_message_t *(*consumer_poll)(rd_kafka_t *, int);
+	rd_kafka_message_t *(*consume)(rd_kafka_topic_t *, int32_t, int);
+	rd_kafka_message_t *(*consume_queue)(rd_kafka_queue_t *, int);
+	ssize_t (*consume_batch)(rd_kafka_topic_t *, int32_t, int, rd_kafka_message_t **, size_t);
+	ssize_t (*consume_batch_queue)(rd_kafka_queue_t *, int, rd_kafka_message_t **, size_t);
+	int (*consume_callback)(rd_kafka_topic_t *, int32_t, int,
+				void (*)(rd_kafka_message_t *, void *), void *);
+	int (*consume_callback_queue)(rd_kafka_queue_t *, int, void (*)(rd_kafka_message_t *, void *),
+				      void *);
+	void (*message_destroy)(rd_kafka_message_t *);
+	rd_kafka_resp_err_t (*commit)(rd_kafka_t *, const rd_kafka_topic_partition_list_t *, int);
+	rd_kafka_resp_err_t (*commit_message)(rd_kafka_t *, const rd_kafka_message_t *, int);
+	rd_kafka_resp_err_t (*consumer_close)(rd_kafka_t *);
+	/* not hooked, only called */
+	rd_kafka_conf_res_t (*conf_get)(const rd_kafka_conf_t *, const char *, char *, size_t *);
+	void (*conf_set_dr_msg_cb)(rd_kafka_conf_t *,
+				   void (*)(rd_kafka_t *, const rd_kafka_message_t *, void *));
+	const char *(*topic_name)(const rd_kafka_topic_t *);
+	const char *(*err2name)(rd_kafka_resp_err_t);
+	const char *(*err2str)(rd_kafka_resp_err_t);
+	rd_kafka_resp_err_t (*error_code)(const rd_kafka_error_t *);
+	void (*error_destroy)(rd_kafka_error_t *);
+	rd_kafka_headers_t *(*headers_new)(size_t);
+	void (*headers_destroy)(rd_kafka_headers_t *);
+	rd_kafka_resp_err_t (*header_add)(rd_kafka_headers_t *, const char *, ssize_t, const void *, ssize_t);
+	rd_kafka_resp_err_t (*header_remove)(rd_kafka_headers_t *, const char *);
+	rd_kafka_resp_err_t (*header_get_last)(const rd_kafka_headers_t *, const char *, const void **,
+					       size_t *);
+	rd_kafka_resp_err_t (*message_headers)(const rd_kafka_message_t *, rd_kafka_headers_t **);
+};
+
+extern struct real_rk_fns real_rk;
+
+void real_rk_resolve(void);
+
+#define REAL_RK(fn) (__builtin_expect(real_rk.fn != NULL, 1) ? real_rk.fn : (real_rk_resolve(), real_rk.fn))
 
 #endif
