@@ -496,8 +496,7 @@ static rd_kafka_error_t *issue(const struct msg_args *a, struct produce_op *op, 
 				app_has_bg = true;
 			break;
 		case RD_KAFKA_VTYPE_HEADERS:
-			vus[n++] = in[i];
-			break;
+			break;   /* the one list goes last: HEADERS(NULL), as kcat passes, is no list */
 		case RD_KAFKA_VTYPE_OPAQUE:
 			vus[n] = in[i];
 			vus[n++].u.ptr = produce_opaque(a, op);
@@ -520,9 +519,9 @@ static rd_kafka_error_t *issue(const struct msg_args *a, struct produce_op *op, 
 		}
 		add_headers(op, target, app_has_ts, app_has_bg);
 	}
-	if (own) {
+	if (target) {
 		vus[n].vtype = RD_KAFKA_VTYPE_HEADERS;
-		vus[n++].u.headers = own;
+		vus[n++].u.headers = target;
 	}
 	rd_kafka_error_t *error = REAL_RK(produceva)(a->rk, vus, n);
 	if (error) {
@@ -793,8 +792,14 @@ HOOK int rd_kafka_produce_batch(rd_kafka_topic_t *rkt, int32_t partition, int ms
 	const char *topic = REAL_RK(topic_name)(rkt);
 	int flags = msgflags & ~RD_KAFKA_MSG_F_PARTITION;
 	int good = 0;
+	bool full = false;
 	for (int i = 0; i < message_cnt; i++) {
 		rd_kafka_message_t *m = &rkmessages[i];
+		if (full) {
+			/* librdkafka's batch stops at the first full queue: no gaps */
+			m->err = RD_KAFKA_RESP_ERR__QUEUE_FULL;
+			continue;
+		}
 		int32_t p = (msgflags & RD_KAFKA_MSG_F_PARTITION) ? m->partition : partition;
 		struct msg_args a = {
 			.rk = rk, .h = h, .topic = topic, .partition = p, .key = m->key, .klen = m->key_len,
@@ -810,6 +815,7 @@ HOOK int rd_kafka_produce_batch(rd_kafka_topic_t *rkt, int32_t partition, int ms
 		};
 		rd_kafka_error_t *error = produce_traced(&a, vus, 6);
 		m->err = error_code(error);
+		full = m->err == RD_KAFKA_RESP_ERR__QUEUE_FULL;
 		if (error)
 			REAL_RK(error_destroy)(error);
 		else
