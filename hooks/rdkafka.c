@@ -37,6 +37,7 @@ struct handle {
 	bool consumer;
 	dr_msg_cb_fn *app_dr;         /* the app's dr_msg_cb; dr_trampoline chains to it */
 	bool wrapped;                 /* dr_trampoline installed: msg_opaque may be a dr_slot */
+	_Atomic uint32_t inflight;    /* spans waiting for a delivery report */
 	char client_id[128];
 	char group[256];
 	char server[256];
@@ -294,9 +295,24 @@ static void set_partition(struct span *sp, int32_t partition)
 {
 	if (partition < 0)
 		return;
-	char buf[16];
-	int n = snprintf(buf, sizeof buf, "%d", (int)partition);
-	span_set_str(sp, "messaging.destination.partition.id", buf, (size_t)n);
+	char buf[12], *p = buf + sizeof buf;
+	uint32_t v = (uint32_t)partition;
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	span_set_str(sp, "messaging.destination.partition.id", p, (size_t)(buf + sizeof buf - p));
+}
+
+/* "<operation> <topic>", the span name the conventions ask for; snprintf
+ * would cost more than the rest of the name's handling together. */
+static size_t span_name(char *out, size_t size, const char *op, size_t oplen, const char *topic)
+{
+	size_t tl = topic ? strnlen(topic, size - oplen - 2) : 0;
+	memcpy(out, op, oplen);
+	out[oplen] = ' ';
+	memcpy(out + oplen + 1, topic, tl);
+	return oplen + 1 + tl;
 }
 
 static void set_common(struct span *sp, const struct handle *h, const char *op, size_t oplen, const char *topic,
@@ -379,10 +395,8 @@ static void produce_begin(const struct msg_args *a, struct produce_op *op)
 	op->inject = false;
 	op->added_tracestate = op->added_baggage = false;
 	char name[256];
-	int n = snprintf(name, sizeof name, "send %s", a->topic ? a->topic : "");
-	if (n < 0 || (size_t)n >= sizeof name)
-		n = (int)sizeof name - 1;
-	op->sp = span_start(SPAN_KIND_PRODUCER, name, (size_t)n, NULL, &op->ctx);
+	size_t n = span_name(name, sizeof name, "send", 4, a->topic);
+	op->sp = span_start(SPAN_KIND_PRODUCER, name, n, NULL, &op->ctx);
 	if (op->ctx.valid && config_global.kafka_propagation && !a->app_traceparent &&
 	    (inject_tracecontext || inject_baggage)) {
 		op->inject = true;
@@ -396,6 +410,7 @@ static void produce_begin(const struct msg_args *a, struct produce_op *op)
 	/* The span ends at the delivery report when the app has a callback to
 	 * get it through; otherwise when the message is accepted. */
 	if (a->h && a->h->wrapped && (op->slot = slot_for(sp)) != NULL) {
+		atomic_fetch_add_explicit(&((struct handle *)a->h)->inflight, 1, memory_order_relaxed);
 		op->slot->app_opaque = a->opaque;
 		op->slot->sp = sp;
 		atomic_store_explicit(&op->slot->rk, a->rk, memory_order_release);
@@ -448,8 +463,12 @@ static void produce_done(struct produce_op *op, rd_kafka_resp_err_t err)
 	if (!op->sp)
 		return;
 	if (err) {
-		if (op->slot)
+		if (op->slot) {
+			struct handle *h = handle_find(atomic_load_explicit(&op->slot->rk, memory_order_relaxed));
+			if (h)
+				atomic_fetch_sub_explicit(&h->inflight, 1, memory_order_relaxed);
 			atomic_store_explicit(&op->slot->rk, NULL, memory_order_relaxed);
+		}
 		set_error(op->sp, err);
 		span_end(op->sp);
 	} else if (!op->slot) {
@@ -482,7 +501,8 @@ static rd_kafka_error_t *issue(const struct msg_args *a, struct produce_op *op, 
 	bool app_has_ts = false, app_has_bg = false;
 	rd_kafka_headers_t *own = NULL;
 	if (a->n_header || (inject && !a->app_list))
-		own = REAL_RK(headers_new)(a->n_header + 3);
+		own = REAL_RK(headers_new)(a->n_header + (inject ? 1 + (op->ctx.tracestate_len != 0) +
+							     (op->ctx.baggage_len != 0) : 0));
 	size_t n = 0;
 	bool opaque_set = false;
 	for (size_t i = 0; i < cnt; i++) {
@@ -850,6 +870,9 @@ static void dr_trampoline(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opa
 		((rd_kafka_message_t *)m)->_private = sl->app_opaque;
 		atomic_store_explicit(&sl->rk, NULL, memory_order_relaxed);
 		finish_delivery(sp, m);
+		struct handle *hh = handle_find(rk);
+		if (hh)
+			atomic_fetch_sub_explicit(&hh->inflight, 1, memory_order_relaxed);
 		if (guarded)
 			context_guard_leave();
 		errno = saved;
@@ -889,6 +912,7 @@ HOOK rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char 
 		char buf[512];
 		h->consumer = type == RD_KAFKA_CONSUMER;
 		h->wrapped = false;
+		atomic_store_explicit(&h->inflight, 0, memory_order_relaxed);
 		conf_str(conf, "client.id", h->client_id, sizeof h->client_id);
 		if (!conf)
 			snprintf(h->client_id, sizeof h->client_id, "rdkafka");
@@ -936,7 +960,10 @@ HOOK void rd_kafka_destroy(rd_kafka_t *rk)
 	int saved = errno;
 	struct handle *h = handle_find(rk);
 	if (h) {
-		slots_orphaned(rk);
+		/* librdkafka drops undelivered reports at destroy: their spans end here */
+		if (atomic_load_explicit(&h->inflight, memory_order_relaxed))
+			slots_orphaned(rk);
+		atomic_store_explicit(&h->inflight, 0, memory_order_relaxed);
 		handle_release(h);
 	}
 	errno = saved;
@@ -1054,13 +1081,11 @@ static void process_start(struct consume_state *st, struct pending_msg *pm, cons
 	extract(st, m);
 	const char *topic = m->rkt && REAL_RK(topic_name) ? REAL_RK(topic_name)(m->rkt) : NULL;
 	char name[256];
-	int n = snprintf(name, sizeof name, "process %s", topic ? topic : "");
-	if (n < 0 || (size_t)n >= sizeof name)
-		n = (int)sizeof name - 1;
+	size_t n = span_name(name, sizeof name, "process", 7, topic);
 	/* An invalid parent starts a new trace, whatever is current. */
 	if (!st->parent.valid)
 		st->parent.baggage_len = st->parent.tracestate_len = 0;
-	struct span *sp = span_start(SPAN_KIND_CONSUMER, name, (size_t)n, &st->parent, &st->ctx);
+	struct span *sp = span_start(SPAN_KIND_CONSUMER, name, n, &st->parent, &st->ctx);
 	pm->m = m;
 	pm->sp = sp;
 	pm->valid = st->ctx.valid;
