@@ -372,6 +372,7 @@ struct msg_args {
 	const void *key;
 	size_t klen;
 	size_t len;
+	bool has_value;            /* no value: a tombstone */
 	void *opaque;
 	bool has_opaque;
 	bool app_traceparent;      /* the app propagates itself: add nothing */
@@ -407,6 +408,8 @@ static void produce_begin(const struct msg_args *a, struct produce_op *op)
 		return;
 	set_common(sp, a->h, "send", 4, a->topic, a->key, a->klen, a->len);
 	set_partition(sp, a->partition);
+	if (!a->has_value)
+		span_set_bool(sp, "messaging.kafka.message.tombstone", true);
 	/* The span ends at the delivery report when the app has a callback to
 	 * get it through; otherwise when the message is accepted. */
 	if (a->h && a->h->wrapped && (op->slot = slot_for(sp)) != NULL) {
@@ -601,6 +604,7 @@ static bool scan_vus(struct msg_args *a, const rd_kafka_vu_t *vus, size_t cnt)
 			break;
 		case RD_KAFKA_VTYPE_VALUE:
 			a->len = v->u.mem.size;
+			a->has_value = v->u.mem.ptr != NULL;
 			break;
 		case RD_KAFKA_VTYPE_KEY:
 			a->key = v->u.mem.ptr;
@@ -764,7 +768,8 @@ HOOK int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags
 	int saved = errno;
 	struct msg_args a = {
 		.rk = rk, .h = handle_find(rk), .topic = REAL_RK(topic_name)(rkt), .partition = partition,
-		.key = key, .klen = keylen, .len = len, .opaque = msg_opaque, .has_opaque = true,
+		.key = key, .klen = keylen, .len = len, .has_value = payload != NULL, .opaque = msg_opaque,
+		.has_opaque = true,
 	};
 	rd_kafka_vu_t vus[6] = {
 		{.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = rkt},
@@ -823,7 +828,7 @@ HOOK int rd_kafka_produce_batch(rd_kafka_topic_t *rkt, int32_t partition, int ms
 		int32_t p = (msgflags & RD_KAFKA_MSG_F_PARTITION) ? m->partition : partition;
 		struct msg_args a = {
 			.rk = rk, .h = h, .topic = topic, .partition = p, .key = m->key, .klen = m->key_len,
-			.len = m->len, .opaque = m->_private, .has_opaque = true,
+			.len = m->len, .has_value = m->payload != NULL, .opaque = m->_private, .has_opaque = true,
 		};
 		rd_kafka_vu_t vus[6] = {
 			{.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = rkt},

@@ -466,6 +466,26 @@ pg_stop() {
 	bash scripts/dev-postgres stop "$dir" >/dev/null 2>&1 || true
 }
 
+# --- Kafka (scripts/dev-kafka: librdkafka's mock cluster) ---
+
+# kafka_start [--topic NAME[:PARTITIONS]]...: a throwaway mock Kafka broker on
+# 127.0.0.1 (build/tests/kafka-mock, built here when missing) with its files
+# in $WORK/kafka; the options are passed on to `scripts/dev-kafka start`.
+# Sets KAFKA_DIR, KAFKA_BROKERS (HOST:PORT), KAFKA_PORT and KAFKA_OUT (what
+# dev-kafka printed). Stopped at exit, even on failure; dies when it cannot start.
+kafka_start() {
+	need_helper kafka-mock -lrdkafka
+	KAFKA_DIR=$WORK/kafka
+	at_exit "bash scripts/dev-kafka stop '$KAFKA_DIR'"
+	KAFKA_OUT=$(bash scripts/dev-kafka start "$@" "$KAFKA_DIR" 2>"$WORK/dev-kafka.err") || {
+		sed 's/^/    /' "$WORK/dev-kafka.err" >&2
+		die "scripts/dev-kafka start failed"
+	}
+	KAFKA_BROKERS=${KAFKA_OUT#KAFKA_BROKERS=}
+	KAFKA_BROKERS=${KAFKA_BROKERS%%,*}
+	KAFKA_PORT=${KAFKA_BROKERS##*:}
+}
+
 # lines FILE: number of lines (0 when missing).
 lines() { if [[ -f $1 ]]; then wc -l <"$1" | tr -d ' '; else echo 0; fi; }
 
