@@ -23,6 +23,8 @@ HOOK_OBJ   := $(HOOK_SRC:%.c=$(OBJ)/%.o)
 CORE_LIB   := $(BUILD)/libtraceagent-core.a
 AGENT      := $(BUILD)/libtraceagent.so
 SINK       := $(BUILD)/otlp-sink
+# The demo's applications (testapp/): they contain no tracing code at all.
+APP_BIN    := $(BUILD)/task-manager $(BUILD)/web-crawler
 
 # The agent links nothing but libc: libcurl, zlib and protobuf-c are dlopen()ed
 # by the export thread when it first starts (each linked library costs every
@@ -41,7 +43,7 @@ PROG_BIN   := $(BUILD)/tests/mhd-server $(BUILD)/tests/kafka-mock $(BUILD)/tests
               $(BUILD)/tests/kafka-producer $(BUILD)/tests/kafka-consumer
 
 .PHONY: all check unit bench demo fuzz clean install uninstall deps
-all: $(AGENT) $(CORE_LIB) $(SINK)
+all: $(AGENT) $(CORE_LIB) $(SINK) $(APP_BIN)
 
 deps:
 	@bash scripts/install-deps
@@ -70,6 +72,24 @@ $(SINK): testapp/otlp-sink.c $(OBJ)/gen/otlp.pb-c.o
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -fvisibility=default -o $@ testapp/otlp-sink.c $(OBJ)/gen/otlp.pb-c.o \
 	    -lmicrohttpd -lprotobuf-c -lz
+
+# schema.sql compiled in as a C string, so task-manager applies it from any
+# working directory: backslashes and quotes escaped, each line a literal.
+$(GEN)/schema_sql.h: testapp/schema.sql
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from testapp/schema.sql by the Makefile; do not edit */'; \
+	  echo 'static const char schema_sql[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/\t"/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } >$@.tmp && mv $@.tmp $@
+
+# Each links only the libraries it calls.
+$(BUILD)/task-manager: testapp/task-manager.c $(GEN)/schema_sql.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lmicrohttpd -lpq -lrdkafka -ljansson -pthread
+
+$(BUILD)/web-crawler: testapp/web-crawler.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka -ljansson -lcurl -pthread
 
 $(UNIT_BIN): $(UNIT_SRC) $(CORE_LIB)
 	@mkdir -p $(dir $@)
@@ -104,13 +124,20 @@ $(BUILD)/bench/%: tests/bench/%.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_LIB) -lprotobuf-c -lm
 
+# The Kafka producer benchmark links librdkafka (and not the core): this
+# explicit rule wins over the pattern rule above.
+KAFKA_BENCH_BIN := $(BUILD)/bench/kafka-produce-bench
+$(KAFKA_BENCH_BIN): tests/bench/kafka-produce-bench.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka
+
 unit: $(UNIT_BIN) $(AGENT) $(SINK)
 	TRACEAGENT_SINK=$(abspath $(SINK)) TRACEAGENT_SO=$(abspath $(AGENT)) $(UNIT_BIN)
 
 check: deps all $(UNIT_BIN) $(TOOL_BIN) $(PROG_BIN)
 	@bash tests/run-all
 
-bench: deps all $(BENCH_BIN) $(TOOL_BIN) $(PROG_BIN)
+bench: deps all $(BENCH_BIN) $(KAFKA_BENCH_BIN) $(TOOL_BIN) $(PROG_BIN)
 	@bash scripts/bench
 
 demo: deps all $(TOOL_BIN)
