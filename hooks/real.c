@@ -35,6 +35,7 @@ static void resolve(void)
 	R(sendfile64, "sendfile64");
 	R(close, "close");
 	R(shutdown, "shutdown");
+	R(getsockopt, "getsockopt");
 #undef R
 }
 

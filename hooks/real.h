@@ -31,6 +31,7 @@ struct real_fns {
 	ssize_t (*sendfile64)(int, int, off64_t *, size_t);
 	int (*close)(int);
 	int (*shutdown)(int, int);
+	int (*getsockopt)(int, int, int, void *, socklen_t *);
 };
 
 /* Filled by real_resolve(); every hook calls REAL(name), which resolves on

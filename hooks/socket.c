@@ -87,6 +87,8 @@ struct fd_state {
 	uint8_t detect_len;
 	char detect[8];
 	uint32_t gen;
+	bool connecting;     /* connect() not finished: a failure still to be seen */
+	uint64_t connect_ns;
 	struct sockaddr_storage peer, local;
 	socklen_t peer_len, local_len;
 	union {
@@ -954,25 +956,62 @@ static void track_accepted(int fd, const struct sockaddr *addr, socklen_t *alen)
 	pthread_mutex_unlock(&st->mu);
 }
 
-static void track_connected(int fd, const struct sockaddr *addr, socklen_t len)
+static bool track_connected(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6) || len > sizeof(struct sockaddr_storage))
-		return;
+		return false;
 	int type = 0;
 	socklen_t tl = sizeof type;
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM)
-		return;   /* UDP "connections" (DNS resolvers) */
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || type != SOCK_STREAM)
+		return false;   /* UDP "connections" (DNS resolvers) */
 	struct fd_state *st = fd_claim(fd);
 	if (!st)
-		return;
+		return false;
 	pthread_mutex_lock(&st->mu);
 	st->gen++;
 	st->detect_len = 0;
 	memcpy(&st->peer, addr, len);
 	st->peer_len = len;
 	st->local_len = 0;
+	st->connecting = true;
+	st->connect_ns = span_now_ns();
 	atomic_store(&st->kind, FD_CLIENT_PENDING);
 	pthread_mutex_unlock(&st->mu);
+	return true;
+}
+
+/*
+ * The outcome of a connect: at once for a blocking one, or when the app
+ * reads SO_ERROR (how curl and most event loops learn it) for a
+ * non-blocking one. A refused or unreachable peer never sees a request, so
+ * no HTTP span would show the failure: inside a trace, it gets a CLIENT
+ * span "connect" with the error, where the failure happened.
+ */
+static void connect_outcome(struct fd_state *st, int err)
+{
+	if (err == EINPROGRESS || err == EALREADY || err == EINTR)
+		return;   /* still under way */
+	pthread_mutex_lock(&st->mu);
+	bool was = st->connecting && atomic_load(&st->kind) == FD_CLIENT_PENDING;
+	st->connecting = false;
+	uint64_t start = st->connect_ns;
+	struct sockaddr_storage peer = st->peer;
+	socklen_t plen = st->peer_len;
+	pthread_mutex_unlock(&st->mu);
+	if (!was || !err || !context_current()->valid)
+		return;
+	struct trace_context *ctx = &scratch.ctx;
+	struct span *sp = span_start(SPAN_KIND_CLIENT, "connect", 7, NULL, ctx);
+	if (!sp)
+		return;
+	span_set_start_time(sp, start);
+	span_set_cstr(sp, "network.transport", "tcp");
+	set_addr(sp, "network.peer.address", "network.peer.port", &peer, plen);
+	const char *name = strerrorname_np(err);
+	const char *msg = strerror(err);
+	span_set_cstr(sp, "error.type", name ? name : "_OTHER");
+	span_set_status(sp, SPAN_STATUS_ERROR, msg, strlen(msg));
+	span_end(sp);
 }
 
 /* Forgets a descriptor that is being reused or closed, ending its spans. */
@@ -1034,12 +1073,37 @@ HOOK int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	if (!context_guard_enter())
 		return REAL(connect)(fd, addr, len);
 	init_ensure();
+	bool tracked = false;
 	if (init_enabled) {
 		untrack(fd);
-		track_connected(fd, addr, len);
+		tracked = track_connected(fd, addr, len);
 	}
 	context_guard_leave();
-	return REAL(connect)(fd, addr, len);
+	int r = REAL(connect)(fd, addr, len);
+	if (tracked && context_guard_enter()) {
+		int e = errno;
+		struct fd_state *st = fd_lookup(fd);
+		if (st)
+			connect_outcome(st, r == 0 ? 0 : e);
+		context_guard_leave();
+		errno = e;
+	}
+	return r;
+}
+
+HOOK int getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
+{
+	int r = REAL(getsockopt)(fd, level, optname, optval, optlen);
+	if (r != 0 || level != SOL_SOCKET || optname != SO_ERROR || !optval || !optlen || *optlen < sizeof(int))
+		return r;
+	struct fd_state *st = fd_lookup(fd);
+	if (__builtin_expect(st == NULL, 1) || !hook_enter())
+		return r;
+	int e = errno;
+	connect_outcome(st, *(int *)optval);
+	context_guard_leave();
+	errno = e;
+	return r;
 }
 
 /* Incoming: the real call, then the bytes it returned. */
