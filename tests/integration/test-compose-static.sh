@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# test-compose-static: the compose stack (compose/), checked without a Docker
+# engine: docker-compose config -q (offline), every YAML and JSON file parses,
+# scripts/check-compose's cross-references pass (and fail on deliberately
+# broken copies), scripts/check-dockerfile runs the Dockerfile's build steps
+# here (and fails on broken ones), scripts/test-tempo-integration is valid bash
+# and answers --help.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. tests/integration/lib.sh
+
+# Debian's python3-yaml may belong to /usr/bin/python3 only (python3 on PATH
+# can be a pyenv build without PyYAML).
+YPY=$PY
+if ! "$PY" -c 'import yaml' 2>/dev/null; then
+	YPY=/usr/bin/python3
+fi
+"$YPY" -c 'import yaml' 2>/dev/null || die "no python3 with PyYAML (scripts/install-deps installs python3-yaml)"
+command -v docker-compose >/dev/null || die "docker-compose is missing (scripts/install-deps installs it)"
+
+echo "== docker-compose config -q"
+# Offline: no daemon, no registry. An unusable DOCKER_HOST must not matter.
+compose_config() { (cd "$(dirname "$1")" && DOCKER_HOST=unix:///nonexistent docker-compose -f "$(basename "$1")" config -q); }
+check "docker-compose config -q accepts compose/docker-compose.yml" compose_config compose/docker-compose.yml
+mkdir -p "$WORK/badkey"
+cp -a compose "$WORK/badkey/"
+sed -i 's/^    image: postgres:/    imagee: postgres:/' "$WORK/badkey/compose/docker-compose.yml"
+check "docker-compose config -q rejects an unknown key (it does validate)" \
+	bash -c "! (cd '$WORK/badkey/compose' && docker-compose config -q) 2>/dev/null"
+
+echo "== every YAML and JSON file parses"
+while IFS= read -r f; do
+	check "YAML parses: $f" "$YPY" -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' "$f"
+done < <(find compose -type f \( -name '*.yml' -o -name '*.yaml' \) | sort)
+while IFS= read -r f; do
+	check "JSON parses: $f" "$YPY" -c 'import json, sys; json.load(open(sys.argv[1]))' "$f"
+done < <(find compose -type f -name '*.json' | sort)
+
+echo "== scripts/check-compose"
+check "check-compose passes on compose/" "$YPY" scripts/check-compose compose/docker-compose.yml
+
+# broken NAME: a fresh copy of compose/ (and the Dockerfile's context) in $WORK/NAME.
+broken() {
+	rm -rf "${WORK:?}/$1"
+	mkdir -p "$WORK/$1"
+	cp -a compose .dockerignore "$WORK/$1/"
+	B=$WORK/$1/compose
+}
+# mutate FILE OLD NEW: replaces the first OLD; the test stops if OLD is absent
+# (a mutation that did not apply would prove nothing).
+mutate() {
+	"$YPY" - "$@" <<'PY' || die "mutation failed: $*"
+import sys
+f, old, new = sys.argv[1:4]
+s = open(f).read()
+if old not in s:
+    sys.exit('%r is not in %s' % (old, f))
+open(f, 'w').write(s.replace(old, new, 1))
+PY
+}
+# rejects DESC TEXT: check-compose must exit 1 on $B and name the problem (TEXT).
+rejects() {
+	local out rc=0
+	out=$("$YPY" scripts/check-compose "$B/docker-compose.yml" 2>&1) || rc=$?
+	if [[ $rc == 1 ]] && grep -qF -- "$2" <<<"$out"; then
+		pass "check-compose rejects $1"
+	else
+		fail "check-compose rejects $1 (exit $rc; wanted a problem mentioning '$2'; got: $(tr '\n' ' ' <<<"$out" | tail -c 400))"
+	fi
+}
+
+broken ds-uid
+mutate "$B/grafana/provisioning/datasources/datasources.yaml" "serviceMap:
+        datasourceUid: prometheus" "serviceMap:
+        datasourceUid: prometheus-old"
+rejects "a wrong datasource uid in Tempo's service map" "datasourceUid 'prometheus-old', which is not provisioned"
+
+broken exemplar-uid
+mutate "$B/grafana/provisioning/datasources/datasources.yaml" "- name: traceID
+          datasourceUid: tempo" "- name: traceID
+          datasourceUid: Tempo"
+rejects "Prometheus exemplars linked to a wrong uid" "datasourceUid 'Tempo', which is not provisioned"
+
+broken dash-uid
+mutate "$B/grafana/dashboards/task-manager.json" '"uid": "prometheus"' '"uid": "prom"'
+rejects "a dashboard panel using an unknown data source uid" "uses data source uid 'prom', which is not provisioned"
+
+broken latest
+mutate "$B/docker-compose.yml" "image: grafana/grafana:11.3.0" "image: grafana/grafana:latest"
+rejects "an image pinned to latest" "'grafana/grafana:latest' is unpinned"
+
+broken no-tag
+mutate "$B/docker-compose.yml" "image: postgres:16.6" "image: postgres"
+rejects "an image without a tag" "'postgres' has no tag"
+
+broken minor-tag
+mutate "$B/docker-compose.yml" "image: grafana/tempo:2.6.1" "image: grafana/tempo:2.6"
+rejects "an image pinned to a minor version only" "'grafana/tempo:2.6': tag '2.6' is not an exact version"
+
+broken from-unpinned
+mutate "$B/Dockerfile" "FROM debian:12.8-slim AS build" "FROM debian:bookworm-slim AS build"
+rejects "a Dockerfile FROM without a version" "'debian:bookworm-slim': tag 'bookworm-slim' is not an exact version"
+
+broken missing-file
+rm "$B/tempo/tempo.yaml"
+rejects "a mounted file that does not exist" "mounted file"
+
+broken missing-dashboards
+rm "$B/grafana/dashboards/task-manager.json"
+rejects "a dashboard directory with no dashboard" "no *.json in"
+
+broken wrong-port
+mutate "$B/tempo/tempo.yaml" "http://prometheus:9090/api/v1/write" "http://prometheus:9091/api/v1/write"
+rejects "Tempo remote-writing to a port Prometheus does not listen on" "prometheus:9091: prometheus does not listen on port 9091"
+
+broken wrong-host
+mutate "$B/otel-collector/config.yaml" "endpoint: tempo:4317" "endpoint: tempo-db:4317"
+rejects "the Collector exporting to a host that is no service" "host 'tempo-db' is not a service"
+
+broken localhost-receiver
+mutate "$B/otel-collector/config.yaml" "endpoint: 0.0.0.0:4318" "endpoint: localhost:4318"
+rejects "a Collector receiver bound to localhost" "otel-collector binds port 4318 to localhost only"
+
+broken grpc-port
+mutate "$B/docker-compose.yml" "OTEL_SERVICE_NAME: task-manager
+      OTEL_EXPORTER_OTLP_ENDPOINT: http://otel-collector:4318" "OTEL_SERVICE_NAME: task-manager
+      OTEL_EXPORTER_OTLP_ENDPOINT: http://otel-collector:4317"
+rejects "the agent pointed at the Collector's gRPC port" "is not an OTLP/HTTP port of otel-collector"
+
+broken app-host
+mutate "$B/docker-compose.yml" "      HOST: 0.0.0.0
+" ""
+rejects "the task-manager left on its default HOST=127.0.0.1" "task-manager binds port 3000 to localhost only"
+
+broken kafka-listener
+mutate "$B/docker-compose.yml" "KAFKA_BROKERS: kafka:9092" "KAFKA_BROKERS: kafka:29092"
+rejects "a Kafka client using the host listener" "kafka:29092 is not an advertised listener of kafka"
+
+broken kafka-rf
+mutate "$B/docker-compose.yml" '      KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: "1"
+' ""
+rejects "a single broker without replication factor 1" "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR must be 1"
+
+broken grafana-port
+mutate "$B/docker-compose.yml" '"127.0.0.1:3001:3000"' '"127.0.0.1:3001:3001"'
+rejects "Grafana published from a port it does not listen on" "publishes container port 3001, but grafana listens on 3000"
+
+broken ld-preload
+mutate "$B/docker-compose.yml" "LD_PRELOAD: /usr/local/lib/libtraceagent.so" "LD_PRELOAD: /usr/lib/libtraceagent.so"
+rejects "LD_PRELOAD naming a file the image does not have" "LD_PRELOAD=/usr/lib/libtraceagent.so, but the Dockerfile does not install that file"
+
+broken processors
+mutate "$B/tempo/tempo.yaml" "processors: [service-graphs, span-metrics]" "processors: [service-graphs]"
+rejects "Tempo without the span-metrics processor" "lacks span-metrics"
+
+broken tempo-storage
+mutate "$B/tempo/tempo.yaml" "path: /var/tempo/blocks" "path: /tmp/tempo/blocks"
+rejects "Tempo's block storage off its volume" "storage.trace.local.path /tmp/tempo/blocks is not on a volume"
+
+broken remote-write-flag
+mutate "$B/docker-compose.yml" "      - --web.enable-remote-write-receiver
+" ""
+rejects "Prometheus without the remote-write receiver" "lacks --web.enable-remote-write-receiver"
+
+broken pipeline
+mutate "$B/otel-collector/config.yaml" "exporters: [otlp/tempo, debug]" "exporters: [otlp, debug]"
+rejects "a Collector pipeline naming an undefined exporter" "exporter 'otlp' is not defined"
+
+echo "== scripts/check-dockerfile (the build steps, run here)"
+# The real Dockerfile and four broken copies, all at once (each builds in its
+# own temporary directory; the builds are the slow part).
+# dockerfile_variant NAME OLD NEW: $WORK/Dockerfile.NAME with OLD replaced.
+dockerfile_variant() {
+	cp compose/Dockerfile "$WORK/Dockerfile.$1"
+	mutate "$WORK/Dockerfile.$1" "$2" "$3"
+}
+dockerfile_variant step "make all" "make no-such-target"
+dockerfile_variant apt "libmicrohttpd-dev libpq-dev" "libmicrohttpd-devel libpq-dev"
+dockerfile_variant devpkg "librdkafka-dev libjansson-dev" "librdkafka-dev"
+dockerfile_variant runtime "libcurl4 zlib1g libprotobuf-c1 \\
+      libmicrohttpd12 libpq5" "libcurl4 zlib1g \\
+      libmicrohttpd12"
+DF_PIDS=()
+for v in real step apt devpkg runtime; do
+	f=$WORK/Dockerfile.$v
+	if [[ $v == real ]]; then f=compose/Dockerfile; fi
+	"$YPY" scripts/check-dockerfile --file "$f" --context . >"$WORK/check-dockerfile.$v.out" 2>&1 &
+	DF_PIDS+=("$!")
+	BG_PIDS+=("$!")   # stopped at exit if the test ends early
+done
+DF_RC=()
+for pid in "${DF_PIDS[@]}"; do
+	rc=0
+	wait "$pid" || rc=$?
+	DF_RC+=("$rc")
+done
+if [[ ${DF_RC[0]} == 0 ]]; then
+	pass "check-dockerfile runs compose/Dockerfile's build steps: $(tail -n1 "$WORK/check-dockerfile.real.out")"
+else
+	sed 's/^/    /' "$WORK/check-dockerfile.real.out"
+	fail "check-dockerfile on compose/Dockerfile (exit ${DF_RC[0]})"
+fi
+# dockerfile_rejects INDEX NAME DESC TEXT: that variant failed (exit 1) saying TEXT.
+dockerfile_rejects() {
+	local rc=${DF_RC[$1]} out=$WORK/check-dockerfile.$2.out
+	if [[ $rc == 1 ]] && grep -qF -- "$4" "$out"; then
+		pass "check-dockerfile rejects $3"
+	else
+		fail "check-dockerfile rejects $3 (exit $rc; wanted '$4'; got: $(tail -n 3 "$out" | tr '\n' ' '))"
+	fi
+}
+dockerfile_rejects 1 step "a broken build step" "RUN rm -rf build && make no-such-target failed"
+dockerfile_rejects 2 apt "a misspelt apt package" "libmicrohttpd-devel: not installed here and unknown to apt"
+dockerfile_rejects 3 devpkg "a build stage without a -dev package the build uses" \
+	"(from libjansson-dev) is not installed by the stage's apt-get"
+dockerfile_rejects 4 runtime "a run-time image without a library the programs link or the agent dlopen()s" \
+	"task-manager needs libpq.so.5 (package libpq5)"
+
+echo "== scripts/test-tempo-integration"
+check "test-tempo-integration is valid bash" bash -n scripts/test-tempo-integration
+check "test-tempo-integration --help" bash -c 'scripts/test-tempo-integration --help | grep -q "^usage: scripts/test-tempo-integration"'
+check "test-tempo-integration rejects an unknown option (exit 2)" \
+	bash -c 'scripts/test-tempo-integration --no-such-option >/dev/null 2>&1; [ $? -eq 2 ]'
+
+finish
