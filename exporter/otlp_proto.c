@@ -1,256 +1,365 @@
-/* Builds protobuf-c message trees that point straight into span records, then packs them. */
+/* OTLP/protobuf written by hand: span records straight to wire bytes, sized exactly first, no message tree. */
 #include "otlp_proto.h"
 
-#include <stdlib.h>
+#include <string.h>
 
-#include "otlp.pb-c.h"
+/*
+ * Wire format (protobuf): each field is a varint key (field number << 3 |
+ * wire type) then its value: varint (type 0), fixed64 (1), length-delimited
+ * (2: varint length + bytes) or fixed32 (5). Fields are written in field
+ * number order and proto3 defaults (0, "", empty bytes, absent messages) are
+ * left out, as protobuf-c and the reference implementations do, so the bytes
+ * match theirs; field numbers follow exporter/otlp.proto (itself
+ * opentelemetry-proto v1). Every length is computed before anything is
+ * written (pass 1), so nested messages need no placeholder or move.
+ */
 
-typedef Opentelemetry__Proto__Span PSpan;
-typedef Opentelemetry__Proto__KeyValue PKeyValue;
-typedef Opentelemetry__Proto__AnyValue PAnyValue;
-typedef Opentelemetry__Proto__ArrayValue PArrayValue;
-typedef Opentelemetry__Proto__Span__Event PEvent;
-typedef Opentelemetry__Proto__Span__Link PLink;
-typedef Opentelemetry__Proto__Status PStatus;
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
-/* Grow-only scratch arrays, reused across batches; each has its own capacity. */
-struct scratch {
-	PSpan *spans; PSpan **span_ptrs; PStatus *status;
-	PKeyValue *kv; PKeyValue **kv_ptrs; PAnyValue *av;
-	PAnyValue *elems; PAnyValue **elem_ptrs; PArrayValue *arrays;
-	PEvent *events; PEvent **event_ptrs;
-	PLink *links; PLink **link_ptrs;
-	size_t cap[13];
-};
+#define KEY(field, wt) (((field) << 3) | (wt))
 
-static struct scratch sc;
-
-static bool grow(void **p, size_t *have, size_t want, size_t elem)
+static inline size_t varint_size(uint64_t v)
 {
-	if (want <= *have)
-		return true;
-	size_t n = *have ? *have : 64;
-	while (n < want)
-		n *= 2;
-	void *q = realloc(*p, n * elem);
-	if (!q)
-		return false;
-	*p = q;
-	*have = n;
-	return true;
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
 }
 
-#define GROW(i, field, want) grow((void **)&sc.field, &sc.cap[i], (want), sizeof(*sc.field))
-
-static bool reserve(size_t spans, size_t kvs, size_t elems, size_t arrays, size_t events, size_t links)
+/* Key and length prefix plus the payload of a length-delimited field. */
+static inline size_t len_field(size_t field, size_t len)
 {
-	return GROW(0, spans, spans) && GROW(1, span_ptrs, spans) && GROW(2, status, spans) &&
-	       GROW(3, kv, kvs) && GROW(4, kv_ptrs, kvs) && GROW(5, av, kvs) &&
-	       GROW(6, elems, elems) && GROW(7, elem_ptrs, elems) && GROW(8, arrays, arrays) &&
-	       GROW(9, events, events) && GROW(10, event_ptrs, events) &&
-	       GROW(11, links, links) && GROW(12, link_ptrs, links);
+	return varint_size(KEY(field, WT_LEN)) + varint_size(len) + len;
 }
 
-static char empty[] = "";
-
-static char *str(const struct span *s, struct span_str r)
+static inline char *put_varint(char *p, uint64_t v)
 {
-	return r.len ? (char *)span_str_ptr(s, r) : empty;
+	while (v >= 0x80) {
+		*p++ = (char)(v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (char)v;
+	return p;
 }
 
-struct cursor {
-	size_t kv, elem, array, event, link;
-};
-
-static void fill_attr(const struct span *s, const struct span_attr *a, struct cursor *cur)
+static inline char *put_key(char *p, unsigned field, unsigned wt)
 {
-	PKeyValue *kv = &sc.kv[cur->kv];
-	PAnyValue *av = &sc.av[cur->kv];
-	sc.kv_ptrs[cur->kv] = kv;
-	cur->kv++;
-	opentelemetry__proto__key_value__init(kv);
-	opentelemetry__proto__any_value__init(av);
-	kv->key = str(s, a->key);
-	kv->value = av;
+	return put_varint(p, KEY(field, wt));
+}
+
+static inline char *put_len(char *p, unsigned field, size_t len)
+{
+	return put_varint(put_key(p, field, WT_LEN), len);
+}
+
+static inline char *put_bytes(char *p, unsigned field, const void *data, size_t len)
+{
+	p = put_len(p, field, len);
+	memcpy(p, data, len);
+	return p + len;
+}
+
+static inline char *put_fixed64(char *p, unsigned field, uint64_t v)
+{
+	p = put_key(p, field, WT_I64);
+	for (int i = 0; i < 8; i++)
+		*p++ = (char)(v >> (8 * i));
+	return p;
+}
+
+static inline char *put_fixed32(char *p, unsigned field, uint32_t v)
+{
+	p = put_key(p, field, WT_I32);
+	for (int i = 0; i < 4; i++)
+		*p++ = (char)(v >> (8 * i));
+	return p;
+}
+
+/* --- AnyValue and KeyValue --- */
+
+/* AnyValue field numbers */
+enum { AV_STRING = 1, AV_BOOL = 2, AV_INT = 3, AV_DOUBLE = 4, AV_ARRAY = 5 };
+
+/* Bytes of ArrayValue's body for a packed string array (each element an AnyValue{string}). */
+static size_t array_body(const struct span *s, const struct span_attr *a)
+{
+	const char *p = span_str_ptr(s, a->v.s);
+	size_t n = 0;
+	for (unsigned i = 0; i < a->n; i++) {
+		size_t l = strlen(p);
+		n += len_field(1, len_field(AV_STRING, l));
+		p += l + 1;
+	}
+	return n;
+}
+
+/* Bytes of an AnyValue's body (the oneof member is always written). */
+static size_t anyvalue_body(const struct span *s, const struct span_attr *a)
+{
 	switch (a->type) {
 	case SPAN_ATTR_STRING:
-		av->value_case = OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_STRING_VALUE;
-		av->string_value = str(s, a->v.s);
+		return len_field(AV_STRING, a->v.s.len);
+	case SPAN_ATTR_BOOL:
+		return 2;
+	case SPAN_ATTR_INT:
+		return 1 + varint_size((uint64_t)a->v.i);
+	case SPAN_ATTR_DOUBLE:
+		return 9;
+	case SPAN_ATTR_STRING_ARRAY:
+		return len_field(AV_ARRAY, array_body(s, a));
+	default:
+		return 0;
+	}
+}
+
+static size_t keyvalue_body(const struct span *s, const struct span_attr *a)
+{
+	return (a->key.len ? len_field(1, a->key.len) : 0) + len_field(2, anyvalue_body(s, a));
+}
+
+static char *put_keyvalue(char *p, unsigned field, const struct span *s, const struct span_attr *a)
+{
+	size_t av = anyvalue_body(s, a);
+	p = put_len(p, field, (a->key.len ? len_field(1, a->key.len) : 0) + len_field(2, av));
+	if (a->key.len)
+		p = put_bytes(p, 1, span_str_ptr(s, a->key), a->key.len);
+	p = put_len(p, 2, av);
+	switch (a->type) {
+	case SPAN_ATTR_STRING:
+		p = put_bytes(p, AV_STRING, span_str_ptr(s, a->v.s), a->v.s.len);
 		break;
 	case SPAN_ATTR_BOOL:
-		av->value_case = OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_BOOL_VALUE;
-		av->bool_value = a->v.b;
+		p = put_key(p, AV_BOOL, WT_VARINT);
+		*p++ = a->v.b ? 1 : 0;
 		break;
 	case SPAN_ATTR_INT:
-		av->value_case = OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_INT_VALUE;
-		av->int_value = a->v.i;
+		p = put_varint(put_key(p, AV_INT, WT_VARINT), (uint64_t)a->v.i);
 		break;
-	case SPAN_ATTR_DOUBLE:
-		av->value_case = OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_DOUBLE_VALUE;
-		av->double_value = a->v.d;
+	case SPAN_ATTR_DOUBLE: {
+		uint64_t bits;
+		memcpy(&bits, &a->v.d, 8);
+		p = put_fixed64(p, AV_DOUBLE, bits);
 		break;
+	}
 	case SPAN_ATTR_STRING_ARRAY: {
-		PArrayValue *arr = &sc.arrays[cur->array++];
-		opentelemetry__proto__array_value__init(arr);
-		arr->n_values = a->n;
-		arr->values = &sc.elem_ptrs[cur->elem];
-		const char *p = span_str_ptr(s, a->v.s);
+		p = put_len(p, AV_ARRAY, array_body(s, a));
+		const char *e = span_str_ptr(s, a->v.s);
 		for (unsigned i = 0; i < a->n; i++) {
-			PAnyValue *e = &sc.elems[cur->elem];
-			sc.elem_ptrs[cur->elem++] = e;
-			opentelemetry__proto__any_value__init(e);
-			e->value_case = OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_STRING_VALUE;
-			e->string_value = (char *)p;
-			p += strlen(p) + 1;
+			size_t l = strlen(e);
+			p = put_len(p, 1, len_field(AV_STRING, l));
+			p = put_bytes(p, AV_STRING, e, l);
+			e += l + 1;
 		}
-		av->value_case = OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_ARRAY_VALUE;
-		av->array_value = arr;
 		break;
 	}
 	default:
-		av->value_case = OPENTELEMETRY__PROTO__ANY_VALUE__VALUE__NOT_SET;
 		break;
 	}
+	return p;
 }
 
-static void fill_span(PSpan *p, PStatus *st, const struct span *s, struct cursor *cur)
+static size_t attrs_size(const struct span *s, const struct span_attr *a, unsigned n, unsigned field)
 {
-	opentelemetry__proto__span__init(p);
-	p->trace_id.data = (uint8_t *)s->trace_id;
-	p->trace_id.len = 16;
-	p->span_id.data = (uint8_t *)s->span_id;
-	p->span_id.len = 8;
-	if (s->has_parent) {
-		p->parent_span_id.data = (uint8_t *)s->parent_span_id;
-		p->parent_span_id.len = 8;
-	}
-	p->trace_state = str(s, s->trace_state);
-	p->flags = otlp_proto_span_flags(s->trace_flags, s->has_parent && s->parent_remote);
-	p->name = str(s, s->name);
-	p->kind = (Opentelemetry__Proto__Span__SpanKind)s->kind;
-	p->start_time_unix_nano = s->start_ns;
-	p->end_time_unix_nano = s->end_ns;
+	size_t total = 0;
+	for (unsigned i = 0; i < n; i++)
+		total += len_field(field, keyvalue_body(s, &a[i]));
+	return total;
+}
 
-	p->n_attributes = s->n_attrs;
-	p->attributes = &sc.kv_ptrs[cur->kv];
-	for (unsigned i = 0; i < s->n_attrs; i++)
-		fill_attr(s, &s->attrs[i], cur);
-	p->dropped_attributes_count = s->dropped_attrs;
+static char *put_attrs(char *p, unsigned field, const struct span *s, const struct span_attr *a, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p = put_keyvalue(p, field, s, &a[i]);
+	return p;
+}
 
-	p->n_events = s->n_events;
-	p->events = &sc.event_ptrs[cur->event];
+/* --- Span --- */
+
+static size_t uint_field(unsigned field, uint64_t v)
+{
+	return v ? varint_size(KEY(field, WT_VARINT)) + varint_size(v) : 0;
+}
+
+static size_t str_field(unsigned field, struct span_str r)
+{
+	return r.len ? len_field(field, r.len) : 0;
+}
+
+static size_t event_body(const struct span *s, const struct span_event *e)
+{
+	return (e->time_ns ? 9 : 0) + str_field(2, e->name) +
+	       attrs_size(s, &s->sub_attrs[e->attr_first], e->attr_count, 3) + uint_field(4, e->dropped_attrs);
+}
+
+static size_t link_body(const struct span *s, const struct span_link *l)
+{
+	return len_field(1, 16) + len_field(2, 8) + str_field(3, l->trace_state) +
+	       attrs_size(s, &s->sub_attrs[l->attr_first], l->attr_count, 4) + uint_field(5, l->dropped_attrs) +
+	       5 /* flags, never 0 */;
+}
+
+static size_t status_body(const struct span *s)
+{
+	size_t n = uint_field(3, s->status);
+	if (s->status == SPAN_STATUS_ERROR)
+		n += str_field(2, s->status_message);
+	return n;
+}
+
+static size_t span_body(const struct span *s)
+{
+	size_t n = len_field(1, 16) + len_field(2, 8) + str_field(3, s->trace_state) +
+		   (s->has_parent ? len_field(4, 8) : 0) + str_field(5, s->name) + uint_field(6, s->kind) +
+		   (s->start_ns ? 9 : 0) + (s->end_ns ? 9 : 0) + attrs_size(s, s->attrs, s->n_attrs, 9) +
+		   uint_field(10, s->dropped_attrs);
+	for (unsigned i = 0; i < s->n_events; i++)
+		n += len_field(11, event_body(s, &s->events[i]));
+	n += uint_field(12, s->dropped_events);
+	for (unsigned i = 0; i < s->n_links; i++)
+		n += len_field(13, link_body(s, &s->links[i]));
+	n += uint_field(14, s->dropped_links);
+	if (s->status != SPAN_STATUS_UNSET)
+		n += len_field(15, status_body(s));
+	return n + 2 + 4;   /* flags: field 16 takes a two-byte key */
+}
+
+static char *put_uint(char *p, unsigned field, uint64_t v)
+{
+	return v ? put_varint(put_key(p, field, WT_VARINT), v) : p;
+}
+
+static char *put_str(char *p, unsigned field, const struct span *s, struct span_str r)
+{
+	return r.len ? put_bytes(p, field, span_str_ptr(s, r), r.len) : p;
+}
+
+static char *put_span(char *p, const struct span *s, size_t body)
+{
+	p = put_len(p, 2, body);   /* ScopeSpans.spans */
+	p = put_bytes(p, 1, s->trace_id, 16);
+	p = put_bytes(p, 2, s->span_id, 8);
+	p = put_str(p, 3, s, s->trace_state);
+	if (s->has_parent)
+		p = put_bytes(p, 4, s->parent_span_id, 8);
+	p = put_str(p, 5, s, s->name);
+	p = put_uint(p, 6, s->kind);
+	if (s->start_ns)
+		p = put_fixed64(p, 7, s->start_ns);
+	if (s->end_ns)
+		p = put_fixed64(p, 8, s->end_ns);
+	p = put_attrs(p, 9, s, s->attrs, s->n_attrs);
+	p = put_uint(p, 10, s->dropped_attrs);
 	for (unsigned i = 0; i < s->n_events; i++) {
 		const struct span_event *e = &s->events[i];
-		PEvent *pe = &sc.events[cur->event];
-		sc.event_ptrs[cur->event++] = pe;
-		opentelemetry__proto__span__event__init(pe);
-		pe->time_unix_nano = e->time_ns;
-		pe->name = str(s, e->name);
-		pe->n_attributes = e->attr_count;
-		pe->attributes = &sc.kv_ptrs[cur->kv];
-		for (unsigned k = 0; k < e->attr_count; k++)
-			fill_attr(s, &s->sub_attrs[e->attr_first + k], cur);
-		pe->dropped_attributes_count = e->dropped_attrs;
+		p = put_len(p, 11, event_body(s, e));
+		if (e->time_ns)
+			p = put_fixed64(p, 1, e->time_ns);
+		p = put_str(p, 2, s, e->name);
+		p = put_attrs(p, 3, s, &s->sub_attrs[e->attr_first], e->attr_count);
+		p = put_uint(p, 4, e->dropped_attrs);
 	}
-	p->dropped_events_count = s->dropped_events;
-
-	p->n_links = s->n_links;
-	p->links = &sc.link_ptrs[cur->link];
+	p = put_uint(p, 12, s->dropped_events);
 	for (unsigned i = 0; i < s->n_links; i++) {
 		const struct span_link *l = &s->links[i];
-		PLink *pl = &sc.links[cur->link];
-		sc.link_ptrs[cur->link++] = pl;
-		opentelemetry__proto__span__link__init(pl);
-		pl->trace_id.data = (uint8_t *)l->trace_id;
-		pl->trace_id.len = 16;
-		pl->span_id.data = (uint8_t *)l->span_id;
-		pl->span_id.len = 8;
-		pl->trace_state = str(s, l->trace_state);
-		pl->flags = otlp_proto_span_flags(l->flags, l->remote);
-		pl->n_attributes = l->attr_count;
-		pl->attributes = &sc.kv_ptrs[cur->kv];
-		for (unsigned k = 0; k < l->attr_count; k++)
-			fill_attr(s, &s->sub_attrs[l->attr_first + k], cur);
-		pl->dropped_attributes_count = l->dropped_attrs;
+		p = put_len(p, 13, link_body(s, l));
+		p = put_bytes(p, 1, l->trace_id, 16);
+		p = put_bytes(p, 2, l->span_id, 8);
+		p = put_str(p, 3, s, l->trace_state);
+		p = put_attrs(p, 4, s, &s->sub_attrs[l->attr_first], l->attr_count);
+		p = put_uint(p, 5, l->dropped_attrs);
+		p = put_fixed32(p, 6, otlp_proto_span_flags(l->flags, l->remote));
 	}
-	p->dropped_links_count = s->dropped_links;
-
-	opentelemetry__proto__status__init(st);
-	st->code = (Opentelemetry__Proto__Status__StatusCode)s->status;
-	st->message = s->status == SPAN_STATUS_ERROR ? str(s, s->status_message) : empty;
-	p->status = s->status != SPAN_STATUS_UNSET ? st : NULL;
+	p = put_uint(p, 14, s->dropped_links);
+	if (s->status != SPAN_STATUS_UNSET) {
+		p = put_len(p, 15, status_body(s));
+		if (s->status == SPAN_STATUS_ERROR)
+			p = put_str(p, 2, s, s->status_message);
+		p = put_uint(p, 3, s->status);
+	}
+	return put_fixed32(p, 16, otlp_proto_span_flags(s->trace_flags, s->has_parent && s->parent_remote));
 }
+
+/* --- Resource and scope --- */
+
+static size_t resource_kv_body(const struct resource_attr *ra)
+{
+	size_t kl = strlen(ra->key);
+	size_t av = ra->is_int ? 1 + varint_size((uint64_t)ra->i) : len_field(AV_STRING, strlen(ra->str));
+	return (kl ? len_field(1, kl) : 0) + len_field(2, av);
+}
+
+static size_t resource_body(const struct resource *res)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < res->count; i++)
+		n += len_field(1, resource_kv_body(&res->attrs[i]));
+	return n;
+}
+
+static char *put_resource(char *p, const struct resource *res)
+{
+	p = put_len(p, 1, resource_body(res));   /* ResourceSpans.resource */
+	for (size_t i = 0; i < res->count; i++) {
+		const struct resource_attr *ra = &res->attrs[i];
+		size_t kl = strlen(ra->key);
+		p = put_len(p, 1, resource_kv_body(ra));
+		if (kl)
+			p = put_bytes(p, 1, ra->key, kl);
+		if (ra->is_int) {
+			p = put_len(p, 2, 1 + varint_size((uint64_t)ra->i));
+			p = put_varint(put_key(p, AV_INT, WT_VARINT), (uint64_t)ra->i);
+		} else {
+			size_t sl = strlen(ra->str);
+			p = put_len(p, 2, len_field(AV_STRING, sl));
+			p = put_bytes(p, AV_STRING, ra->str, sl);
+		}
+	}
+	return p;
+}
+
+#define SCOPE_BODY (len_field(1, sizeof AGENT_NAME - 1) + len_field(2, sizeof AGENT_VERSION - 1))
+
+/* Span sizes of the batch being encoded, kept between calls (exporter thread only). */
+static size_t *sizes;
+static size_t sizes_cap;
 
 bool otlp_proto_encode(struct buf *out, const struct resource *res,
 		       struct span *const *spans, size_t n)
 {
-	size_t kvs = 0, elems = 0, arrays = 0, events = 0, links = 0;
-
+	if (n > sizes_cap) {
+		size_t cap = sizes_cap ? sizes_cap : 256;
+		while (cap < n)
+			cap *= 2;
+		size_t *p = realloc(sizes, cap * sizeof *p);
+		if (!p)
+			return false;
+		sizes = p;
+		sizes_cap = cap;
+	}
+	/* Pass 1: every length. */
+	size_t scope_spans = len_field(1, SCOPE_BODY);
 	for (size_t i = 0; i < n; i++) {
-		const struct span *s = spans[i];
-		kvs += s->n_attrs + s->n_sub_attrs;
-		events += s->n_events;
-		links += s->n_links;
-		for (unsigned k = 0; k < s->n_attrs; k++) {
-			if (s->attrs[k].type == SPAN_ATTR_STRING_ARRAY) {
-				arrays++;
-				elems += s->attrs[k].n;
-			}
-		}
+		sizes[i] = span_body(spans[i]);
+		scope_spans += len_field(2, sizes[i]);
 	}
-	if (!reserve(n, kvs + RESOURCE_MAX_ATTRS, elems, arrays, events, links))
-		return false;
+	size_t resource_spans = len_field(1, resource_body(res)) + len_field(2, scope_spans);
+	size_t total = len_field(1, resource_spans);
 
-	struct cursor cur = { 0 };
-	for (size_t i = 0; i < n; i++) {
-		sc.span_ptrs[i] = &sc.spans[i];
-		fill_span(&sc.spans[i], &sc.status[i], spans[i], &cur);
-	}
-
-	/* Resource attributes go after the span attributes in the same scratch. */
-	PKeyValue **res_kv = &sc.kv_ptrs[cur.kv];
-	for (size_t i = 0; i < res->count; i++) {
-		const struct resource_attr *ra = &res->attrs[i];
-		PKeyValue *kv = &sc.kv[cur.kv];
-		PAnyValue *av = &sc.av[cur.kv];
-		sc.kv_ptrs[cur.kv++] = kv;
-		opentelemetry__proto__key_value__init(kv);
-		opentelemetry__proto__any_value__init(av);
-		kv->key = (char *)ra->key;
-		kv->value = av;
-		if (ra->is_int) {
-			av->value_case = OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_INT_VALUE;
-			av->int_value = ra->i;
-		} else {
-			av->value_case = OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_STRING_VALUE;
-			av->string_value = (char *)ra->str;
-		}
-	}
-
-	Opentelemetry__Proto__Resource resource = OPENTELEMETRY__PROTO__RESOURCE__INIT;
-	resource.n_attributes = res->count;
-	resource.attributes = res_kv;
-	Opentelemetry__Proto__InstrumentationScope scope = OPENTELEMETRY__PROTO__INSTRUMENTATION_SCOPE__INIT;
-	scope.name = (char *)AGENT_NAME;
-	scope.version = (char *)AGENT_VERSION;
-	Opentelemetry__Proto__ScopeSpans ss = OPENTELEMETRY__PROTO__SCOPE_SPANS__INIT;
-	ss.scope = &scope;
-	ss.n_spans = n;
-	ss.spans = sc.span_ptrs;
-	Opentelemetry__Proto__ScopeSpans *ss_ptr = &ss;
-	Opentelemetry__Proto__ResourceSpans rs = OPENTELEMETRY__PROTO__RESOURCE_SPANS__INIT;
-	rs.resource = &resource;
-	rs.n_scope_spans = 1;
-	rs.scope_spans = &ss_ptr;
-	Opentelemetry__Proto__ResourceSpans *rs_ptr = &rs;
-	Opentelemetry__Proto__ExportTraceServiceRequest req = OPENTELEMETRY__PROTO__EXPORT_TRACE_SERVICE_REQUEST__INIT;
-	req.n_resource_spans = 1;
-	req.resource_spans = &rs_ptr;
-
-	size_t size = opentelemetry__proto__export_trace_service_request__get_packed_size(&req);
+	/* Pass 2: the bytes, into room reserved once. */
 	buf_reset(out);
-	if (!buf_reserve(out, size))
+	if (!buf_reserve(out, total))
 		return false;
-	out->len = opentelemetry__proto__export_trace_service_request__pack(&req, (uint8_t *)out->p);
-	return true;
+	char *p = out->p;
+	p = put_len(p, 1, resource_spans);         /* ExportTraceServiceRequest.resource_spans */
+	p = put_resource(p, res);
+	p = put_len(p, 2, scope_spans);            /* ResourceSpans.scope_spans */
+	p = put_len(p, 1, SCOPE_BODY);             /* ScopeSpans.scope */
+	p = put_bytes(p, 1, AGENT_NAME, sizeof AGENT_NAME - 1);
+	p = put_bytes(p, 2, AGENT_VERSION, sizeof AGENT_VERSION - 1);
+	for (size_t i = 0; i < n; i++)
+		p = put_span(p, spans[i], sizes[i]);
+	out->len = (size_t)(p - out->p);
+	return out->len == total;
 }

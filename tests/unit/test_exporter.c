@@ -176,6 +176,135 @@ START_TEST(encode_round_trip)
 }
 END_TEST
 
+/* The protobuf-c encoder the agent used to have (tests/unit/otlp_reference.c). */
+bool otlp_proto_encode_reference(struct buf *out, const struct resource *res, struct span *const *spans, size_t n);
+
+static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/* A string of n bytes (ASCII, with some multi-byte UTF-8) in buf. */
+static size_t rnd_text(char *buf, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (char)('a' + rnd() % 26);
+	if (n >= 2 && rnd() % 4 == 0) {
+		buf[0] = (char)0xc3;   /* "é" */
+		buf[1] = (char)0xa9;
+	}
+	return n;
+}
+
+/* A span with random content of every kind the record can hold. */
+static struct span *random_span(void)
+{
+	static const size_t lens[] = { 0, 1, 5, 120, 127, 128, 300, 1000 };
+	char text[1100], key[64];
+	struct trace_context parent, out;
+	memset(&parent, 0, sizeof parent);
+	if (rnd() % 2) {
+		parent.valid = true;
+		parent.remote = rnd() % 2;
+		parent.flags = (uint8_t)(rnd() % 4);
+		for (int i = 0; i < 16; i++)
+			parent.trace_id[i] = (uint8_t)rnd();
+		for (int i = 0; i < 8; i++)
+			parent.span_id[i] = (uint8_t)(rnd() | 1);
+		if (rnd() % 3 == 0) {
+			memcpy(parent.buf, "k1=v1,k2=v2", 11);
+			parent.tracestate_len = 11;
+		}
+	}
+	size_t nl = lens[rnd() % 8];
+	rnd_text(text, nl);
+	struct span *s = span_start((enum span_kind)(rnd() % 6), text, nl, &parent, &out);
+	if (!s)
+		return NULL;
+	unsigned na = (unsigned)(rnd() % 12);
+	for (unsigned i = 0; i < na; i++) {
+		int kl = snprintf(key, sizeof key, "attr.%u", (unsigned)(rnd() % 50));
+		if (rnd() % 20 == 0)
+			kl = 0;   /* an empty key */
+		switch (rnd() % 5) {
+		case 0: {
+			size_t l = lens[rnd() % 8];
+			span_attr_str(s, key, (size_t)kl, text, rnd_text(text, l));
+			break;
+		}
+		case 1:
+			span_attr_int(s, key, (size_t)kl, (int64_t)rnd() * (rnd() % 2 ? 1 : -1) >> (rnd() % 64));
+			break;
+		case 2:
+			span_attr_double(s, key, (size_t)kl, (double)(int64_t)rnd() / 7.0);
+			break;
+		case 3:
+			span_attr_bool(s, key, (size_t)kl, rnd() % 2);
+			break;
+		default: {
+			const char *vals[4] = { "x", "", "yz", "long-ish element" };
+			size_t vl[4] = { 1, 0, 2, 16 };
+			span_set_str_array(s, key, vals, vl, 1 + rnd() % 4);
+			break;
+		}
+		}
+	}
+	if (rnd() % 3 == 0) {
+		size_t l = lens[rnd() % 8];
+		span_set_status(s, (enum span_status)(rnd() % 3), text, rnd_text(text, l));
+	}
+	for (unsigned i = 0, ne = (unsigned)(rnd() % 6); i < ne; i++) {
+		struct span_kv kv[2] = { { .key = "e.int", .type = SPAN_ATTR_INT, .v.i = (int64_t)rnd() },
+					 { .key = "e.str", .type = SPAN_ATTR_STRING, .v.s = { "v", 1 } } };
+		span_add_event(s, rnd() % 2 ? "event" : "", rnd() % 4 ? span_now_ns() : 0, kv, rnd() % 3);
+	}
+	for (unsigned i = 0, nk = (unsigned)(rnd() % 6); i < nk; i++) {
+		struct span_kv kv = { .key = "l.bool", .type = SPAN_ATTR_BOOL, .v.b = true };
+		span_add_link(s, parent.valid ? &parent : &out, &kv, rnd() % 2);
+	}
+	if (rnd() % 5 == 0)
+		s->end_ns = 0;
+	else
+		s->end_ns = s->start_ns + rnd() % 1000000;
+	return s;
+}
+
+START_TEST(encode_matches_protobuf_c)
+{
+	env_n = 0;
+	env_set("OTEL_SERVICE_NAME", "enc-ref");
+	env_set("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test,empty=");
+	env_set("OTEL_BSP_MAX_QUEUE_SIZE", "4096");
+	agent_up();
+	struct resource res;
+	resource_build(&res, &config_global);
+	struct buf mine = { 0 }, ref = { 0 };
+	struct span *batch[64];
+	for (int round = 0; round < 300; round++) {
+		size_t n = (size_t)(rnd() % 64);
+		size_t k = 0;
+		for (size_t i = 0; i < n; i++) {
+			struct span *s = random_span();
+			if (s)
+				batch[k++] = s;
+		}
+		ck_assert(otlp_proto_encode(&mine, &res, batch, k));
+		ck_assert(otlp_proto_encode_reference(&ref, &res, batch, k));
+		ck_assert_uint_eq(mine.len, ref.len);
+		ck_assert_mem_eq(mine.p, ref.p, ref.len);
+		for (size_t i = 0; i < k; i++)
+			span_discard(batch[i]);
+	}
+	buf_free(&mine);
+	buf_free(&ref);
+}
+END_TEST
+
 /* --- the exporter against otlp-sink --- */
 
 struct sink {
@@ -525,6 +654,7 @@ Suite *encode_suite(void)
 	TCase *tc = tcase_create("protobuf");
 	env_n = 0;
 	tcase_add_test(tc, encode_round_trip);
+	tcase_add_test(tc, encode_matches_protobuf_c);
 	suite_add_tcase(s, tc);
 	return s;
 }
