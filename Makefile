@@ -41,6 +41,8 @@ TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
 # their own libraries, never the agent).
 PROG_BIN   := $(BUILD)/tests/mhd-server $(BUILD)/tests/kafka-mock $(BUILD)/tests/pq-client \
               $(BUILD)/tests/kafka-producer $(BUILD)/tests/kafka-consumer
+PROG_BIN   += $(BUILD)/tests/logcorr-writer
+PROG_BIN   += $(BUILD)/tests/exec-probe
 
 .PHONY: all check unit bench demo fuzz clean install uninstall deps
 all: $(AGENT) $(CORE_LIB) $(SINK) $(APP_BIN)
@@ -116,9 +118,17 @@ $(BUILD)/tests/kafka-consumer: tests/kafka-consumer.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka -lpq
 
+$(BUILD)/tests/logcorr-writer: tests/logcorr-writer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $<
+
 $(BUILD)/tests/kafka-mock: tests/kafka-mock.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka
+
+$(BUILD)/tests/exec-probe: tests/exec-probe.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $<
 
 $(BUILD)/bench/%: tests/bench/%.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
@@ -158,6 +168,21 @@ fuzz: deps $(FUZZ_BIN)
 	    mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
 	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/corpus-$$(basename $$f) 2>&1 | tail -2 || exit 1; \
 	done
+
+# make install [PREFIX=/usr/local] [DESTDIR=/staging]: the agent and the
+# traceagent launcher (which finds the agent in ../lib next to itself, or in
+# LIBDIR as installed). make uninstall removes exactly those two files.
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+install: $(AGENT)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR)
+	install -m 0644 $(AGENT) $(DESTDIR)$(LIBDIR)/libtraceagent.so
+	sed 's|@LIBDIR@|$(LIBDIR)|' scripts/traceagent >$(DESTDIR)$(BINDIR)/traceagent.tmp
+	chmod 0755 $(DESTDIR)$(BINDIR)/traceagent.tmp
+	mv -f $(DESTDIR)$(BINDIR)/traceagent.tmp $(DESTDIR)$(BINDIR)/traceagent
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libtraceagent.so $(DESTDIR)$(BINDIR)/traceagent
 
 clean:
 	rm -rf $(BUILD)

@@ -987,4 +987,5 @@ void config_load(struct config *c, config_getenv_fn getenv_fn)
 	c->db_connect_spans = load_bool(getenv_fn, "TRACEAGENT_DB_CONNECT_SPANS", false);
 	c->kafka_enabled = load_bool(getenv_fn, "OTEL_INSTRUMENTATION_KAFKA_ENABLED", true);
 	c->kafka_propagation = load_bool(getenv_fn, "OTEL_INSTRUMENTATION_KAFKA_PRODUCER_PROPAGATION_ENABLED", true);
+	c->log_correlation = load_bool(getenv_fn, "TRACEAGENT_LOG_CORRELATION", false);
 }

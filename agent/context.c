@@ -14,6 +14,11 @@ const struct trace_context *context_current(void)
 	return &context_process_parent;
 }
 
+const struct trace_context *context_thread(void)
+{
+	return &context_tls;
+}
+
 void context_attach(const struct trace_context *ctx, struct context_token *tok)
 {
 	context_copy(&tok->prev, &context_tls);

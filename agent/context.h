@@ -61,6 +61,10 @@ struct context_token {
  * Falls back to the process's inherited parent (TRACEPARENT at start) when set. */
 const struct trace_context *context_current(void);
 
+/* This thread's own current context (a span of ours is current when ->valid),
+ * without the fallback to the process's inherited parent. */
+const struct trace_context *context_thread(void);
+
 /* Makes *ctx current, saving the previous one in *tok. Pairs with context_detach. */
 void context_attach(const struct trace_context *ctx, struct context_token *tok);
 void context_detach(const struct context_token *tok);

@@ -1,10 +1,13 @@
 /* Export thread: batching by size and schedule delay, flush on demand, bounded shutdown, fork handling. */
 #include "exporter.h"
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,13 +28,27 @@ bool protobuf_dl_load(void) __attribute__((weak));
 
 static const struct config *cfg;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv;          /* CLOCK_MONOTONIC; (re)built by init_sync */
+static pthread_cond_t cv;          /* CLOCK_MONOTONIC; (re)built by init_sync; flush_done/exited waiters */
 static bool started;               /* a thread was created in this process */
 static bool exited;                /* ... and has left its loop */
 static bool stopping;
 static uint64_t flush_req, flush_done;
 static uint64_t stop_deadline_ns;  /* span_now_ns clock; bounds sends during shutdown */
 static bool atexit_late_registered;
+static void (*on_start)(void);     /* exporter_set_on_start */
+
+/*
+ * Lock-free wake-ups, so a signal handler can use them (exporter_flush_signal):
+ * the thread sleeps on the futex word wake_word, and anyone who has work for it
+ * bumps the word and wakes it (kick). A signal flush is sig_req/sig_done
+ * (requests made and served); sig_gen is bumped whenever sig_done or alive
+ * changes, and signal flushers sleep on it.
+ */
+static _Atomic uint32_t wake_word;
+static _Atomic uint32_t sig_req, sig_done, sig_gen;
+static _Atomic int alive;          /* the thread was created and has not left its loop */
+static _Atomic long thread_tid;
+static _Atomic uint64_t final_deadline;  /* exporter_final_deadline; 0 until the first final flush */
 
 static struct resource resource;
 static struct span **batch;        /* spans popped and not yet freed: the child frees them after fork */
@@ -64,6 +81,32 @@ static void wait_until(uint64_t mono_deadline)
 	struct timespec ts = { .tv_sec = (time_t)(mono_deadline / 1000000000u),
 			       .tv_nsec = (long)(mono_deadline % 1000000000u) };
 	pthread_cond_timedwait(&cv, &mu, &ts);
+}
+
+static long futex_wait_until(_Atomic uint32_t *w, uint32_t val, uint64_t mono_deadline)
+{
+	struct timespec ts = { .tv_sec = (time_t)(mono_deadline / 1000000000u),
+			       .tv_nsec = (long)(mono_deadline % 1000000000u) };
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
+	return syscall(SYS_futex, w, FUTEX_WAIT_BITSET_PRIVATE, val, &ts, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+static void futex_wake_all(_Atomic uint32_t *w)
+{
+	syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Async-signal-safe: an atomic add and a futex wake. */
+static void kick(void)
+{
+	atomic_fetch_add(&wake_word, 1);
+	futex_wake_all(&wake_word);
+}
+
+static void sig_publish(void)
+{
+	atomic_fetch_add(&sig_gen, 1);
+	futex_wake_all(&sig_gen);
 }
 
 static void write_stderr(const char *p, size_t n)
@@ -154,6 +197,7 @@ static void at_exit(void)
 static void *thread_main(void *arg)
 {
 	(void)arg;
+	atomic_store(&thread_tid, syscall(SYS_gettid));
 	context_guard_forever();
 	pthread_setname_np(pthread_self(), "traceagent-exp");
 	/* Built here rather than at init: app threads and processes that never
@@ -175,17 +219,36 @@ static void *thread_main(void *arg)
 
 	uint64_t next = mono_ns() + (uint64_t)cfg->bsp_schedule_delay_ms * 1000000u;
 	for (;;) {
-		pthread_mutex_lock(&mu);
-		while (!stopping && flush_req == flush_done &&
-		       queue_length() < cfg->bsp_max_export_batch_size && mono_ns() < next)
-			wait_until(next);
-		uint64_t target = flush_req;
-		bool stop = stopping;
-		pthread_mutex_unlock(&mu);
+		uint32_t w = atomic_load(&wake_word);
+		uint32_t sreq = atomic_load(&sig_req);
+		uint64_t target = 0;
+		bool stop = false, other = false;
+
+		/* A signal flush does not take mu: the thread the handler
+		 * interrupted may hold it (exporter_flush, start_thread). */
+		if (sreq == atomic_load(&sig_done)) {
+			pthread_mutex_lock(&mu);
+			bool ready = stopping || flush_req != flush_done ||
+				     queue_length() >= cfg->bsp_max_export_batch_size || mono_ns() >= next;
+			target = flush_req;
+			stop = stopping;
+			pthread_mutex_unlock(&mu);
+			if (!ready) {
+				/* Returns at once if someone kicked since w was read. */
+				futex_wait_until(&wake_word, w, next);
+				continue;
+			}
+			other = true;
+		}
 
 		span_clock_reanchor();
 		drain();
 		next = mono_ns() + (uint64_t)cfg->bsp_schedule_delay_ms * 1000000u;
+		/* Everything queued when sreq was read has been sent (or given up). */
+		atomic_store(&sig_done, sreq);
+		sig_publish();
+		if (!other)
+			continue;
 
 		pthread_mutex_lock(&mu);
 		flush_done = target;
@@ -193,8 +256,11 @@ static void *thread_main(void *arg)
 			exited = true;
 		pthread_cond_broadcast(&cv);
 		pthread_mutex_unlock(&mu);
-		if (stop)
+		if (stop) {
+			atomic_store(&alive, 0);
+			sig_publish();
 			return NULL;
+		}
 	}
 }
 
@@ -221,20 +287,24 @@ static void start_thread(void)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&t, &attr, thread_main, NULL) == 0)
+	if (pthread_create(&t, &attr, thread_main, NULL) == 0) {
 		started = true;
-	else
+		atomic_store(&alive, 1);
+	} else {
 		log_warn("could not start the export thread; spans will be dropped");
+	}
 	pthread_attr_destroy(&attr);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	bool run_hook = started && on_start;
 	pthread_mutex_unlock(&mu);
+	if (run_hook)
+		on_start();
 }
 
+/* The queue's wake-up (once per batch): lock-free, see kick. */
 static void wake(void)
 {
-	pthread_mutex_lock(&mu);
-	pthread_cond_signal(&cv);
-	pthread_mutex_unlock(&mu);
+	kick();
 }
 
 void exporter_init(const struct config *c)
@@ -260,7 +330,7 @@ bool exporter_flush(uint32_t timeout_ms)
 		return queue_length() == 0;
 	}
 	uint64_t want = ++flush_req;
-	pthread_cond_broadcast(&cv);
+	kick();
 	while (flush_done < want && mono_ns() < deadline)
 		wait_until(deadline);
 	done = flush_done >= want;
@@ -268,9 +338,53 @@ bool exporter_flush(uint32_t timeout_ms)
 	return done;
 }
 
+void exporter_set_on_start(void (*fn)(void))
+{
+	on_start = fn;
+}
+
+uint64_t exporter_final_deadline(uint32_t timeout_ms)
+{
+	uint64_t mine = mono_ns() + (uint64_t)timeout_ms * 1000000u, first = 0;
+	if (atomic_compare_exchange_strong(&final_deadline, &first, mine))
+		return mine;
+	return first;
+}
+
+void exporter_final_deadline_reset(void)
+{
+	atomic_store(&final_deadline, 0);
+}
+
+/*
+ * Called from a signal handler that may have interrupted any code on any app
+ * thread, so it only uses async-signal-safe operations: atomics, the futex
+ * and gettid syscalls, and clock_gettime. It takes no lock (the interrupted
+ * thread may hold mu), allocates nothing, and never touches the queue: the
+ * export thread drains it, and that thread never runs a handler (it blocks
+ * every signal, from start_thread).
+ */
+bool exporter_flush_signal(uint64_t mono_deadline)
+{
+	if (!atomic_load(&alive) || atomic_load(&thread_tid) == syscall(SYS_gettid))
+		return false;
+	uint32_t want = atomic_fetch_add(&sig_req, 1) + 1;
+	kick();
+	for (;;) {
+		uint32_t g = atomic_load(&sig_gen);
+		if ((int32_t)(atomic_load(&sig_done) - want) >= 0)
+			return true;
+		if (!atomic_load(&alive) || mono_ns() >= mono_deadline)
+			return false;
+		futex_wait_until(&sig_gen, g, mono_deadline);
+	}
+}
+
 void exporter_shutdown(uint32_t timeout_ms)
 {
-	uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * 1000000u;
+	/* Shared with a flush at SIGTERM/SIGINT: the process gets one bound. */
+	uint64_t deadline = exporter_final_deadline(timeout_ms);
+	uint64_t now = mono_ns();
 
 	pthread_mutex_lock(&mu);
 	if (!started || exited || stopping) {
@@ -278,8 +392,8 @@ void exporter_shutdown(uint32_t timeout_ms)
 		return;
 	}
 	stopping = true;
-	stop_deadline_ns = span_now_ns() + (uint64_t)timeout_ms * 1000000u;
-	pthread_cond_broadcast(&cv);
+	stop_deadline_ns = span_now_ns() + (deadline > now ? deadline - now : 0);
+	kick();
 	while (!exited && mono_ns() < deadline)
 		wait_until(deadline);
 	bool done = exited;
@@ -321,6 +435,11 @@ void exporter_after_fork_child(void)
 	started = exited = stopping = false;
 	atexit_late_registered = false;
 	flush_req = flush_done = 0;
+	atomic_store(&alive, 0);
+	atomic_store(&thread_tid, 0);
+	atomic_store(&sig_req, 0);
+	atomic_store(&sig_done, 0);
+	atomic_store(&final_deadline, 0);
 	transport_ok = false;
 	memset(&body, 0, sizeof body);
 	transport_reset_after_fork();

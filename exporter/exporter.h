@@ -26,6 +26,24 @@ bool exporter_flush(uint32_t timeout_ms);
  * abandoned. Idempotent; a no-op when the thread never started. */
 void exporter_shutdown(uint32_t timeout_ms);
 
+/* The deadline (CLOCK_MONOTONIC ns) of the process's final flushes: the first
+ * call fixes it at now + timeout_ms, later calls return the same one, so a
+ * flush at SIGTERM/SIGINT and the exit flush share one bound. Async-signal-safe. */
+uint64_t exporter_final_deadline(uint32_t timeout_ms);
+/* The process outlived its final flush (a PID 1 survives SIGTERM): the next
+ * final flush gets a bound of its own. Async-signal-safe. */
+void exporter_final_deadline_reset(void);
+
+/* For a SIGTERM/SIGINT handler: has the export thread send everything queued
+ * so far, and waits for it until mono_deadline. Async-signal-safe (atomics,
+ * futex, clock_gettime; no lock, no allocation). Returns true when flushed;
+ * false at once when no export thread runs or when called on it. */
+bool exporter_flush_signal(uint64_t mono_deadline);
+
+/* fn runs once the export thread has been created, on the app thread that
+ * ended the first span (hooks/sigflush.c installs its handlers then). */
+void exporter_set_on_start(void (*fn)(void));
+
 /* In a forked child (pthread_atfork): no exporter thread exists; forget the
  * parent's and start a fresh one on demand. */
 void exporter_after_fork_child(void);

@@ -13,17 +13,33 @@
 #include "agent/queue.h"
 #include "agent/span.h"
 #include "exporter/exporter.h"
+#include "hooks/exec.h"
+#include "hooks/logcorr.h"
 #include "hooks/rdkafka.h"
+#include "hooks/sigflush.h"
 #include "hooks/socket.h"
 
 bool init_enabled;
 bool init_disabled;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+/*
+ * glibc-only symbols, referenced weakly: musl's loader then still loads the
+ * .so (a strong reference it cannot resolve makes it refuse to start the
+ * program, exit status 127), and a missing gnu_get_libc_version tells us we
+ * are not in a glibc process: the agent stays off and every hook passes
+ * straight through (README, "Static and musl programs").
+ * __register_atfork is what glibc's pthread_atfork (libc_nonshared.a) calls.
+ */
+extern const char *gnu_get_libc_version(void) __attribute__((weak));
+extern int __register_atfork(void (*)(void), void (*)(void), void (*)(void), void *) __attribute__((weak));
+extern void *__dso_handle;
+
 static void after_fork_child(void)
 {
 	ids_after_fork();
 	queue_reset_after_fork();
+	socket_after_fork_child();
 	exporter_after_fork_child();
 }
 
@@ -38,6 +54,10 @@ static void init_once(void)
 
 	/* Nothing init does (getenv, mmap, gethostname) may be traced by our own hooks. */
 	context_guard_depth = 1;
+	if (!gnu_get_libc_version || !__register_atfork) {
+		init_disabled = true;
+		goto out;
+	}
 	config_load(&config_global, env);
 	if (config_global.sdk_disabled)
 		goto out;
@@ -48,9 +68,12 @@ static void init_once(void)
 		goto out;
 	}
 	exporter_init(&config_global);
+	sigflush_init(&config_global);
 	socket_init(&config_global);
 	rdkafka_init(&config_global);
-	pthread_atfork(NULL, NULL, after_fork_child);
+	logcorr_init(&config_global);
+	exec_init(&config_global);
+	__register_atfork(NULL, NULL, after_fork_child, __dso_handle);
 	init_enabled = true;
 	log_debug("started: service.name=%s exporter=%s endpoint=%s", config_global.service_name,
 		  config_global.exporter == EXPORTER_OTLP ? "otlp" :
@@ -75,6 +98,6 @@ void init_ensure(void)
 __attribute__((constructor)) static void init_constructor(void)
 {
 	const char *v = getenv("OTEL_SDK_DISABLED");
-	if (v && strcasecmp(v, "true") == 0)
+	if ((v && strcasecmp(v, "true") == 0) || !gnu_get_libc_version)
 		init_disabled = true;
 }

@@ -36,6 +36,14 @@ static void resolve(void)
 	R(close, "close");
 	R(shutdown, "shutdown");
 	R(getsockopt, "getsockopt");
+	R(sigaction, "sigaction");
+	R(sigaction_, "__sigaction");
+	R(signal, "signal");
+	R(bsd_signal, "bsd_signal");
+	R(ssignal, "ssignal");
+	R(sysv_signal, "sysv_signal");
+	R(sysv_signal_, "__sysv_signal");
+	R(sigset, "sigset");
 #undef R
 }
 
@@ -151,4 +159,13 @@ static void resolve_rk(void)
 void real_rk_resolve(void)
 {
 	pthread_once(&rk_once, resolve_rk);
+}
+
+struct real_stdio_fns real_stdio;
+
+void *real_stdio_sym(void **slot, const char *name)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+	*slot = p;
+	return p;
 }

@@ -2,6 +2,9 @@
 #ifndef TRACEAGENT_REAL_H
 #define TRACEAGENT_REAL_H
 
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -32,6 +35,15 @@ struct real_fns {
 	int (*close)(int);
 	int (*shutdown)(int, int);
 	int (*getsockopt)(int, int, int, void *, socklen_t *);
+	/* hooks/sigflush.c */
+	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+	int (*sigaction_)(int, const struct sigaction *, struct sigaction *);   /* __sigaction */
+	__sighandler_t (*signal)(int, __sighandler_t);
+	__sighandler_t (*bsd_signal)(int, __sighandler_t);
+	__sighandler_t (*ssignal)(int, __sighandler_t);
+	__sighandler_t (*sysv_signal)(int, __sighandler_t);
+	__sighandler_t (*sysv_signal_)(int, __sighandler_t);                 /* __sysv_signal */
+	__sighandler_t (*sigset)(int, __sighandler_t);
 };
 
 /* Filled by real_resolve(); every hook calls REAL(name), which resolves on
@@ -136,5 +148,37 @@ extern struct real_rk_fns real_rk;
 void real_rk_resolve(void);
 
 #define REAL_RK(fn) (__builtin_expect(real_rk.fn != NULL, 1) ? real_rk.fn : (real_rk_resolve(), real_rk.fn))
+
+/* stdio output functions (hooks/logcorr.c). Each is looked up at its own
+ * first call, not with the rest: most programs use a few of them, and every
+ * dlsym costs about half a microsecond at start-up. */
+struct real_stdio_fns {
+	int (*vfprintf)(FILE *, const char *, va_list);
+	int (*vfprintf_chk)(FILE *, int, const char *, va_list);
+	int (*fputs)(const char *, FILE *);
+	int (*fputs_unlocked)(const char *, FILE *);
+	int (*puts)(const char *);
+	size_t (*fwrite)(const void *, size_t, size_t, FILE *);
+	size_t (*fwrite_unlocked)(const void *, size_t, size_t, FILE *);
+	int (*fputc)(int, FILE *);
+	int (*fputc_unlocked)(int, FILE *);
+	int (*putc)(int, FILE *);
+	int (*putc_unlocked)(int, FILE *);
+	int (*putchar)(int);
+	int (*putchar_unlocked)(int);
+};
+
+extern struct real_stdio_fns real_stdio;
+
+/* dlsym(RTLD_NEXT, name), stored in *slot (racing callers store the same value). */
+void *real_stdio_sym(void **slot, const char *name);
+
+#define REAL_STDIO(fn, name) (__builtin_expect(real_stdio.fn != NULL, 1) ? real_stdio.fn : \
+	(__typeof__(real_stdio.fn))real_stdio_sym((void **)&real_stdio.fn, name))
+
+/* glibc-only functions the hooks call are referenced weakly, so musl's loader
+ * can still load the .so, which then stays off (hooks/init.c); the musl test
+ * (test-static-musl.sh) lists any strong one that creeps in. */
+extern const char *strerrorname_np(int) __attribute__((weak));
 
 #endif

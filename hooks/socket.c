@@ -18,6 +18,7 @@
 #include "agent/propagation.h"
 #include "agent/span.h"
 #include "hooks/init.h"
+#include "hooks/logcorr.h"
 #include "hooks/real.h"
 
 /*
@@ -1245,8 +1246,18 @@ static ssize_t outgoing(struct fd_state *st, int fd, const struct iovec *iov, in
 	errno = e;                                                                  \
 	return r
 
+/* fd 1 or 2 made a connection by accept/connect (a daemon that closed its
+ * stdio) is never rewritten as a log (hooks/logcorr.c). */
+static inline bool fd_followed(int fd)
+{
+	struct fd_state *c = atomic_load_explicit(&chunks[0], memory_order_acquire);
+	return c && atomic_load_explicit(&c[fd].kind, memory_order_relaxed) != FD_NONE;
+}
+
 HOOK ssize_t write(int fd, const void *buf, size_t n)
 {
+	if (logcorr_fd(fd) && !fd_followed(fd))
+		return logcorr_write(fd, buf, n);
 	struct plain_args a = { .kind = CALL_WRITE };
 	OUTGOING_1(fd, buf, n, 0, &a, REAL(write)(fd, buf, n));
 }
@@ -1265,6 +1276,8 @@ HOOK ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct s
 
 HOOK ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
+	if (logcorr_fd(fd) && !fd_followed(fd))
+		return logcorr_writev(fd, iov, cnt);
 	struct fd_state *st = fd_lookup(fd);
 	if (__builtin_expect(st == NULL, 1) || cnt <= 0 || cnt > IOV_MAX_LOCAL - 3 || !hook_enter())
 		return REAL(writev)(fd, iov, cnt);
@@ -1387,4 +1400,34 @@ void socket_init(const struct config *c)
 		log_warn("TRACEAGENT_HTTP_ROUTES has an invalid template; the valid ones are used");
 	inject_tracecontext = (c->propagators & PROPAGATOR_TRACECONTEXT) != 0;
 	inject_baggage = (c->propagators & PROPAGATOR_BAGGAGE) != 0;
+}
+
+/*
+ * In a forked child (atfork handler, one thread left). Spans of exchanges in
+ * flight at the fork are the parent's to end and export: a connection in the
+ * middle of one is passed through for the rest of its life in the child, so
+ * that the child closing its copy (as forking servers do) neither ends nor
+ * duplicates them. The request context bound to the forking thread stays
+ * current, detached from its connection: the child's spans are its children.
+ * Idle connections stay followed (a child handling an accepted connection,
+ * a pooled keep-alive client). Locks other threads held at the fork are reset.
+ */
+void socket_after_fork_child(void)
+{
+	binding.active = false;
+	for (size_t i = 0; i < MAX_FD >> CHUNK_BITS; i++) {
+		struct fd_state *c = atomic_load_explicit(&chunks[i], memory_order_relaxed);
+		if (!c)
+			continue;
+		for (unsigned j = 0; j < CHUNK_SIZE; j++) {
+			struct fd_state *st = &c[j];
+			pthread_mutex_init(&st->mu, NULL);
+			uint8_t k = atomic_load_explicit(&st->kind, memory_order_relaxed);
+			bool busy = (k == FD_SERVER && (st->u.srv.fifo_len || st->u.srv.head_started || st->u.srv.in_body)) ||
+				    (k == FD_CLIENT && (st->u.cli.span_open || st->u.cli.req_started)) ||
+				    (k == FD_CLIENT_PENDING && st->connecting);
+			if (busy)
+				atomic_store_explicit(&st->kind, FD_IGNORED, memory_order_relaxed);
+		}
+	}
 }

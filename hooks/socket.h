@@ -5,5 +5,7 @@
 #include "agent/config.h"
 
 void socket_init(const struct config *c);
+/* In a forked child: forget the exchanges in flight at the fork (the parent's spans). */
+void socket_after_fork_child(void);
 
 #endif

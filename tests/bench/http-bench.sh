@@ -142,8 +142,10 @@ for ((i = 0; i < PAIRS; i++)); do
 	env -u LD_PRELOAD "$IOB" >>"$tmp/io.plain"
 	env LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" "$IOB" >>"$tmp/io.agent"
 	[[ -n $shim ]] && env LD_PRELOAD="$shim" "$IOB" >>"$tmp/io.shim"
+	# log correlation on (the agent started by a first connect), no span current
+	env LD_PRELOAD="$AGENT" TRACEAGENT_LOG_CORRELATION=true IO_BENCH_INIT=1 "$IOB" >>"$tmp/io.logcorr"
 done
-python3 - "$tmp/io.plain" "$tmp/io.agent" "$tmp/io.shim" <<'PY'
+python3 - "$tmp/io.plain" "$tmp/io.agent" "$tmp/io.shim" "$tmp/io.logcorr" <<'PY'
 import statistics, sys
 def runs(path):
     out = {}
@@ -158,4 +160,8 @@ for k in a:
     ctl, add, floor = med(a[k], 2), med(b.get(k), 2), med(f.get(k), 2)
     print('%-10s %7.1f ns/call; agent adds %+6.1f ns/call (target <= 5 ns) [vs libc direct %+.1f, control without preload %+.1f,'
           ' do-nothing forwarding shim %+.1f]' % (k, med(b.get(k), 0), add - ctl, add, ctl, floor - ctl))
+lc = runs(sys.argv[4]).get('fd1 write')
+if lc and 'fd1 write' in a:
+    print('fd1 write with TRACEAGENT_LOG_CORRELATION=true, no span current: agent adds %+6.1f ns/call'
+          ' (off: the fd1 line above)' % (med(lc, 2) - med(a['fd1 write'], 2)))
 PY

@@ -13,6 +13,7 @@ Suite *encode_json_suite(void);
 Suite *exporter_suite(void);
 Suite *http_suite(void);
 Suite *sql_suite(void);
+Suite *envcarrier_suite(void);
 
 int main(void)
 {
@@ -27,6 +28,7 @@ int main(void)
 	srunner_add_suite(sr, exporter_suite());
 	srunner_add_suite(sr, http_suite());
 	srunner_add_suite(sr, sql_suite());
+	srunner_add_suite(sr, envcarrier_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -585,6 +585,67 @@ START_TEST(export_dead_collector_exit)
 }
 END_TEST
 
+/* exporter_flush_signal from a real signal handler, as hooks/sigflush.c
+ * calls it; the child's exit status is what it returned. */
+static volatile sig_atomic_t sig_flushed = -1;
+
+static void flush_from_handler(int sig)
+{
+	(void)sig;
+	sig_flushed = exporter_flush_signal(exporter_final_deadline(config_global.exit_timeout_ms));
+}
+
+static void child_flush_at_signal(void)
+{
+	agent_up();
+	/* The handler interrupts this thread: the export thread does the work. */
+	signal(SIGUSR1, flush_from_handler);
+	make_spans(6, "at-signal");
+	raise(SIGUSR1);
+	_exit(sig_flushed == 1 ? 0 : 10 + sig_flushed);   /* no exit flush: only the handler's counts */
+}
+
+static void child_flush_at_signal_bounded(void)
+{
+	env_set("TRACEAGENT_EXIT_TIMEOUT", "300");
+	agent_up();
+	signal(SIGUSR1, flush_from_handler);
+	make_spans(3, "lost");
+	raise(SIGUSR1);
+	if (sig_flushed != 0)
+		_exit(20);
+	exit(5);   /* the exit flush shares the bound the handler used up */
+}
+
+static void child_flush_at_signal_no_thread(void)
+{
+	agent_up();
+	signal(SIGUSR1, flush_from_handler);
+	raise(SIGUSR1);   /* no span yet, so no export thread: returns at once */
+	_exit(sig_flushed == 0 ? 0 : 30);
+}
+
+START_TEST(export_flush_at_signal)
+{
+	struct sink k;
+	base_env();
+	sink_start(&k, NULL);
+	int st = in_child(child_flush_at_signal);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+	ck_assert_int_eq(count_lines(k.jsonl, "\"name\":\"at-signal\""), 6);
+	st = in_child(child_flush_at_signal_no_thread);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x", st);
+	sink_stop(&k);
+
+	static const char *const hole[] = { "--black-hole", NULL };
+	base_env();
+	sink_start(&k, hole);
+	st = in_child(child_flush_at_signal_bounded);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 5, "status %#x", st);
+	sink_stop(&k);
+}
+END_TEST
+
 START_TEST(export_fork)
 {
 	struct sink k;
@@ -672,6 +733,7 @@ Suite *exporter_suite(void)
 	tcase_add_test(tc, export_flush_at_exit);
 	tcase_add_test(tc, export_bounded_exit_black_hole);
 	tcase_add_test(tc, export_dead_collector_exit);
+	tcase_add_test(tc, export_flush_at_signal);
 	tcase_add_test(tc, export_fork);
 	tcase_add_test(tc, export_http_json);
 	tcase_add_test(tc, export_console);
