@@ -85,13 +85,13 @@ $(GEN)/schema_sql.h: testapp/schema.sql
 	  echo ';'; } >$@.tmp && mv $@.tmp $@
 
 # Each links only the libraries it calls.
-$(BUILD)/task-manager: testapp/task-manager.c $(GEN)/schema_sql.h
+$(BUILD)/task-manager: testapp/task-manager.c testapp/common.c testapp/common.h $(GEN)/schema_sql.h
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< -lmicrohttpd -lpq -lrdkafka -ljansson -pthread
+	$(CC) $(ALL_CFLAGS) -o $@ testapp/task-manager.c testapp/common.c -lmicrohttpd -lpq -lrdkafka -ljansson -pthread
 
-$(BUILD)/web-crawler: testapp/web-crawler.c
+$(BUILD)/web-crawler: testapp/web-crawler.c testapp/common.c testapp/common.h
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka -ljansson -lcurl -pthread
+	$(CC) $(ALL_CFLAGS) -o $@ testapp/web-crawler.c testapp/common.c -lrdkafka -ljansson -lcurl -pthread
 
 $(UNIT_BIN): $(UNIT_SRC) $(CORE_LIB)
 	@mkdir -p $(dir $@)

@@ -42,6 +42,8 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "common.h"
+
 #define PROG "web-crawler"
 #define FLUSH_MS 5000
 /* A full producer queue is waited on this long before the outcome is dropped. */
@@ -75,101 +77,7 @@ static rd_kafka_t *consumer, *producer;
 static rd_kafka_topic_t *status_rkt;
 static bool announced_ready;
 
-/* ---- logging ---------------------------------------------------------- */
-
-/* One event, one line: "2024-05-01T12:00:00.123Z web-crawler info: text".
- * Newlines and control bytes (URLs come from the network) are replaced so a
- * log reader can split on lines. */
-__attribute__((format(printf, 2, 3))) static void log_msg(const char *level, const char *fmt, ...)
-{
-	char msg[1536];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	size_t n = strlen(msg);
-	while (n && isspace((unsigned char)msg[n - 1]))
-		msg[--n] = '\0';
-	for (char *p = msg; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = (*p == '\n' || *p == '\t') ? ' ' : '?';
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	struct tm tm;
-	gmtime_r(&ts.tv_sec, &tm);
-	char when[32];
-	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-	char line[1700];
-	snprintf(line, sizeof line, "%s.%03ldZ %s %s: %s\n", when, ts.tv_nsec / 1000000, PROG, level, msg);
-	/* One fputs per line: stdio's lock keeps threads' lines whole. */
-	fputs(line, stderr);
-}
-
-/* ---- configuration ---------------------------------------------------- */
-
-static const char *env_str(const char *name, const char *def)
-{
-	const char *v = getenv(name);
-	return v && *v ? v : def;
-}
-
-static long env_long(const char *name, long def, long min, long max)
-{
-	const char *v = getenv(name);
-	if (!v || !*v)
-		return def;
-	char *end;
-	errno = 0;
-	long n = strtol(v, &end, 10);
-	if (errno || *end || n < min || n > max) {
-		log_msg("error", "%s=%s: expected an integer in [%ld, %ld]", name, v, min, max);
-		exit(2);
-	}
-	return n;
-}
-
 /* ---- Kafka ------------------------------------------------------------ */
-
-static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-	/* librdkafka uses syslog levels. */
-	const char *lvl = level <= 3 ? "error" : level == 4 ? "warn" : level <= 6 ? "info" : "debug";
-	log_msg(lvl, "kafka %s %s: %s", rd_kafka_name(rk), fac, buf);
-}
-
-static void kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-	(void)opaque;
-	/* A connection failure has already been logged, with the same text, by
-	 * librdkafka's own log line. */
-	if (err == RD_KAFKA_RESP_ERR__TRANSPORT)
-		return;
-	log_msg("warn", "kafka %s: %s: %s", rd_kafka_name(rk), rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
-}
-
-static void kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value)
-{
-	char err[512];
-	if (rd_kafka_conf_set(conf, key, value, err, sizeof err) != RD_KAFKA_CONF_OK) {
-		log_msg("error", "kafka setting %s=%s: %s", key, value, err);
-		exit(2);
-	}
-}
-
-static rd_kafka_conf_t *kafka_conf(void)
-{
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	kafka_set(conf, "bootstrap.servers", cfg.brokers);
-	kafka_set(conf, "client.id", PROG);
-	/* librdkafka's own debug contexts (e.g. "cgrp,topic,fetch"), for
-	 * diagnosing group membership and delivery. */
-	const char *debug = env_str("KAFKA_DEBUG", NULL);
-	if (debug)
-		kafka_set(conf, "debug", debug);
-	rd_kafka_conf_set_log_cb(conf, kafka_log);
-	rd_kafka_conf_set_error_cb(conf, kafka_error);
-	return conf;
-}
 
 /* Delivery reports of outcomes, served by the poller thread. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -177,7 +85,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	(void)rk;
 	(void)opaque;
 	if (m->err)
-		log_msg("error", "task %.*s: outcome not delivered: %s", (int)m->key_len, m->key ? (const char *)m->key : "",
+		common_log("error", "task %.*s: outcome not delivered: %s", (int)m->key_len, m->key ? (const char *)m->key : "",
 			rd_kafka_err2str(m->err));
 }
 
@@ -207,11 +115,11 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 	const char *proto = rd_kafka_rebalance_protocol(rk);
 	bool coop = proto && strcmp(proto, "COOPERATIVE") == 0;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		log_msg("info", "assigned %d partition(s) of %s", parts->cnt, cfg.tasks_topic);
+		common_log("info", "assigned %d partition(s) of %s", parts->cnt, cfg.tasks_topic);
 		if (coop) {
 			rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
 			if (e) {
-				log_msg("error", "incremental assign: %s", rd_kafka_error_string(e));
+				common_log("error", "incremental assign: %s", rd_kafka_error_string(e));
 				rd_kafka_error_destroy(e);
 			}
 		} else {
@@ -225,9 +133,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 		return;
 	}
 	if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
-		log_msg("error", "rebalance: %s", rd_kafka_err2str(err));
+		common_log("error", "rebalance: %s", rd_kafka_err2str(err));
 	else
-		log_msg("info", "revoked %d partition(s)", parts->cnt);
+		common_log("info", "revoked %d partition(s)", parts->cnt);
 	if (coop) {
 		rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
 		if (e)
@@ -308,7 +216,7 @@ static void publish(const char *id, json_t *outcome)
 {
 	char *value = json_dumps(outcome, JSON_COMPACT);
 	if (!value) {
-		log_msg("error", "task %s: out of memory", id);
+		common_log("error", "task %s: out of memory", id);
 		return;
 	}
 	rd_kafka_resp_err_t e;
@@ -321,7 +229,7 @@ static void publish(const char *id, json_t *outcome)
 		usleep(100 * 1000);
 	}
 	if (e)
-		log_msg("error", "task %s: outcome not published: %s", id, rd_kafka_err2str(e));
+		common_log("error", "task %s: outcome not published: %s", id, rd_kafka_err2str(e));
 	free(value);
 }
 
@@ -344,7 +252,7 @@ static bool handle_task(const rd_kafka_message_t *m)
 		 strlen(json_string_value(jurl)) != json_string_length(jurl))
 		bad = "url must be a non-empty string";
 	if (bad) {
-		log_msg("warn", "skipping malformed task at %s [%d] offset %" PRId64 ": %s", rd_kafka_topic_name(m->rkt),
+		common_log("warn", "skipping malformed task at %s [%d] offset %" PRId64 ": %s", rd_kafka_topic_name(m->rkt),
 			(int)m->partition, (int64_t)m->offset, bad);
 		json_decref(task);
 		return true;
@@ -357,14 +265,14 @@ static bool handle_task(const rd_kafka_message_t *m)
 	struct crawl c;
 	crawl(url, &c);
 	if (c.abandoned) {
-		log_msg("info", "task %s: fetch of %s abandoned at shutdown", id, url);
+		common_log("info", "task %s: fetch of %s abandoned at shutdown", id, url);
 		json_decref(task);
 		return false;
 	}
 
 	json_t *outcome;
 	if (c.rc == CURLE_OK && c.http_status < 400) {
-		log_msg("info", "task %s: GET %s: HTTP %ld, %" PRIu64 " bytes in %ld ms", id, url, c.http_status, c.size,
+		common_log("info", "task %s: GET %s: HTTP %ld, %" PRIu64 " bytes in %ld ms", id, url, c.http_status, c.size,
 			c.duration_ms);
 		outcome = json_pack("{sI ss sI sI sI}", "id", idn, "status", "completed", "http_status",
 				    (json_int_t)c.http_status, "size_bytes", (json_int_t)c.size, "duration_ms",
@@ -375,7 +283,7 @@ static bool handle_task(const rd_kafka_message_t *m)
 			snprintf(reason, sizeof reason, "HTTP %ld", c.http_status);
 		else
 			snprintf(reason, sizeof reason, "%s", c.errbuf);
-		log_msg("warn", "task %s: GET %s failed after %ld ms: %s", id, url, c.duration_ms, reason);
+		common_log("warn", "task %s: GET %s failed after %ld ms: %s", id, url, c.duration_ms, reason);
 		outcome = json_pack("{sI ss ss sI}", "id", idn, "status", "error", "error", reason, "duration_ms",
 				    (json_int_t)c.duration_ms);
 		/* A response that arrived says more than the reason alone. */
@@ -385,7 +293,7 @@ static bool handle_task(const rd_kafka_message_t *m)
 	if (outcome)
 		publish(id, outcome);
 	else
-		log_msg("error", "task %s: out of memory", id);
+		common_log("error", "task %s: out of memory", id);
 	json_decref(outcome);
 	json_decref(task);
 	return true;
@@ -409,10 +317,11 @@ static void on_shutdown_timeout(int sig)
 
 int main(void)
 {
-	cfg.brokers = env_str("KAFKA_BROKERS", "127.0.0.1:9092");
-	cfg.tasks_topic = env_str("TASKS_TOPIC", "web-crawl-tasks");
-	cfg.status_topic = env_str("STATUS_TOPIC", "task-status");
-	cfg.timeout_ms = env_long("CRAWL_TIMEOUT_MS", 3000, 1, 600000);
+	common_prog = PROG;
+	cfg.brokers = common_env_str("KAFKA_BROKERS", "127.0.0.1:9092");
+	cfg.tasks_topic = common_env_str("TASKS_TOPIC", "web-crawl-tasks");
+	cfg.status_topic = common_env_str("STATUS_TOPIC", "task-status");
+	cfg.timeout_ms = common_env_long("CRAWL_TIMEOUT_MS", 3000, 1, 600000);
 
 	/* The handler only sets a flag, which the poll loop and the transfer's
 	 * progress callback check: both return within a fraction of a second. */
@@ -426,47 +335,47 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		log_msg("error", "curl_global_init failed");
+		common_log("error", "curl_global_init failed");
 		return 1;
 	}
 
 	char err[512];
-	rd_kafka_conf_t *pconf = kafka_conf();
+	rd_kafka_conf_t *pconf = common_kafka_conf(cfg.brokers);
 	rd_kafka_conf_set_dr_msg_cb(pconf, on_delivery);
 	producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
 	if (!producer) {
-		log_msg("error", "kafka producer: %s", err);
+		common_log("error", "kafka producer: %s", err);
 		return 1;
 	}
 
 	status_rkt = rd_kafka_topic_new(producer, cfg.status_topic, NULL);
 	if (!status_rkt) {
-		log_msg("error", "kafka topic %s: %s", cfg.status_topic, rd_kafka_err2str(rd_kafka_last_error()));
+		common_log("error", "kafka topic %s: %s", cfg.status_topic, rd_kafka_err2str(rd_kafka_last_error()));
 		return 1;
 	}
 	pthread_t poller;
 	if (pthread_create(&poller, NULL, poller_main, NULL)) {
-		log_msg("error", "cannot start the poller thread");
+		common_log("error", "cannot start the poller thread");
 		return 1;
 	}
 
-	rd_kafka_conf_t *cconf = kafka_conf();
-	kafka_set(cconf, "group.id", PROG);
+	rd_kafka_conf_t *cconf = common_kafka_conf(cfg.brokers);
+	common_kafka_set(cconf, "group.id", PROG);
 	/* A member that dies without leaving loses its partitions after 6 s, not
 	 * the default 45. It also bounds how long a restarted process waits to
 	 * join: librdkafka's mock cluster holds the rebalance that follows a
 	 * member's leave for the session timeout (less a second). */
-	kafka_set(cconf, "session.timeout.ms", "6000");
-	kafka_set(cconf, "heartbeat.interval.ms", "2000");
+	common_kafka_set(cconf, "session.timeout.ms", "6000");
+	common_kafka_set(cconf, "heartbeat.interval.ms", "2000");
 	/* A new group starts at the beginning: tasks announced before it
 	 * joined (joining takes seconds) are not skipped. */
-	kafka_set(cconf, "auto.offset.reset", "earliest");
+	common_kafka_set(cconf, "auto.offset.reset", "earliest");
 	/* Offsets are stored by hand, after each task is handled. */
-	kafka_set(cconf, "enable.auto.offset.store", "false");
+	common_kafka_set(cconf, "enable.auto.offset.store", "false");
 	rd_kafka_conf_set_rebalance_cb(cconf, on_rebalance);
 	consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof err);
 	if (!consumer) {
-		log_msg("error", "kafka consumer: %s", err);
+		common_log("error", "kafka consumer: %s", err);
 		return 1;
 	}
 	rd_kafka_poll_set_consumer(consumer);
@@ -475,10 +384,10 @@ int main(void)
 	rd_kafka_resp_err_t e = rd_kafka_subscribe(consumer, topics);
 	rd_kafka_topic_partition_list_destroy(topics);
 	if (e) {
-		log_msg("error", "subscribing to %s: %s", cfg.tasks_topic, rd_kafka_err2str(e));
+		common_log("error", "subscribing to %s: %s", cfg.tasks_topic, rd_kafka_err2str(e));
 		return 1;
 	}
-	log_msg("info", "subscribed to %s (kafka %s, outcomes to %s, timeout %ld ms)", cfg.tasks_topic, cfg.brokers,
+	common_log("info", "subscribed to %s (kafka %s, outcomes to %s, timeout %ld ms)", cfg.tasks_topic, cfg.brokers,
 		cfg.status_topic, cfg.timeout_ms);
 
 	while (!stopping) {
@@ -487,32 +396,32 @@ int main(void)
 			continue;
 		if (m->err) {
 			if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-				log_msg("warn", "consumer: %s: %s", rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
+				common_log("warn", "consumer: %s: %s", rd_kafka_err2name(m->err), rd_kafka_message_errstr(m));
 		} else if (handle_task(m)) {
 			e = rd_kafka_offset_store(m->rkt, m->partition, m->offset);
 			if (e)
-				log_msg("warn", "storing offset %" PRId64 ": %s", (int64_t)m->offset, rd_kafka_err2str(e));
+				common_log("warn", "storing offset %" PRId64 ": %s", (int64_t)m->offset, rd_kafka_err2str(e));
 		}
 		rd_kafka_message_destroy(m);
 	}
 
-	log_msg("info", "stopping");
+	common_log("info", "stopping");
 	signal(SIGALRM, on_shutdown_timeout);
 	alarm(SHUTDOWN_LIMIT_S);
 	/* Commits the stored offsets and leaves the group, so another crawler
 	 * takes over the partitions at once. */
 	e = rd_kafka_consumer_close(consumer);
 	if (e)
-		log_msg("warn", "consumer close: %s", rd_kafka_err2str(e));
+		common_log("warn", "consumer close: %s", rd_kafka_err2str(e));
 	rd_kafka_destroy(consumer);
 	atomic_store(&stop_poller, true);
 	pthread_join(poller, NULL);
 	if (rd_kafka_flush(producer, FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		log_msg("error", "%d outcome(s) not delivered within %d ms", rd_kafka_outq_len(producer), FLUSH_MS);
+		common_log("error", "%d outcome(s) not delivered within %d ms", rd_kafka_outq_len(producer), FLUSH_MS);
 	rd_kafka_topic_destroy(status_rkt);
 	rd_kafka_destroy(producer);
 	curl_global_cleanup();
 	alarm(0);
-	log_msg("info", "stopped");
+	common_log("info", "stopped");
 	return 0;
 }

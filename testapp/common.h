@@ -1,0 +1,27 @@
+/* What task-manager and web-crawler share: one-line logging, environment settings, the Kafka client configuration. */
+#ifndef TESTAPP_COMMON_H
+#define TESTAPP_COMMON_H
+
+#include <stdarg.h>
+
+#include <librdkafka/rdkafka.h>
+
+/* The program's name, first on every log line and the Kafka client.id. */
+extern const char *common_prog;
+
+/* One event, one line on stderr: "2024-05-01T12:00:00.123Z PROG LEVEL: text". */
+__attribute__((format(printf, 2, 0))) void common_vlog(const char *level, const char *fmt, va_list ap);
+__attribute__((format(printf, 2, 3))) void common_log(const char *level, const char *fmt, ...);
+
+/* A variable's value, or def when unset or empty. */
+const char *common_env_str(const char *name, const char *def);
+/* An integer variable in [min, max], def when unset; anything else exits 2 with a message. */
+long common_env_long(const char *name, long def, long min, long max);
+
+/* Sets one property; a refused one exits 2 with librdkafka's reason. */
+void common_kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value);
+/* A configuration with the brokers, client.id, KAFKA_DEBUG, and librdkafka's
+ * log and error callbacks routed to common_log. */
+rd_kafka_conf_t *common_kafka_conf(const char *brokers);
+
+#endif
