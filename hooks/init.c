@@ -40,6 +40,8 @@ static void after_fork_child(void)
 	ids_after_fork();
 	queue_reset_after_fork();
 	socket_after_fork_child();
+	rdkafka_after_fork_child();
+	sigflush_after_fork_child();
 	exporter_after_fork_child();
 }
 

@@ -38,6 +38,7 @@ struct handle {
 	dr_msg_cb_fn *app_dr;         /* the app's dr_msg_cb; dr_trampoline chains to it */
 	bool wrapped;                 /* dr_trampoline installed: msg_opaque may be a dr_slot */
 	_Atomic uint32_t inflight;    /* spans waiting for a delivery report */
+	uint32_t gen;                 /* which client this entry is for, over reuse */
 	char client_id[128];
 	char group[256];
 	char server[256];
@@ -83,6 +84,7 @@ static struct handle *handle_reserve(void)
 		if (!handles[i].busy) {
 			h = &handles[i];
 			h->busy = true;
+			h->gen++;
 			if (i + 1 > atomic_load_explicit(&handles_high, memory_order_relaxed))
 				atomic_store_explicit(&handles_high, i + 1, memory_order_release);
 			break;
@@ -235,10 +237,24 @@ static void topic_forget(rd_kafka_topic_t *rkt)
 /* ------------------------------------------------------------------ */
 
 struct dr_slot {
-	_Atomic(rd_kafka_t *) rk;   /* non-NULL while the message is in flight */
+	_Atomic(struct handle *) h;  /* the client; non-NULL while the message is in flight */
+	uint32_t gen;                /* the handle entry's generation then */
 	void *app_opaque;
 	struct span *sp;
 };
+
+/* Spans waiting for reports, all clients: at most half the pool, so a busy
+ * producer cannot take every record from the process's HTTP and SQL spans
+ * (past it, a message's span ends when it is accepted). */
+static _Atomic uint32_t slots_waiting;
+
+static void slot_release(struct dr_slot *sl)
+{
+	struct handle *h = atomic_exchange_explicit(&sl->h, NULL, memory_order_acq_rel);
+	if (h)
+		atomic_fetch_sub_explicit(&h->inflight, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&slots_waiting, 1, memory_order_relaxed);
+}
 
 static struct dr_slot *slots;
 static uint32_t slots_cap;
@@ -310,6 +326,8 @@ static size_t span_name(char *out, size_t size, const char *op, size_t oplen, co
 {
 	size_t tl = topic ? strnlen(topic, size - oplen - 2) : 0;
 	memcpy(out, op, oplen);
+	if (!tl)
+		return oplen;
 	out[oplen] = ' ';
 	memcpy(out + oplen + 1, topic, tl);
 	return oplen + 1 + tl;
@@ -345,6 +363,30 @@ static void set_error(struct span *sp, rd_kafka_resp_err_t err)
 	span_set_cstr(sp, "error.type", name && *name ? name : "_OTHER");
 	span_set_status(sp, SPAN_STATUS_ERROR, desc, desc ? strlen(desc) : 0);
 }
+
+/* Set once librdkafka's functions were looked up (by the first hook called). */
+static bool rk_ready;
+
+static __attribute__((noinline)) void rk_resolve(const void *caller)
+{
+	real_rk_resolve_from(caller);
+	rk_ready = true;
+}
+
+/*
+ * First thing in every hook: the real functions, looked up through the
+ * hook's caller when RTLD_NEXT can't see them, and a missing one (nothing
+ * to pass the call to) answered like a failure of that call, never a jump
+ * through NULL.
+ */
+#define RK_ENTRY(fn, fail)                                                \
+	do {                                                              \
+		if (__builtin_expect(!rk_ready, 0))                       \
+			rk_resolve(__builtin_return_address(0));          \
+		if (__builtin_expect(!real_rk.fn, 0)) {                   \
+			fail;                                             \
+		}                                                         \
+	} while (0)
 
 /* Hook entry: guarded and initialised; false means pass straight through. */
 static bool enter(void)
@@ -412,11 +454,16 @@ static void produce_begin(const struct msg_args *a, struct produce_op *op)
 		span_set_bool(sp, "messaging.kafka.message.tombstone", true);
 	/* The span ends at the delivery report when the app has a callback to
 	 * get it through; otherwise when the message is accepted. */
-	if (a->h && a->h->wrapped && (op->slot = slot_for(sp)) != NULL) {
-		atomic_fetch_add_explicit(&((struct handle *)a->h)->inflight, 1, memory_order_relaxed);
+	if (a->h && a->h->wrapped &&
+	    atomic_load_explicit(&slots_waiting, memory_order_relaxed) < span_pool_capacity() / 2 &&
+	    (op->slot = slot_for(sp)) != NULL) {
+		struct handle *h = (struct handle *)a->h;
+		atomic_fetch_add_explicit(&slots_waiting, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&h->inflight, 1, memory_order_relaxed);
 		op->slot->app_opaque = a->opaque;
 		op->slot->sp = sp;
-		atomic_store_explicit(&op->slot->rk, a->rk, memory_order_release);
+		op->slot->gen = h->gen;
+		atomic_store_explicit(&op->slot->h, h, memory_order_release);
 	}
 }
 
@@ -466,12 +513,8 @@ static void produce_done(struct produce_op *op, rd_kafka_resp_err_t err)
 	if (!op->sp)
 		return;
 	if (err) {
-		if (op->slot) {
-			struct handle *h = handle_find(atomic_load_explicit(&op->slot->rk, memory_order_relaxed));
-			if (h)
-				atomic_fetch_sub_explicit(&h->inflight, 1, memory_order_relaxed);
-			atomic_store_explicit(&op->slot->rk, NULL, memory_order_relaxed);
-		}
+		if (op->slot)
+			slot_release(op->slot);
 		set_error(op->sp, err);
 		span_end(op->sp);
 	} else if (!op->slot) {
@@ -635,6 +678,7 @@ static bool scan_vus(struct msg_args *a, const rd_kafka_vu_t *vus, size_t cnt)
 
 HOOK rd_kafka_error_t *rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t cnt)
 {
+	RK_ENTRY(produceva, return NULL);
 	if (!REAL_RK(produceva) || !enter())
 		return REAL_RK(produceva)(rk, vus, cnt);
 	int saved = errno;
@@ -652,6 +696,7 @@ HOOK rd_kafka_error_t *rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *v
  */
 HOOK rd_kafka_resp_err_t rd_kafka_producev(rd_kafka_t *rk, ...)
 {
+	RK_ENTRY(produceva, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
 	rd_kafka_vu_t stack_vus[VU_STACK], *vus = stack_vus;
 	size_t n = 0, cap = VU_STACK;
 	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -758,6 +803,7 @@ HOOK rd_kafka_resp_err_t rd_kafka_producev(rd_kafka_t *rk, ...)
 HOOK int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, void *payload, size_t len,
 			  const void *key, size_t keylen, void *msg_opaque)
 {
+	RK_ENTRY(produce, errno = ENOSYS; return -1);
 	rd_kafka_t *rk;
 	if (!REAL_RK(produceva) || !enter())
 		return REAL_RK(produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
@@ -805,6 +851,7 @@ HOOK int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags
 HOOK int rd_kafka_produce_batch(rd_kafka_topic_t *rkt, int32_t partition, int msgflags,
 				rd_kafka_message_t *rkmessages, int message_cnt)
 {
+	RK_ENTRY(produce_batch, return 0);
 	rd_kafka_t *rk;
 	if (!REAL_RK(produceva) || !enter())
 		return REAL_RK(produce_batch)(rkt, partition, msgflags, rkmessages, message_cnt);
@@ -873,11 +920,8 @@ static void dr_trampoline(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opa
 		bool guarded = context_guard_enter();
 		struct span *sp = sl->sp;
 		((rd_kafka_message_t *)m)->_private = sl->app_opaque;
-		atomic_store_explicit(&sl->rk, NULL, memory_order_relaxed);
+		slot_release(sl);
 		finish_delivery(sp, m);
-		struct handle *hh = handle_find(rk);
-		if (hh)
-			atomic_fetch_sub_explicit(&hh->inflight, 1, memory_order_relaxed);
 		if (guarded)
 			context_guard_leave();
 		errno = saved;
@@ -887,18 +931,20 @@ static void dr_trampoline(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opa
 		h->app_dr(rk, m, opaque);
 }
 
-/* Spans still waiting for reports from a client that is gone. */
-static void slots_orphaned(rd_kafka_t *rk)
+/* Spans still waiting for reports from a client that is gone (entry h,
+ * generation gen: a new client at the same address is another generation). */
+static void slots_orphaned(struct handle *h, uint32_t gen)
 {
 	struct dr_slot *base = atomic_load_explicit((_Atomic(struct dr_slot *) *)&slots, memory_order_acquire);
 	if (!base)
 		return;
 	for (uint32_t i = 0; i < slots_cap; i++) {
-		if (atomic_load_explicit(&base[i].rk, memory_order_acquire) != rk)
+		if (atomic_load_explicit(&base[i].h, memory_order_acquire) != h || base[i].gen != gen)
 			continue;
-		atomic_store_explicit(&base[i].rk, NULL, memory_order_relaxed);
-		set_error(base[i].sp, RD_KAFKA_RESP_ERR__DESTROY);
-		span_end(base[i].sp);
+		struct span *sp = base[i].sp;
+		slot_release(&base[i]);
+		set_error(sp, RD_KAFKA_RESP_ERR__DESTROY);
+		span_end(sp);
 	}
 }
 
@@ -908,6 +954,7 @@ static void slots_orphaned(rd_kafka_t *rk)
 
 HOOK rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
 {
+	RK_ENTRY(new_, if (errstr && errstr_size) snprintf(errstr, errstr_size, "librdkafka not found"); return NULL);
 	if (!REAL_RK(new_) || !enter())
 		return REAL_RK(new_)(type, conf, errstr, errstr_size);
 	int saved = errno;
@@ -945,6 +992,12 @@ HOOK rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char 
 	saved = errno;
 	if (h) {
 		if (rk) {
+			/* An entry still naming this address is stale (its client was
+			 * freed by a call we don't see): it must not answer for ours. */
+			unsigned n = atomic_load_explicit(&handles_high, memory_order_acquire);
+			for (unsigned i = 0; i < n; i++)
+				if (&handles[i] != h && atomic_load_explicit(&handles[i].rk, memory_order_acquire) == rk)
+					atomic_store_explicit(&handles[i].rk, NULL, memory_order_release);
 			atomic_store_explicit(&h->rk, rk, memory_order_release);
 		} else {
 			if (h->wrapped)
@@ -958,24 +1011,53 @@ HOOK rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char 
 
 static void consume_finish_thread(void);
 
-HOOK void rd_kafka_destroy(rd_kafka_t *rk)
+/* Before the real destroy: the entry stops answering for the address (which
+ * a new client may get as soon as it is freed). Returns it, or NULL. */
+static struct handle *client_going(rd_kafka_t *rk, uint32_t *gen)
 {
 	consume_finish_thread();
-	REAL_RK(destroy)(rk);
-	int saved = errno;
 	struct handle *h = handle_find(rk);
 	if (h) {
-		/* librdkafka drops undelivered reports at destroy: their spans end here */
-		if (atomic_load_explicit(&h->inflight, memory_order_relaxed))
-			slots_orphaned(rk);
-		atomic_store_explicit(&h->inflight, 0, memory_order_relaxed);
-		handle_release(h);
+		*gen = h->gen;
+		atomic_store_explicit(&h->rk, NULL, memory_order_release);
 	}
+	return h;
+}
+
+/* After it: librdkafka drops undelivered reports at destroy, so their spans
+ * end here, and the entry is free again. */
+static void client_gone(struct handle *h, uint32_t gen)
+{
+	if (!h)
+		return;
+	int saved = errno;
+	if (atomic_load_explicit(&h->inflight, memory_order_relaxed))
+		slots_orphaned(h, gen);
+	handle_release(h);
 	errno = saved;
+}
+
+HOOK void rd_kafka_destroy(rd_kafka_t *rk)
+{
+	RK_ENTRY(destroy, return);
+	uint32_t gen = 0;
+	struct handle *h = client_going(rk, &gen);
+	REAL_RK(destroy)(rk);
+	client_gone(h, gen);
+}
+
+HOOK void rd_kafka_destroy_flags(rd_kafka_t *rk, int flags)
+{
+	RK_ENTRY(destroy_flags, return);
+	uint32_t gen = 0;
+	struct handle *h = client_going(rk, &gen);
+	REAL_RK(destroy_flags)(rk, flags);
+	client_gone(h, gen);
 }
 
 HOOK rd_kafka_topic_t *rd_kafka_topic_new(rd_kafka_t *rk, const char *topic, rd_kafka_topic_conf_t *conf)
 {
+	RK_ENTRY(topic_new, return NULL);
 	rd_kafka_topic_t *rkt = REAL_RK(topic_new)(rk, topic, conf);
 	if (rkt) {
 		int saved = errno;
@@ -987,6 +1069,7 @@ HOOK rd_kafka_topic_t *rd_kafka_topic_new(rd_kafka_t *rk, const char *topic, rd_
 
 HOOK void rd_kafka_topic_destroy(rd_kafka_topic_t *rkt)
 {
+	RK_ENTRY(topic_destroy, return);
 	if (rkt) {
 		int saved = errno;
 		topic_forget(rkt);
@@ -1140,7 +1223,11 @@ static void process_attach(struct consume_state *st, struct pending_msg *pm, boo
 static void process_end_current(struct consume_state *st)
 {
 	if (st->attached) {
-		context_detach(&st->tok);
+		/* Only if ours is still current: a span started and not yet ended
+		 * since (a server request on this thread) keeps its context. */
+		const struct trace_context *cur = context_current();
+		if (cur->valid && memcmp(cur->span_id, st->ctx.span_id, 8) == 0)
+			context_detach(&st->tok);
 		st->attached = false;
 	}
 	if (st->current_sp)
@@ -1243,6 +1330,7 @@ static rd_kafka_message_t *consume_one(rd_kafka_message_t *m, const struct handl
 
 HOOK rd_kafka_message_t *rd_kafka_consumer_poll(rd_kafka_t *rk, int timeout_ms)
 {
+	RK_ENTRY(consumer_poll, return NULL);
 	consume_finish_thread();
 	rd_kafka_message_t *m = REAL_RK(consumer_poll)(rk, timeout_ms);
 	return consume_one(m, m ? handle_find(rk) : NULL);
@@ -1250,12 +1338,14 @@ HOOK rd_kafka_message_t *rd_kafka_consumer_poll(rd_kafka_t *rk, int timeout_ms)
 
 HOOK rd_kafka_message_t *rd_kafka_consume(rd_kafka_topic_t *rkt, int32_t partition, int timeout_ms)
 {
+	RK_ENTRY(consume, errno = ENOSYS; return NULL);
 	consume_finish_thread();
 	return consume_one(REAL_RK(consume)(rkt, partition, timeout_ms), NULL);
 }
 
 HOOK rd_kafka_message_t *rd_kafka_consume_queue(rd_kafka_queue_t *rkqu, int timeout_ms)
 {
+	RK_ENTRY(consume_queue, return NULL);
 	consume_finish_thread();
 	return consume_one(REAL_RK(consume_queue)(rkqu, timeout_ms), NULL);
 }
@@ -1263,6 +1353,7 @@ HOOK rd_kafka_message_t *rd_kafka_consume_queue(rd_kafka_queue_t *rkqu, int time
 HOOK ssize_t rd_kafka_consume_batch(rd_kafka_topic_t *rkt, int32_t partition, int timeout_ms,
 				    rd_kafka_message_t **rkmessages, size_t rkmessages_size)
 {
+	RK_ENTRY(consume_batch, errno = ENOSYS; return -1);
 	consume_finish_thread();
 	ssize_t n = REAL_RK(consume_batch)(rkt, partition, timeout_ms, rkmessages, rkmessages_size);
 	if (n > 0) {
@@ -1276,6 +1367,7 @@ HOOK ssize_t rd_kafka_consume_batch(rd_kafka_topic_t *rkt, int32_t partition, in
 HOOK ssize_t rd_kafka_consume_batch_queue(rd_kafka_queue_t *rkqu, int timeout_ms, rd_kafka_message_t **rkmessages,
 					  size_t rkmessages_size)
 {
+	RK_ENTRY(consume_batch_queue, errno = ENOSYS; return -1);
 	consume_finish_thread();
 	ssize_t n = REAL_RK(consume_batch_queue)(rkqu, timeout_ms, rkmessages, rkmessages_size);
 	if (n > 0) {
@@ -1313,6 +1405,7 @@ HOOK int rd_kafka_consume_callback(rd_kafka_topic_t *rkt, int32_t partition, int
 				   void (*consume_cb)(rd_kafka_message_t *rkmessage, void *commit_opaque),
 				   void *commit_opaque)
 {
+	RK_ENTRY(consume_callback, errno = ENOSYS; return -1);
 	consume_finish_thread();
 	if (!consume_cb)
 		return REAL_RK(consume_callback)(rkt, partition, timeout_ms, consume_cb, commit_opaque);
@@ -1324,6 +1417,7 @@ HOOK int rd_kafka_consume_callback_queue(rd_kafka_queue_t *rkqu, int timeout_ms,
 					 void (*consume_cb)(rd_kafka_message_t *rkmessage, void *commit_opaque),
 					 void *commit_opaque)
 {
+	RK_ENTRY(consume_callback_queue, errno = ENOSYS; return -1);
 	consume_finish_thread();
 	if (!consume_cb)
 		return REAL_RK(consume_callback_queue)(rkqu, timeout_ms, consume_cb, commit_opaque);
@@ -1335,6 +1429,7 @@ HOOK int rd_kafka_consume_callback_queue(rd_kafka_queue_t *rkqu, int timeout_ms,
  * the same batch becomes current. */
 HOOK void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage)
 {
+	RK_ENTRY(message_destroy, return);
 	struct consume_state *st = cstate;
 	if (st && rkmessage && (st->current == rkmessage || st->next < st->n)) {
 		int saved = errno;
@@ -1370,20 +1465,30 @@ HOOK void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage)
 HOOK rd_kafka_resp_err_t rd_kafka_commit(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *offsets,
 					 int async)
 {
+	RK_ENTRY(commit, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
 	consume_finish_thread();
 	return REAL_RK(commit)(rk, offsets, async);
 }
 
 HOOK rd_kafka_resp_err_t rd_kafka_commit_message(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, int async)
 {
+	RK_ENTRY(commit_message, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
 	consume_finish_thread();
 	return REAL_RK(commit_message)(rk, rkmessage, async);
 }
 
 HOOK rd_kafka_resp_err_t rd_kafka_consumer_close(rd_kafka_t *rk)
 {
+	RK_ENTRY(consumer_close, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
 	consume_finish_thread();
 	return REAL_RK(consumer_close)(rk);
+}
+
+void rdkafka_after_fork_child(void)
+{
+	/* A lock another thread held at the fork would never be released here. */
+	pthread_mutex_init(&handles_mu, NULL);
+	pthread_mutex_init(&topics_mu, NULL);
 }
 
 void rdkafka_init(const struct config *c)

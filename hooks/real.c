@@ -119,11 +119,28 @@ static void *rk_sym(const char *name)
 	return lib_sym(&lib, "librdkafka.so.1", name);
 }
 
+/* With lib set, looks only there (see real_rk_resolve_from); else RTLD_NEXT. */
+static void *rk_lib;
+
+static void *rk_lookup(const char *name)
+{
+	if (!rk_lib)
+		return rk_sym(name);
+	void *p = dlsym(rk_lib, name);
+	/* A handle whose search reaches the global scope finds our own hook
+	 * first: never take that for the real function. */
+	Dl_info mine, found;
+	if (p && dladdr((void *)rk_lookup, &mine) && dladdr(p, &found) && found.dli_fbase == mine.dli_fbase)
+		return NULL;
+	return p;
+}
+
 static void resolve_rk(void)
 {
-#define R(field, name) real_rk.field = rk_sym(name)
+#define R(field, name) if (!real_rk.field) real_rk.field = rk_lookup(name)
 	R(new_, "rd_kafka_new");
 	R(destroy, "rd_kafka_destroy");
+	R(destroy_flags, "rd_kafka_destroy_flags");
 	R(topic_new, "rd_kafka_topic_new");
 	R(topic_destroy, "rd_kafka_topic_destroy");
 	R(produce, "rd_kafka_produce");
@@ -159,6 +176,32 @@ static void resolve_rk(void)
 void real_rk_resolve(void)
 {
 	pthread_once(&rk_once, resolve_rk);
+}
+
+/*
+ * A program can load a renamed copy of librdkafka (Python wheels ship
+ * "librdkafka-<hash>.so.1") that RTLD_NEXT does not see from us and that no
+ * soname we know finds. The caller of a hook is then the module that links
+ * it: a lookup through that module's own handle searches its dependencies,
+ * which hold the real functions.
+ */
+void real_rk_resolve_from(const void *caller)
+{
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	real_rk_resolve();
+	if (real_rk.new_ && real_rk.produceva && real_rk.message_destroy)
+		return;
+	Dl_info info;
+	if (!caller || !dladdr(caller, &info) || !info.dli_fname)
+		return;
+	pthread_mutex_lock(&mu);
+	void *lib = info.dli_fname[0] ? dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD) : NULL;
+	if (lib) {
+		rk_lib = lib;
+		resolve_rk();
+		rk_lib = NULL;
+	}
+	pthread_mutex_unlock(&mu);
 }
 
 struct real_stdio_fns real_stdio;

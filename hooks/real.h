@@ -107,6 +107,7 @@ struct real_rk_fns {
 	/* hooked */
 	rd_kafka_t *(*new_)(rd_kafka_type_t, rd_kafka_conf_t *, char *, size_t);
 	void (*destroy)(rd_kafka_t *);
+	void (*destroy_flags)(rd_kafka_t *, int);
 	rd_kafka_topic_t *(*topic_new)(rd_kafka_t *, const char *, rd_kafka_topic_conf_t *);
 	void (*topic_destroy)(rd_kafka_topic_t *);
 	int (*produce)(rd_kafka_topic_t *, int32_t, int, void *, size_t, const void *, size_t, void *);
@@ -146,6 +147,9 @@ struct real_rk_fns {
 extern struct real_rk_fns real_rk;
 
 void real_rk_resolve(void);
+/* Also looks in the dependencies of the module holding caller, for a copy of
+ * librdkafka that RTLD_NEXT cannot see. */
+void real_rk_resolve_from(const void *caller);
 
 #define REAL_RK(fn) (__builtin_expect(real_rk.fn != NULL, 1) ? real_rk.fn : (real_rk_resolve(), real_rk.fn))
 

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -112,13 +114,32 @@ static void after_set_dfl(int sig)
 	errno = e;
 }
 
+/* The process that armed: a vfork child (sharing our memory until it execs)
+ * that gets the signal must not flush or mark the parent as dying. */
+static _Atomic pid_t armed_pid;
+
 static void sigflush_arm(void)
 {
 	if (!cfg || cfg->exit_timeout_ms == 0)
 		return;
+	/* The init process of a PID namespace never gets a SIGTERM or SIGINT
+	 * it leaves at SIG_DFL; with a handler it would (docker stop), and
+	 * its blocking calls would return EINTR. Leave it as it is. */
+	pid_t pid = (pid_t)syscall(SYS_getpid);
+	if (pid == 1)
+		return;
+	atomic_store(&armed_pid, pid);
 	atomic_store(&armed, 1);
 	install(SIGTERM);
 	install(SIGINT);
+}
+
+void sigflush_after_fork_child(void)
+{
+	/* A forked child (not a vfork one: those run no atfork handler) flushes
+	 * its own spans at a signal. */
+	if (atomic_load(&armed))
+		atomic_store(&armed_pid, (pid_t)syscall(SYS_getpid));
 }
 
 void sigflush_init(const struct config *c)
@@ -141,6 +162,16 @@ static void handler(int sig)
 	dfl.sa_handler = SIG_DFL;
 	/* A second sig from now on takes the default action at once. */
 	REAL(sigaction)(sig, &dfl, NULL);
+	if ((pid_t)syscall(SYS_getpid) != atomic_load(&armed_pid)) {
+		/* A vfork child (or a fork child before its reset): die as
+		 * SIG_DFL would, touching nothing of the parent's. */
+		sigemptyset(&s);
+		sigaddset(&s, sig);
+		raise(sig);
+		pthread_sigmask(SIG_UNBLOCK, &s, NULL);
+		errno = saved;
+		return;
+	}
 	bool flush = atomic_compare_exchange_strong(&dying, &first, sig);
 	if (flush) {
 		/* Let a second signal in during the flush, even when this is the

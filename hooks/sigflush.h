@@ -8,5 +8,7 @@
  * starts (there is nothing to flush before), for each of SIGTERM and SIGINT
  * whose disposition is then SIG_DFL. TRACEAGENT_EXIT_TIMEOUT=0 installs none. */
 void sigflush_init(const struct config *c);
+/* In a forked child: the child's own spans are flushed at its signal. */
+void sigflush_after_fork_child(void);
 
 #endif

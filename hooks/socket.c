@@ -992,6 +992,8 @@ static void connect_outcome(struct fd_state *st, int err)
 {
 	if (err == EINPROGRESS || err == EALREADY || err == EINTR)
 		return;   /* still under way */
+	if (err == EISCONN)
+		err = 0;  /* a second connect() asking whether the first finished: it did */
 	pthread_mutex_lock(&st->mu);
 	bool was = st->connecting && atomic_load(&st->kind) == FD_CLIENT_PENDING;
 	st->connecting = false;
@@ -1421,8 +1423,12 @@ void socket_after_fork_child(void)
 			continue;
 		for (unsigned j = 0; j < CHUNK_SIZE; j++) {
 			struct fd_state *st = &c[j];
-			pthread_mutex_init(&st->mu, NULL);
 			uint8_t k = atomic_load_explicit(&st->kind, memory_order_relaxed);
+			/* Only states in use or locked: writing the others would copy
+			 * every page of the table into the child. */
+			if (k == FD_NONE && !st->mu.__data.__lock)
+				continue;
+			pthread_mutex_init(&st->mu, NULL);
 			bool busy = (k == FD_SERVER && (st->u.srv.fifo_len || st->u.srv.head_started || st->u.srv.in_body)) ||
 				    (k == FD_CLIENT && (st->u.cli.span_open || st->u.cli.req_started)) ||
 				    (k == FD_CLIENT_PENDING && st->connecting);
