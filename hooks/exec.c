@@ -36,7 +36,7 @@
  * pointer to the real function, which is the parent's to keep. A larger
  * environment than fits the bound below is passed on untouched.
  */
-#define ENV_MAX_ENTRIES 2048
+#define ENV_MAX_ENTRIES 512   /* the new array lives on the caller's stack (4 KiB at most) */
 
 extern char **environ;
 
