@@ -1149,9 +1149,13 @@ static void extract(struct consume_state *st, const rd_kafka_message_t *m)
 	if (inject_tracecontext &&
 	    REAL_RK(header_get_last)(hdrs, "traceparent", &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR && v &&
 	    propagation_parse_traceparent(v, sz, p)) {
-		if (REAL_RK(header_get_last)(hdrs, "tracestate", &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR && v) {
+		/* Several tracestate headers combine, as several HTTP header lines do. */
+		if (REAL_RK(header_get) && REAL_RK(header_get)(hdrs, 0, "tracestate", &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			propagation_tracestate_begin(&st->tsp, p);
-			propagation_tracestate_add(&st->tsp, v, sz);
+			for (size_t i = 0; i < 32 && REAL_RK(header_get)(hdrs, i, "tracestate", &v, &sz) ==
+							  RD_KAFKA_RESP_ERR_NO_ERROR; i++)
+				if (v)
+					propagation_tracestate_add(&st->tsp, v, sz);
 			propagation_tracestate_end(&st->tsp);
 		}
 	}

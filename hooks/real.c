@@ -169,6 +169,7 @@ static void resolve_rk(void)
 	R(header_add, "rd_kafka_header_add");
 	R(header_remove, "rd_kafka_header_remove");
 	R(header_get_last, "rd_kafka_header_get_last");
+	R(header_get, "rd_kafka_header_get");
 	R(message_headers, "rd_kafka_message_headers");
 #undef R
 }

@@ -141,6 +141,7 @@ struct real_rk_fns {
 	rd_kafka_resp_err_t (*header_remove)(rd_kafka_headers_t *, const char *);
 	rd_kafka_resp_err_t (*header_get_last)(const rd_kafka_headers_t *, const char *, const void **,
 					       size_t *);
+	rd_kafka_resp_err_t (*header_get)(const rd_kafka_headers_t *, size_t, const char *, const void **, size_t *);
 	rd_kafka_resp_err_t (*message_headers)(const rd_kafka_message_t *, rd_kafka_headers_t **);
 };
 
