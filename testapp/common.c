@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,4 +103,38 @@ rd_kafka_conf_t *common_kafka_conf(const char *brokers)
 	rd_kafka_conf_set_log_cb(conf, kafka_log);
 	rd_kafka_conf_set_error_cb(conf, kafka_error);
 	return conf;
+}
+
+bool common_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+		      const char *topic)
+{
+	/* The cooperative protocol moves partitions one by one; the eager one
+	 * replaces the whole assignment. */
+	const char *proto = rd_kafka_rebalance_protocol(rk);
+	bool coop = proto && strcmp(proto, "COOPERATIVE") == 0;
+	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+		common_log("info", "consumer assigned %d partition(s) of %s", parts->cnt, topic);
+		if (coop) {
+			rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+			if (e) {
+				common_log("error", "incremental assign: %s", rd_kafka_error_string(e));
+				rd_kafka_error_destroy(e);
+			}
+		} else {
+			rd_kafka_assign(rk, parts);
+		}
+		return true;
+	}
+	if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+		common_log("error", "rebalance: %s", rd_kafka_err2str(err));
+	else
+		common_log("info", "consumer revoked %d partition(s)", parts->cnt);
+	if (coop) {
+		rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+		if (e)
+			rd_kafka_error_destroy(e);
+	} else {
+		rd_kafka_assign(rk, NULL);
+	}
+	return false;
 }

@@ -3,6 +3,7 @@
 #define TESTAPP_COMMON_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -23,5 +24,9 @@ void common_kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value)
 /* A configuration with the brokers, client.id, KAFKA_DEBUG, and librdkafka's
  * log and error callbacks routed to common_log. */
 rd_kafka_conf_t *common_kafka_conf(const char *brokers);
+/* A consumer's rebalance: applies the assignment or revocation (eager or
+ * cooperative) and logs it. True when partitions were assigned. */
+bool common_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+		      const char *topic);
 
 #endif

@@ -367,32 +367,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 			 void *opaque)
 {
 	(void)opaque;
-	const char *proto = rd_kafka_rebalance_protocol(rk);
-	bool coop = proto && strcmp(proto, "COOPERATIVE") == 0;
-	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		common_log("info", "consumer assigned %d partition(s) of %s", parts->cnt, cfg.status_topic);
-		if (coop) {
-			rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
-			if (e) {
-				common_log("error", "incremental assign: %s", rd_kafka_error_string(e));
-				rd_kafka_error_destroy(e);
-			}
-		} else {
-			rd_kafka_assign(rk, parts);
-		}
-		return;
-	}
-	if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
-		common_log("error", "rebalance: %s", rd_kafka_err2str(err));
-	else
-		common_log("info", "consumer revoked %d partition(s)", parts->cnt);
-	if (coop) {
-		rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-		if (e)
-			rd_kafka_error_destroy(e);
-	} else {
-		rd_kafka_assign(rk, NULL);
-	}
+	common_rebalance(rk, err, parts, cfg.status_topic);
 }
 
 /* ---- task-status handlers --------------------------------------------- */

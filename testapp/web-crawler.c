@@ -112,36 +112,10 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 			 void *opaque)
 {
 	(void)opaque;
-	const char *proto = rd_kafka_rebalance_protocol(rk);
-	bool coop = proto && strcmp(proto, "COOPERATIVE") == 0;
-	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		common_log("info", "assigned %d partition(s) of %s", parts->cnt, cfg.tasks_topic);
-		if (coop) {
-			rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
-			if (e) {
-				common_log("error", "incremental assign: %s", rd_kafka_error_string(e));
-				rd_kafka_error_destroy(e);
-			}
-		} else {
-			rd_kafka_assign(rk, parts);
-		}
-		if (!announced_ready) {
-			announced_ready = true;
-			printf("%s ready\n", PROG);
-			fflush(stdout);
-		}
-		return;
-	}
-	if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
-		common_log("error", "rebalance: %s", rd_kafka_err2str(err));
-	else
-		common_log("info", "revoked %d partition(s)", parts->cnt);
-	if (coop) {
-		rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
-		if (e)
-			rd_kafka_error_destroy(e);
-	} else {
-		rd_kafka_assign(rk, NULL);
+	if (common_rebalance(rk, err, parts, cfg.tasks_topic) && !announced_ready) {
+		announced_ready = true;
+		printf("%s ready\n", PROG);
+		fflush(stdout);
 	}
 }
 
