@@ -15,18 +15,22 @@ ALL_CFLAGS := $(CFLAGS_BASE) $(CFLAGS)
 # protoc-c output is not ours to keep warning-free.
 GEN_CFLAGS := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -I$(GEN)
 
-CORE_SRC   := $(wildcard agent/*.c) $(filter-out exporter/protobuf_dl.c,$(wildcard exporter/*.c))
-# The .so gets protobuf-c through dlopen; everything else links it normally.
-HOOK_SRC   := $(wildcard hooks/*.c) exporter/protobuf_dl.c
-CORE_OBJ   := $(CORE_SRC:%.c=$(OBJ)/%.o) $(OBJ)/gen/otlp.pb-c.o
+CORE_SRC   := $(wildcard agent/*.c) $(wildcard exporter/*.c)
+HOOK_SRC   := $(wildcard hooks/*.c)
+# The protobuf-c code generated from exporter/otlp.proto is in the core
+# archive for the tests (the reference encoder, decoding what we sent); the
+# agent encodes and decodes OTLP itself and never links it.
+PB_OBJ     := $(OBJ)/gen/otlp.pb-c.o
+CORE_OBJ   := $(CORE_SRC:%.c=$(OBJ)/%.o) $(PB_OBJ)
 HOOK_OBJ   := $(HOOK_SRC:%.c=$(OBJ)/%.o)
+AGENT_OBJ  := $(HOOK_OBJ) $(filter-out $(PB_OBJ),$(CORE_OBJ))
 CORE_LIB   := $(BUILD)/libtraceagent-core.a
 AGENT      := $(BUILD)/libtraceagent.so
 SINK       := $(BUILD)/otlp-sink
 # The demo's applications (testapp/): they contain no tracing code at all.
 APP_BIN    := $(BUILD)/task-manager $(BUILD)/web-crawler
 
-# The agent links nothing but libc: libcurl, zlib and protobuf-c are dlopen()ed
+# The agent links nothing but libc: libcurl and zlib are dlopen()ed
 # by the export thread when it first starts (each linked library costs every
 # process start under LD_PRELOAD; see README, Performance).
 AGENT_LIBS :=
@@ -66,9 +70,9 @@ $(CORE_LIB): $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(AGENT): $(HOOK_OBJ) $(CORE_OBJ) hooks/libtraceagent.map
+$(AGENT): $(AGENT_OBJ) hooks/libtraceagent.map
 	$(CC) -shared -pthread -Wl,--version-script=hooks/libtraceagent.map -Wl,-z,now -Wl,--as-needed \
-	    -o $@ $(HOOK_OBJ) $(CORE_OBJ) $(AGENT_LIBS)
+	    -Wl,--no-undefined -o $@ $(AGENT_OBJ) $(AGENT_LIBS)
 
 $(SINK): testapp/otlp-sink.c $(OBJ)/gen/otlp.pb-c.o
 	@mkdir -p $(dir $@)

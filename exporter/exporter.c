@@ -22,10 +22,6 @@
 #include "exporter/otlp_proto.h"
 #include "exporter/transport.h"
 
-/* Defined only in libtraceagent.so (exporter/protobuf_dl.c); binaries that
- * link protobuf-c directly leave it NULL. */
-bool protobuf_dl_load(void) __attribute__((weak));
-
 static const struct config *cfg;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;          /* CLOCK_MONOTONIC; (re)built by init_sync; flush_done/exited waiters */
@@ -206,8 +202,7 @@ static void *thread_main(void *arg)
 	if (!batch)
 		batch = calloc(cfg->bsp_max_export_batch_size, sizeof *batch);
 	if (cfg->exporter == EXPORTER_OTLP)
-		transport_ok = transport_init(cfg) &&
-			       (cfg->protocol != OTLP_HTTP_PROTOBUF || !protobuf_dl_load || protobuf_dl_load());
+		transport_ok = transport_init(cfg);
 	/* Registered again after libcurl (and OpenSSL through it) registered
 	 * theirs, so this copy runs first at exit, while TLS still works. */
 	pthread_mutex_lock(&mu);

@@ -363,3 +363,88 @@ bool otlp_proto_encode(struct buf *out, const struct resource *res,
 	out->len = (size_t)(p - out->p);
 	return out->len == total;
 }
+
+/* --- ExportTraceServiceResponse --- */
+
+static bool get_varint(const unsigned char **p, const unsigned char *end, uint64_t *v)
+{
+	uint64_t r = 0;
+	for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+		unsigned char b = *(*p)++;
+		r |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Skips one field's value of wire type wt; false when malformed. */
+static bool skip_value(const unsigned char **p, const unsigned char *end, unsigned wt)
+{
+	uint64_t v;
+	switch (wt) {
+	case WT_VARINT:
+		return get_varint(p, end, &v);
+	case WT_I64:
+		if ((size_t)(end - *p) < 8)
+			return false;
+		*p += 8;
+		return true;
+	case WT_LEN:
+		if (!get_varint(p, end, &v) || v > (uint64_t)(end - *p))
+			return false;
+		*p += v;
+		return true;
+	case WT_I32:
+		if ((size_t)(end - *p) < 4)
+			return false;
+		*p += 4;
+		return true;
+	default:
+		return false;   /* groups: not in OTLP */
+	}
+}
+
+bool otlp_proto_parse_response(const char *data, size_t len, struct otlp_partial_success *out)
+{
+	const unsigned char *p = (const unsigned char *)data, *end = p + len;
+	out->rejected_spans = 0;
+	out->error_message = NULL;
+	out->error_message_len = 0;
+	while (p < end) {
+		uint64_t key, n;
+		if (!get_varint(&p, end, &key))
+			return false;
+		if (key != KEY(1, WT_LEN)) {
+			if (!skip_value(&p, end, (unsigned)(key & 7)))
+				return false;
+			continue;
+		}
+		/* partial_success (field 1): its fields merge over earlier ones */
+		if (!get_varint(&p, end, &n) || n > (uint64_t)(end - p))
+			return false;
+		const unsigned char *q = p, *qend = p + n;
+		p = qend;
+		while (q < qend) {
+			uint64_t k, v;
+			if (!get_varint(&q, qend, &k))
+				return false;
+			if (k == KEY(1, WT_VARINT)) {
+				if (!get_varint(&q, qend, &v))
+					return false;
+				out->rejected_spans = (int64_t)v;
+			} else if (k == KEY(2, WT_LEN)) {
+				if (!get_varint(&q, qend, &v) || v > (uint64_t)(qend - q))
+					return false;
+				out->error_message = (const char *)q;
+				out->error_message_len = (size_t)v;
+				q += v;
+			} else if (!skip_value(&q, qend, (unsigned)(k & 7))) {
+				return false;
+			}
+		}
+	}
+	return true;
+}

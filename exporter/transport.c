@@ -14,7 +14,7 @@
 #include "agent/resource.h"
 #include "agent/span.h"
 #include "exporter/buf.h"
-#include "otlp.pb-c.h"
+#include "exporter/otlp_proto.h"
 
 /* The libcurl entry points we use, typed from curl.h's own prototypes. */
 static struct {
@@ -250,19 +250,14 @@ static int64_t parse_partial_success(void)
 			v = v * 10 + (*p++ - '0');
 		return v;
 	}
-	Opentelemetry__Proto__ExportTraceServiceResponse *r =
-		opentelemetry__proto__export_trace_service_response__unpack(NULL, response.len,
-									    (const uint8_t *)response.p);
-	int64_t rejected = 0;
-	if (r) {
-		if (r->partial_success) {
-			rejected = r->partial_success->rejected_spans;
-			if (rejected || (r->partial_success->error_message && *r->partial_success->error_message))
-				log_warn("collector partially rejected a batch: %lld spans rejected: %.200s",
-					 (long long)rejected, r->partial_success->error_message ? r->partial_success->error_message : "");
-		}
-		opentelemetry__proto__export_trace_service_response__free_unpacked(r, NULL);
-	}
+	struct otlp_partial_success ps;
+	if (!otlp_proto_parse_response(response.p, response.len, &ps))
+		return 0;
+	int64_t rejected = ps.rejected_spans;
+	if (rejected || ps.error_message_len)
+		log_warn("collector partially rejected a batch: %lld spans rejected: %.*s", (long long)rejected,
+			 (int)(ps.error_message_len < 200 ? ps.error_message_len : 200),
+			 ps.error_message ? ps.error_message : "");
 	return rejected;
 }
 

@@ -177,7 +177,7 @@ dockerfile_variant() {
 dockerfile_variant step "make all" "make no-such-target"
 dockerfile_variant apt "libmicrohttpd-dev libpq-dev" "libmicrohttpd-devel libpq-dev"
 dockerfile_variant devpkg "librdkafka-dev libjansson-dev" "librdkafka-dev"
-dockerfile_variant runtime "libcurl4 zlib1g libprotobuf-c1 \\
+dockerfile_variant runtime "libcurl4 zlib1g \\
       libmicrohttpd12 libpq5" "libcurl4 zlib1g \\
       libmicrohttpd12"
 DF_PIDS=()

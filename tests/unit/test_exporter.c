@@ -305,6 +305,41 @@ START_TEST(encode_matches_protobuf_c)
 }
 END_TEST
 
+/* The response parser against protobuf-c's packing of the same messages. */
+START_TEST(parse_response_matches_protobuf_c)
+{
+	static const struct { int64_t rejected; const char *msg; bool has_ps; } cases[] = {
+		{ 0, NULL, false }, { 0, "", true }, { 3, "", true }, { 7, "too old", true },
+		{ -1, "negative", true }, { INT64_MAX, "max", true }, { 0, "only a message", true },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		Opentelemetry__Proto__ExportTracePartialSuccess ps = OPENTELEMETRY__PROTO__EXPORT_TRACE_PARTIAL_SUCCESS__INIT;
+		Opentelemetry__Proto__ExportTraceServiceResponse r = OPENTELEMETRY__PROTO__EXPORT_TRACE_SERVICE_RESPONSE__INIT;
+		ps.rejected_spans = cases[i].rejected;
+		ps.error_message = (char *)(cases[i].msg ? cases[i].msg : "");
+		if (cases[i].has_ps)
+			r.partial_success = &ps;
+		uint8_t wire[256];
+		size_t n = opentelemetry__proto__export_trace_service_response__pack(&r, wire);
+		struct otlp_partial_success out;
+		ck_assert(otlp_proto_parse_response((const char *)wire, n, &out));
+		ck_assert_int_eq(out.rejected_spans, cases[i].rejected);
+		const char *want = cases[i].msg ? cases[i].msg : "";
+		ck_assert_uint_eq(out.error_message_len, strlen(want));
+		if (out.error_message_len)
+			ck_assert_mem_eq(out.error_message, want, strlen(want));
+	}
+	/* Unknown fields are skipped; malformed input is refused, never overread. */
+	static const char unknown[] = "\x10\x05\x19\x01\x02\x03\x04\x05\x06\x07\x08\x0a\x02\x08\x09";
+	struct otlp_partial_success out;
+	ck_assert(otlp_proto_parse_response(unknown, sizeof unknown - 1, &out));
+	ck_assert_int_eq(out.rejected_spans, 9);
+	static const char *const bad[] = { "\x0a", "\x0a\x05\x08", "\x0a\x02\x12\x09", "\x0b", "\xff\xff\xff" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert(!otlp_proto_parse_response(bad[i], strlen(bad[i]), &out));
+}
+END_TEST
+
 /* --- the exporter against otlp-sink --- */
 
 struct sink {
@@ -716,6 +751,7 @@ Suite *encode_suite(void)
 	env_n = 0;
 	tcase_add_test(tc, encode_round_trip);
 	tcase_add_test(tc, encode_matches_protobuf_c);
+	tcase_add_test(tc, parse_response_matches_protobuf_c);
 	suite_add_tcase(s, tc);
 	return s;
 }
