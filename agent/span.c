@@ -3,6 +3,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -458,6 +460,82 @@ void span_set_status(struct span *s, enum span_status st, const char *msg, size_
 	} else {
 		s->status_message.len = 0;
 	}
+}
+
+/* --- attribute blocks --- */
+
+struct span *span_scratch_new(void)
+{
+	struct span *s = calloc(1, sizeof *s);
+	return s;
+}
+
+void span_attr_block_take(struct span_attr_block *b, struct span *scratch)
+{
+	b->n = 0;
+	if (!scratch)
+		return;
+	bool fits = scratch->n_attrs <= SPAN_BLOCK_MAX_ATTRS && scratch->arena_used <= SPAN_BLOCK_ARENA &&
+		    !scratch->dropped_attrs;
+	for (unsigned i = 0; fits && i < scratch->n_attrs; i++)
+		fits = scratch->attrs[i].type != SPAN_ATTR_STRING_ARRAY;  /* block_attr_set has no array form */
+	if (fits) {
+		memcpy(b->attrs, scratch->attrs, scratch->n_attrs * sizeof *b->attrs);
+		memcpy(b->arena, scratch->arena, scratch->arena_used);
+		b->arena_len = scratch->arena_used;
+		b->bloom = scratch->attr_bloom;
+		b->n = scratch->n_attrs;
+	}
+	free(scratch);
+}
+
+/* One attribute of a block through the setters: the path for a span that
+ * already has one of the block's keys, or too little room for all of it. */
+static void block_attr_set(struct span *s, const struct span_attr_block *b, const struct span_attr *a)
+{
+	const char *key = b->arena + a->key.off;
+	switch (a->type) {
+	case SPAN_ATTR_STRING:
+		span_attr_str(s, key, a->key.len, b->arena + a->v.s.off, a->v.s.len);
+		break;
+	case SPAN_ATTR_INT:
+		span_attr_int(s, key, a->key.len, a->v.i);
+		break;
+	case SPAN_ATTR_DOUBLE:
+		span_attr_double(s, key, a->key.len, a->v.d);
+		break;
+	case SPAN_ATTR_BOOL:
+		span_attr_bool(s, key, a->key.len, a->v.b);
+		break;
+	default:
+		break;  /* span_attr_block_take refuses arrays */
+	}
+}
+
+void span_attr_block_add(struct span *s, const struct span_attr_block *b)
+{
+	if (!s || !b->n)
+		return;
+	/* The bloom filter rules out, for the usual case, a key the span has
+	 * already (overwrite semantics need the slow path then). */
+	if ((s->attr_bloom & b->bloom) || s->n_attrs + b->n > limits.attr_count ||
+	    (size_t)(SPAN_ARENA_SIZE - s->arena_used) < b->arena_len) {
+		for (unsigned i = 0; i < b->n; i++)
+			block_attr_set(s, b, &b->attrs[i]);
+		return;
+	}
+	uint16_t base = s->arena_used;
+	memcpy(s->arena + base, b->arena, b->arena_len);
+	struct span_attr *dst = &s->attrs[s->n_attrs];
+	for (unsigned i = 0; i < b->n; i++) {
+		dst[i] = b->attrs[i];
+		dst[i].key.off = (uint16_t)(dst[i].key.off + base);
+		if (dst[i].type == SPAN_ATTR_STRING)
+			dst[i].v.s.off = (uint16_t)(dst[i].v.s.off + base);
+	}
+	s->n_attrs = (uint8_t)(s->n_attrs + b->n);
+	s->arena_used = (uint16_t)(s->arena_used + b->arena_len);
+	s->attr_bloom |= b->bloom;
 }
 
 /* Copies kvs into the shared sub-attribute pool; returns how many were dropped. */

@@ -43,6 +43,7 @@ struct handle {
 	char group[256];
 	char server[256];
 	int port;
+	struct span_attr_block attrs; /* set_client's attributes for this client's spans */
 };
 
 static struct handle handles[HANDLES_MAX];
@@ -333,25 +334,50 @@ static size_t span_name(char *out, size_t size, const char *op, size_t oplen, co
 	return oplen + 1 + tl;
 }
 
-static void set_common(struct span *sp, const struct handle *h, const char *op, size_t oplen, const char *topic,
-		       const void *key, size_t klen, size_t body)
+/* What every span of one client and operation carries. */
+static void set_client(struct span *sp, const struct handle *h, const char *op, size_t oplen)
 {
 	span_set_cstr(sp, "messaging.system", "kafka");
 	span_set_str(sp, "messaging.operation.type", op, oplen);
 	span_set_str(sp, "messaging.operation.name", op, oplen);
+	if (!h)
+		return;
+	if (h->client_id[0])
+		span_set_cstr(sp, "messaging.client.id", h->client_id);
+	if (h->consumer && h->group[0] && oplen == 7)
+		span_set_cstr(sp, "messaging.consumer.group.name", h->group);
+	if (h->server[0])
+		span_set_cstr(sp, "server.address", h->server);
+	if (h->port > 0)
+		span_set_int(sp, "server.port", h->port);
+}
+
+/* Built once per client at rd_kafka_new: its spans then take set_client's
+ * attributes with one copy (they were a third of a produce call's cost). */
+static void build_client_attrs(struct handle *h)
+{
+	struct span *scratch = span_scratch_new();
+	if (h->consumer)
+		set_client(scratch, h, "process", 7);
+	else
+		set_client(scratch, h, "send", 4);
+	span_attr_block_take(&h->attrs, scratch);
+}
+
+static void set_common(struct span *sp, const struct handle *h, const char *op, size_t oplen, const char *topic,
+		       const void *key, size_t klen, size_t body)
+{
+	if (!sp)
+		return;
+	if (h && h->attrs.n && h->consumer == (oplen == 7))
+		span_attr_block_add(sp, &h->attrs);
+	else
+		set_client(sp, h, op, oplen);
 	if (topic)
 		span_set_cstr(sp, "messaging.destination.name", topic);
 	if (printable(key, klen))
 		span_set_str(sp, "messaging.kafka.message.key", key, klen);
 	span_set_int(sp, "messaging.message.body.size", (int64_t)body);
-	if (h) {
-		if (h->client_id[0])
-			span_set_cstr(sp, "messaging.client.id", h->client_id);
-		if (h->server[0])
-			span_set_cstr(sp, "server.address", h->server);
-		if (h->port > 0)
-			span_set_int(sp, "server.port", h->port);
-	}
 }
 
 static void set_error(struct span *sp, rd_kafka_resp_err_t err)
@@ -973,6 +999,7 @@ HOOK rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char 
 		if (!buf[0])
 			conf_str(conf, "metadata.broker.list", buf, sizeof buf);
 		parse_server(buf, h);
+		build_client_attrs(h);
 		/* The app's dr_msg_cb, read back from the configuration (which
 		 * rd_kafka_conf_dup copies too), replaced by ours for this client.
 		 * Not when delivery reports go to the event API instead. */
@@ -1192,8 +1219,6 @@ static void process_start(struct consume_state *st, struct pending_msg *pm, cons
 	set_partition(sp, m->partition);
 	if (m->offset >= 0)
 		span_set_int(sp, "messaging.kafka.offset", m->offset);
-	if (h && h->consumer && h->group[0])
-		span_set_cstr(sp, "messaging.consumer.group.name", h->group);
 	if (!m->payload)
 		span_set_bool(sp, "messaging.kafka.message.tombstone", true);
 }

@@ -1302,6 +1302,177 @@ START_TEST(test_str_array)
 }
 END_TEST
 
+/* The block of attributes set once per client: the span it is added to
+ * must be exactly what the setters would have made, whatever path it takes. */
+static void block_build(struct span_attr_block *b)
+{
+	struct span *scratch = span_scratch_new();
+	ck_assert_ptr_nonnull(scratch);
+	span_set_cstr(scratch, "messaging.system", "kafka");
+	span_set_cstr(scratch, "messaging.client.id", "caf\xc3\xa9 \xff");  /* repaired once, at build */
+	span_set_int(scratch, "server.port", 9092);
+	span_set_bool(scratch, "b", true);
+	span_set_double(scratch, "d", 2.5);
+	span_attr_block_take(b, scratch);
+	ck_assert_uint_eq(b->n, 5);
+}
+
+static void block_by_setters(struct span *s)
+{
+	span_set_cstr(s, "messaging.system", "kafka");
+	span_set_cstr(s, "messaging.client.id", "caf\xc3\xa9 \xff");
+	span_set_int(s, "server.port", 9092);
+	span_set_bool(s, "b", true);
+	span_set_double(s, "d", 2.5);
+}
+
+static void assert_same_attrs(const struct span *a, const struct span *b)
+{
+	ck_assert_uint_eq(a->n_attrs, b->n_attrs);
+	ck_assert_uint_eq(a->dropped_attrs, b->dropped_attrs);
+	for (unsigned i = 0; i < a->n_attrs; i++) {
+		const struct span_attr *x = &a->attrs[i];
+		const struct span_attr *y = find_attr(b, span_str_ptr(a, x->key));
+		ck_assert_ptr_nonnull(y);
+		ck_assert_int_eq(x->type, y->type);
+		if (x->type == SPAN_ATTR_STRING)
+			ck_assert_str_eq(sval(a, x), sval(b, y));
+		else if (x->type == SPAN_ATTR_INT)
+			ck_assert_int_eq(x->v.i, y->v.i);
+		else if (x->type == SPAN_ATTR_BOOL)
+			ck_assert_int_eq(x->v.b, y->v.b);
+		else if (x->type == SPAN_ATTR_DOUBLE)
+			ck_assert(x->v.d == y->v.d);
+	}
+	assert_span_strings_ok(a);
+	assert_span_strings_ok(b);
+}
+
+START_TEST(test_attr_block)
+{
+	static struct span_attr_block b;
+	block_build(&b);
+
+	/* The usual case: a fresh span, one copy. */
+	struct span *x = root_span("name");
+	struct span *y = root_span("name");
+	span_attr_block_add(x, &b);
+	span_set_cstr(x, "after", "v");
+	block_by_setters(y);
+	span_set_cstr(y, "after", "v");
+	assert_same_attrs(x, y);
+	ck_assert_str_eq(sval(x, find_attr(x, "messaging.client.id")), "caf\xc3\xa9 ?");
+	ck_assert_str_eq(span_str_ptr(x, x->name), "name");
+	/* Keys the block set are found again by the setters (overwrite). */
+	span_set_int(x, "server.port", 1);
+	ck_assert_uint_eq(x->n_attrs, 6);
+	ck_assert_int_eq(find_attr(x, "server.port")->v.i, 1);
+	span_discard(x);
+	span_discard(y);
+
+	/* A span that has one of the block's keys already: overwritten, not doubled. */
+	x = root_span("n");
+	y = root_span("n");
+	span_set_int(x, "server.port", 1);
+	span_set_cstr(x, "other", "o");
+	span_attr_block_add(x, &b);
+	span_set_int(y, "server.port", 1);
+	span_set_cstr(y, "other", "o");
+	block_by_setters(y);
+	assert_same_attrs(x, y);
+	ck_assert_uint_eq(x->n_attrs, 6);
+	span_discard(x);
+	span_discard(y);
+
+	/* Added twice: still one of each. */
+	x = root_span("n");
+	span_attr_block_add(x, &b);
+	span_attr_block_add(x, &b);
+	ck_assert_uint_eq(x->n_attrs, 5);
+	ck_assert_uint_eq(x->dropped_attrs, 0);
+	span_discard(x);
+
+	/* NULL span and empty block add nothing and do not crash. */
+	static struct span_attr_block empty;
+	span_attr_block_add(NULL, &b);
+	x = root_span("n");
+	span_attr_block_add(x, &empty);
+	ck_assert_uint_eq(x->n_attrs, 0);
+	span_discard(x);
+}
+END_TEST
+
+/* Near the count limit or with the arena almost full, the block goes
+ * through the setters: the same drops and cuts as attribute by attribute. */
+START_TEST(test_attr_block_limits)
+{
+	static struct span_attr_block b;
+	block_build(&b);
+
+	config_global.span_attribute_count_limit = 3;
+	limits_apply();
+	struct span *x = root_span("n");
+	struct span *y = root_span("n");
+	span_set_int(x, "first", 1);
+	span_attr_block_add(x, &b);
+	span_set_int(y, "first", 1);
+	block_by_setters(y);
+	assert_same_attrs(x, y);
+	ck_assert_uint_eq(x->n_attrs, 3);
+	ck_assert_uint_eq(x->dropped_attrs, 3);
+	span_discard(x);
+	span_discard(y);
+
+	config_global.span_attribute_count_limit = 128;
+	limits_apply();
+	x = root_span("n");
+	y = root_span("n");
+	char big[SPAN_ARENA_SIZE];
+	memset(big, 'x', sizeof big);
+	size_t fill = SPAN_ARENA_SIZE - x->arena_used - 40;
+	span_set_str(x, "big", big, fill - 4);
+	span_set_str(y, "big", big, fill - 4);
+	span_attr_block_add(x, &b);
+	block_by_setters(y);
+	assert_same_attrs(x, y);
+	ck_assert_uint_eq(x->arena_used, y->arena_used);
+	span_discard(x);
+	span_discard(y);
+}
+END_TEST
+
+/* What a block cannot hold leaves it empty, so callers fall back to the setters. */
+START_TEST(test_attr_block_refused)
+{
+	static struct span_attr_block b;
+	struct span *scratch = span_scratch_new();
+	char key[16];
+	for (int i = 0; i < SPAN_BLOCK_MAX_ATTRS + 1; i++) {
+		snprintf(key, sizeof key, "k%d", i);
+		span_set_int(scratch, key, i);
+	}
+	span_attr_block_take(&b, scratch);
+	ck_assert_uint_eq(b.n, 0);
+
+	scratch = span_scratch_new();
+	char big[SPAN_BLOCK_ARENA];
+	memset(big, 'x', sizeof big);
+	span_set_str(scratch, "big", big, sizeof big);
+	span_attr_block_take(&b, scratch);
+	ck_assert_uint_eq(b.n, 0);
+
+	scratch = span_scratch_new();
+	const char *arr[] = { "x" };
+	const size_t lens[] = { 1 };
+	span_set_str_array(scratch, "arr", arr, lens, 1);
+	span_attr_block_take(&b, scratch);
+	ck_assert_uint_eq(b.n, 0);
+
+	span_attr_block_take(&b, NULL);
+	ck_assert_uint_eq(b.n, 0);
+}
+END_TEST
+
 START_TEST(test_status)
 {
 	struct span *s = root_span("st");
@@ -1751,6 +1922,9 @@ Suite *span_suite(void)
 	tcase_add_test(tc, test_attr_count_limit);
 	tcase_add_test(tc, test_attr_builtin_cap);
 	tcase_add_test(tc, test_attr_overwrite_many);
+	tcase_add_test(tc, test_attr_block);
+	tcase_add_test(tc, test_attr_block_limits);
+	tcase_add_test(tc, test_attr_block_refused);
 	tcase_add_test(tc, test_attr_value_length_limit);
 	tcase_add_test(tc, test_arena_fill_ascii);
 	tcase_add_test(tc, test_arena_fill_multibyte);
