@@ -5,14 +5,23 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <wchar.h>
 
 #include "agent/context.h"
 #include "hooks/real.h"
+
+/* pthread_cleanup_push/pop call these glibc functions; weak, like every
+ * glibc-only symbol we reference, so musl's loader can still load us (the
+ * agent stays off there and never calls them). */
+#pragma weak __pthread_register_cancel
+#pragma weak __pthread_unregister_cancel
 
 /* With optimisation, glibc's headers make some of these macros or inline
  * functions; we define the real, exported ones. */
@@ -389,6 +398,60 @@ static ssize_t run(struct line *l, const struct src *s, emit_fn emit, void *arg)
 	}
 }
 
+/* --- what fds 1 and 2 lead to --- */
+
+/*
+ * A terminal, file, pipe or AF_UNIX socket (journald's stdout stream) takes
+ * ids. A network socket never does: an inetd-style service, or a server that
+ * dup2()s a connection onto stdout (CGI style) or gets fd 1 back from accept
+ * after closing it, writes its protocol there, and ids would corrupt it.
+ * Classified once (fstat, getsockname) and kept until the fd changes: the
+ * close, dup2, dup3, close_range, accept and connect hooks call
+ * logcorr_fd_forget. Per fd: (generation << 2) | class, so a classification
+ * that raced with a change is not stored over it.
+ */
+enum { FD_UNKNOWN = 0, FD_LOG = 1, FD_NOT_LOG = 2 };
+static _Atomic uint32_t fd_class[2];
+
+void logcorr_fd_forget(int fd)
+{
+	_Atomic uint32_t *c = &fd_class[fd - 1];
+	uint32_t v = atomic_load_explicit(c, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(c, &v, ((v >> 2) + 1) << 2 | FD_UNKNOWN,
+						      memory_order_release, memory_order_relaxed))
+		;
+}
+
+static uint32_t fd_classify(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return FD_UNKNOWN;   /* closed: the app's write fails by itself; look again next time */
+	if (!S_ISSOCK(st.st_mode))
+		return FD_LOG;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+		return FD_NOT_LOG;
+	return ss.ss_family == AF_UNIX ? FD_LOG : FD_NOT_LOG;
+}
+
+/* True when lines written to fd (1 or 2) may carry ids. Keeps errno. */
+static bool fd_is_log(int fd)
+{
+	_Atomic uint32_t *c = &fd_class[fd - 1];
+	uint32_t v = atomic_load_explicit(c, memory_order_acquire);
+	if (__builtin_expect((v & 3) != FD_UNKNOWN, 1))
+		return (v & 3) == FD_LOG;
+	int e = errno;
+	uint32_t cls = fd_classify(fd);
+	errno = e;
+	if (cls != FD_UNKNOWN)
+		atomic_compare_exchange_strong_explicit(c, &v, (v & ~3u) | cls, memory_order_release,
+							memory_order_relaxed);
+	return cls == FD_LOG;
+}
+
 /* --- raw write()/writev() on fds 1 and 2 --- */
 
 struct raw_arg {
@@ -404,22 +467,42 @@ static ssize_t raw_emit(void *arg, const struct iovec *out, int cnt, bool app_on
 	return REAL(writev)(a->fd, out, cnt);
 }
 
+/* A thread cancelled inside the real write (a cancellation point) must not
+ * leave the stream locked: every later line would wait for ever. (The guard
+ * is thread-local and dies with the thread.) */
+static void raw_unlock(void *mu)
+{
+	pthread_mutex_unlock(mu);
+}
+
+static __attribute__((noinline)) ssize_t raw_locked(int fd, const struct src *s, const struct raw_arg *a)
+{
+	ssize_t r;
+	pthread_mutex_lock(&raw[fd - 1].mu);
+	pthread_cleanup_push(raw_unlock, &raw[fd - 1].mu);
+	r = run(&raw[fd - 1].line, s, raw_emit, (void *)a);
+	pthread_cleanup_pop(0);
+	int e = errno;
+	pthread_mutex_unlock(&raw[fd - 1].mu);
+	errno = e;
+	return r;
+}
+
 static ssize_t raw_run(int fd, const struct src *s, bool single)
 {
 	int e = errno;
 	struct raw_arg a = { fd, single };
-	pthread_mutex_lock(&raw[fd - 1].mu);
-	ssize_t r = run(&raw[fd - 1].line, s, raw_emit, &a);
-	int e2 = errno;
-	pthread_mutex_unlock(&raw[fd - 1].mu);
+	ssize_t r = raw_locked(fd, s, &a);
+	if (r < 0)
+		e = errno;
 	context_guard_leave();
-	errno = r < 0 ? e2 : e;
+	errno = e;
 	return r;
 }
 
 ssize_t logcorr_write(int fd, const void *buf, size_t n)
 {
-	if (n == 0 || n > SSIZE_MAX || !context_guard_enter())
+	if (n == 0 || n > SSIZE_MAX || !fd_is_log(fd) || !context_guard_enter())
 		return REAL(write)(fd, buf, n);
 	struct iovec one = { (void *)buf, n };
 	struct src s = { &one, 1, n };
@@ -436,7 +519,7 @@ ssize_t logcorr_writev(int fd, const struct iovec *iov, int cnt)
 			return REAL(writev)(fd, iov, cnt);
 		n += iov[i].iov_len;
 	}
-	if (n == 0 || !context_guard_enter())
+	if (n == 0 || !fd_is_log(fd) || !context_guard_enter())
 		return REAL(writev)(fd, iov, cnt);
 	struct src s = { iov, cnt, n };
 	return raw_run(fd, &s, false);
@@ -481,7 +564,14 @@ static ssize_t stdio_emit(void *arg, const struct iovec *out, int cnt, bool app_
 static struct line *stdio_enter(FILE *f)
 {
 	struct line *l = f == stdout ? &stdio_line[0] : f == stderr ? &stdio_line[1] : NULL;
-	if (!l || !context_guard_enter())
+	if (!l)
+		return NULL;
+	/* The stream's fd must be 1 or 2 and lead to a log, as for raw writes
+	 * (fileno sets errno for a stream without one). */
+	int e = errno;
+	int fd = fileno(f);
+	errno = e;
+	if ((unsigned)fd - 1u >= 2u || !fd_is_log(fd) || !context_guard_enter())
 		return NULL;
 	/* A wide-oriented stream takes no byte output: leave it to libc. */
 	if (fwide(f, 0) > 0) {
@@ -491,6 +581,26 @@ static struct line *stdio_enter(FILE *f)
 	return l;
 }
 
+static void stdio_unlock(void *f)
+{
+	funlockfile(f);
+}
+
+/* run() under the stream's lock; fwrite is a cancellation point, and a
+ * cancelled thread must not leave the stream locked. Sets errno. */
+static __attribute__((noinline)) ssize_t stdio_locked(FILE *f, struct line *l, const struct src *s)
+{
+	ssize_t r;
+	flockfile(f);
+	pthread_cleanup_push(stdio_unlock, f);
+	r = run(l, s, stdio_emit, f);
+	pthread_cleanup_pop(0);
+	int e = errno;
+	funlockfile(f);
+	errno = e;
+	return r;
+}
+
 /* Writes the app's bytes through the stream; the app's errno is e. Returns
  * the app's bytes taken, or -1 with stdio's errno. Leaves the guard. */
 static ssize_t stdio_run(FILE *f, struct line *l, const struct iovec *iov, int cnt, size_t n, int e)
@@ -498,11 +608,9 @@ static ssize_t stdio_run(FILE *f, struct line *l, const struct iovec *iov, int c
 	ssize_t r = 0;
 	if (n) {
 		struct src s = { iov, cnt, n };
-		flockfile(f);
-		r = run(l, &s, stdio_emit, f);
-		int e2 = errno;
-		funlockfile(f);
-		e = r < 0 ? e2 : e;
+		r = stdio_locked(f, l, &s);
+		if (r < 0)
+			e = errno;
 	}
 	context_guard_leave();
 	errno = e;

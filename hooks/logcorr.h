@@ -21,6 +21,15 @@ static inline bool logcorr_fd(int fd)
 	return __builtin_expect(logcorr_enabled, 0) && (unsigned)fd - 1u < 2u;
 }
 
+/* fd 1 or 2 now leads somewhere else (closed, dup2()ed over, accepted or
+ * connected): what it is gets looked at again before the next line. */
+void logcorr_fd_forget(int fd);
+static inline void logcorr_fd_changed(int fd)
+{
+	if (logcorr_fd(fd))
+		logcorr_fd_forget(fd);
+}
+
 /* write() and writev() on fd 1 or 2 (socket.c has checked that the fd is not
  * a connection it follows). Return values count the app's bytes only. */
 ssize_t logcorr_write(int fd, const void *buf, size_t n);

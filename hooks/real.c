@@ -34,6 +34,10 @@ static void resolve(void)
 	R(sendfile, "sendfile");
 	R(sendfile64, "sendfile64");
 	R(close, "close");
+	R(dup2, "dup2");
+	R(dup3, "dup3");
+	R(close_range, "close_range");
+	R(closefrom, "closefrom");
 	R(shutdown, "shutdown");
 	R(getsockopt, "getsockopt");
 	R(sigaction, "sigaction");

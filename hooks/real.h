@@ -33,6 +33,10 @@ struct real_fns {
 	ssize_t (*sendfile)(int, int, off_t *, size_t);
 	ssize_t (*sendfile64)(int, int, off64_t *, size_t);
 	int (*close)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*close_range)(unsigned int, unsigned int, int);   /* glibc 2.34+; may be NULL */
+	void (*closefrom)(int);                                /* glibc 2.34+; may be NULL */
 	int (*shutdown)(int, int);
 	int (*getsockopt)(int, int, int, void *, socklen_t *);
 	/* hooks/sigflush.c */

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -10,6 +11,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "agent/config.h"
 #include "agent/context.h"
@@ -1056,6 +1059,7 @@ static int after_accept(int r, struct sockaddr *addr, socklen_t *len)
 		untrack(r);
 		track_accepted(r, addr, len);
 	}
+	logcorr_fd_changed(r);
 	context_guard_leave();
 	errno = e;
 	return r;
@@ -1081,6 +1085,7 @@ HOOK int connect(int fd, const struct sockaddr *addr, socklen_t len)
 		untrack(fd);
 		tracked = track_connected(fd, addr, len);
 	}
+	logcorr_fd_changed(fd);
 	context_guard_leave();
 	int r = REAL(connect)(fd, addr, len);
 	if (tracked && context_guard_enter()) {
@@ -1348,16 +1353,89 @@ HOOK int shutdown(int fd, int how)
 	return REAL(shutdown)(fd, how);
 }
 
-HOOK int close(int fd)
+/* The process whose connections the table describes (set at init and in a
+ * forked child). A vfork child shares the table until it execs. */
+static pid_t table_pid;
+
+/* fd is closed, or about to be: the connection it was is over. */
+static void fd_gone(int fd)
 {
-	if ((unsigned)fd < MAX_FD && atomic_load_explicit(&chunks[(unsigned)fd >> CHUNK_BITS], memory_order_relaxed) &&
+	struct fd_state *c = (unsigned)fd < MAX_FD ?
+		atomic_load_explicit(&chunks[(unsigned)fd >> CHUNK_BITS], memory_order_relaxed) : NULL;
+	if (c && atomic_load_explicit(&c[(unsigned)fd & (CHUNK_SIZE - 1)].kind, memory_order_relaxed) != FD_NONE &&
 	    hook_enter()) {
 		int e = errno;
-		untrack(fd);
+		/* A vfork child closing its copies before exec (CPython's subprocess
+		 * does, with close_range) must leave the parent's connections alone. */
+		if (getpid() == table_pid)
+			untrack(fd);
 		context_guard_leave();
 		errno = e;
 	}
+	logcorr_fd_changed(fd);
+}
+
+HOOK int close(int fd)
+{
+	fd_gone(fd);
 	return REAL(close)(fd);
+}
+
+/* dup2/dup3 close newfd silently: its connection (or the log stream it was)
+ * is gone. Done after the call, which either failed and left newfd alone
+ * or now holds newfd, so no other thread can have been given that number. */
+HOOK int dup2(int oldfd, int newfd)
+{
+	int r = REAL(dup2)(oldfd, newfd);
+	if (r >= 0 && oldfd != newfd)
+		fd_gone(newfd);
+	return r;
+}
+
+HOOK int dup3(int oldfd, int newfd, int flags)
+{
+	int r = REAL(dup3)(oldfd, newfd, flags);
+	if (r >= 0)
+		fd_gone(newfd);
+	return r;
+}
+
+/* Every followed fd in [first, last], before they are closed (as for close:
+ * afterwards, another thread could already have been given one of them). */
+static void fds_gone(unsigned first, unsigned last)
+{
+	for (unsigned fd = 1; fd <= 2; fd++)
+		if (fd >= first && fd <= last)
+			logcorr_fd_changed((int)fd);
+	if (last >= MAX_FD)
+		last = MAX_FD - 1;
+	for (unsigned c = first >> CHUNK_BITS; first <= last && c <= last >> CHUNK_BITS; c++) {
+		if (!atomic_load_explicit(&chunks[c], memory_order_relaxed))
+			continue;
+		unsigned lo = c << CHUNK_BITS > first ? c << CHUNK_BITS : first;
+		unsigned hi = (c << CHUNK_BITS) + CHUNK_SIZE - 1 < last ? (c << CHUNK_BITS) + CHUNK_SIZE - 1 : last;
+		for (unsigned fd = lo; fd <= hi; fd++)
+			fd_gone((int)fd);
+	}
+}
+
+HOOK int close_range(unsigned int first, unsigned int last, int flags)
+{
+	if (!(flags & CLOSE_RANGE_CLOEXEC))
+		fds_gone(first, last);
+	if (!REAL(close_range))
+		return (int)syscall(SYS_close_range, first, last, flags);
+	return REAL(close_range)(first, last, flags);
+}
+
+HOOK void closefrom(int lowfd)
+{
+	if (lowfd >= 0)
+		fds_gone((unsigned)lowfd, UINT_MAX);
+	if (REAL(closefrom))
+		REAL(closefrom)(lowfd);
+	else if (lowfd >= 0)
+		syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0);
 }
 
 /* --- configuration --- */
@@ -1393,6 +1471,7 @@ static void parse_names(struct http_capture_names *out, const char *spec, char *
 
 void socket_init(const struct config *c)
 {
+	table_pid = getpid();
 	static char names[4][600];
 	parse_names(&cap_srv_req, c->http_server_capture_request, names[0], sizeof names[0]);
 	parse_names(&cap_srv_resp, c->http_server_capture_response, names[1], sizeof names[1]);
@@ -1416,6 +1495,7 @@ void socket_init(const struct config *c)
  */
 void socket_after_fork_child(void)
 {
+	table_pid = getpid();
 	binding.active = false;
 	for (size_t i = 0; i < MAX_FD >> CHUNK_BITS; i++) {
 		struct fd_state *c = atomic_load_explicit(&chunks[i], memory_order_relaxed);

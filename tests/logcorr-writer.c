@@ -4,6 +4,11 @@
  *        logcorr-writer partial   stdout a regular file: partial writes forced with RLIMIT_FSIZE
  *        logcorr-writer pipe      stdout a non-blocking pipe drained slowly; what came through is printed
  *        logcorr-writer threads   4 threads, each inside its own request, writing to stdout and stderr
+ *        logcorr-writer sockets   inside a request, a connection made fd 1 (dup2, dup3, accept after
+ *                                 close(1)) and a response written to it raw and with stdio: the peer
+ *                                 must get exactly those bytes; then stdout back, a line with ids
+ *        logcorr-writer cancel    a thread in a request blocked writing to a full stdout pipe is
+ *                                 cancelled (raw write, then stdio); later writes must not hang
  *
  * A span is made current the way a server gets one: the program connects to
  * itself over TCP, sends "GET /NAME", reads it on the accepted side (the
@@ -27,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -571,6 +577,155 @@ static int threads(void)
 	return failures ? 1 : 0;
 }
 
+/* ---- a connection as fd 1: its bytes are a protocol, never a log ---- */
+
+static const char RESPONSE[] = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nhello\n";
+
+/* Writes the response onto fd 1 (raw, or with printf + fflush), closes the
+ * writing side, and checks the peer got exactly its bytes. */
+static void respond_on_fd1(int peer, bool stdio, const char *how)
+{
+	if (stdio) {
+		CHECK(printf("%s", RESPONSE) == (int)sizeof RESPONSE - 1, "%s: printf returned the response's length", how);
+		CHECK(fflush(stdout) == 0, "%s: fflush", how);
+	} else {
+		W(1, RESPONSE);
+	}
+	shutdown(1, SHUT_WR);
+	char buf[1024];
+	size_t got = 0;
+	ssize_t r;
+	while (got < sizeof buf - 1 && (r = read(peer, buf + got, sizeof buf - 1 - got)) > 0)
+		got += (size_t)r;
+	buf[got] = '\0';
+	CHECK(got == sizeof RESPONSE - 1 && memcmp(buf, RESPONSE, got) == 0,
+	      "%s: the peer got exactly the %zu bytes written (got %zu%s)", how, sizeof RESPONSE - 1, got,
+	      strstr(buf, "trace_id") ? ", with ids in them" : "");
+}
+
+static int sockets(void)
+{
+	struct conn c;
+	conn_open(&c);
+	span_begin(&c, "/s");
+	int saved = dup(1);
+	setvbuf(stdout, NULL, _IOFBF, 4096);
+	W(1, "stdout before\n");
+	for (int i = 0; i < 2; i++) {
+		bool stdio = i == 1;
+		/* dup2: the CGI-style server */
+		struct conn d;
+		conn_open(&d);
+		CHECK(dup2(d.sfd, 1) == 1, "dup2 onto fd 1");
+		respond_on_fd1(d.cfd, stdio, stdio ? "dup2, printf" : "dup2, write");
+		/* dup3 */
+		struct conn e;
+		conn_open(&e);
+		CHECK(dup3(e.sfd, 1, O_CLOEXEC) == 1, "dup3 onto fd 1");
+		respond_on_fd1(e.cfd, stdio, stdio ? "dup3, printf" : "dup3, write");
+		/* a daemon without stdio: accept gives fd 1 back */
+		struct conn f;
+		conn_open(&f);
+		close(f.sfd);
+		int again = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a;
+		socklen_t al = sizeof a;
+		getsockname(f.lfd, (struct sockaddr *)&a, &al);
+		if (again < 0 || connect(again, (struct sockaddr *)&a, sizeof a) < 0)
+			die("connect again");
+		close(1);
+		int one = accept(f.lfd, NULL, NULL);
+		CHECK(one == 1, "accept after close(1) returned fd 1 (%d)", one);
+		respond_on_fd1(again, stdio, stdio ? "accept onto fd 1, printf" : "accept onto fd 1, write");
+		CHECK(dup2(saved, 1) == 1, "stdout back with dup2");
+	}
+	/* close_range over fd 1, then a connect()ed socket gets fd 1 */
+	{
+		struct conn g;
+		conn_open(&g);
+		CHECK(close_range(1, 1, 0) == 0, "close_range(1, 1)");
+		int s1 = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a;
+		socklen_t al = sizeof a;
+		getsockname(g.lfd, (struct sockaddr *)&a, &al);
+		CHECK(s1 == 1 && connect(s1, (struct sockaddr *)&a, sizeof a) == 0, "socket() after close_range is fd 1, connected");
+		int peer = accept(g.lfd, NULL, NULL);
+		respond_on_fd1(peer, false, "close_range, connect onto fd 1, write");
+		CHECK(dup2(saved, 1) == 1, "stdout back with dup2");
+	}
+	W(1, "stdout after\n");
+	printf("stdio after\n");
+	fflush(stdout);
+	span_end(&c);
+	return failures ? 1 : 0;
+}
+
+/* ---- cancelled in the middle of a write ---- */
+
+static int cancel_pipe[2];
+static volatile int cancel_started;
+
+static void *blocked_writer(void *arg)
+{
+	bool stdio = arg != NULL;
+	struct conn c;
+	conn_open(&c);
+	span_begin(&c, stdio ? "/cancel-stdio" : "/cancel-raw");
+	static char big[1 << 17];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\n';
+	cancel_started = 1;
+	/* The pipe holds 64 KiB: this blocks, a cancellation point, with a span current. */
+	if (stdio)
+		fwrite(big, 1, sizeof big, stdout);
+	else
+		write(1, big, sizeof big);
+	return NULL;
+}
+
+static int cancel_test(void)
+{
+	int saved = dup(1);
+	for (int i = 0; i < 2; i++) {
+		bool stdio = i == 1;
+		if (pipe(cancel_pipe) < 0 || dup2(cancel_pipe[1], 1) != 1)
+			die("pipe");
+		cancel_started = 0;
+		pthread_t t;
+		pthread_create(&t, NULL, blocked_writer, stdio ? (void *)1 : NULL);
+		/* Cancel once the pipe is full: the writer is then blocked in its write. */
+		int queued = 0;
+		while (!cancel_started || queued < 65536) {
+			usleep(1000);
+			if (ioctl(cancel_pipe[0], FIONREAD, &queued) < 0)
+				die("FIONREAD");
+		}
+		pthread_cancel(t);
+		pthread_join(t, NULL);
+		/* Drain what the pipe holds, then write again from this thread: with
+		 * the stream left locked, this would never return (alarm ends it). */
+		int fl = fcntl(cancel_pipe[0], F_GETFL);
+		fcntl(cancel_pipe[0], F_SETFL, fl | O_NONBLOCK);
+		char buf[65536];
+		while (read(cancel_pipe[0], buf, sizeof buf) > 0)
+			;
+		alarm(10);
+		if (stdio) {
+			clearerr(stdout);
+			CHECK(fputs("after the cancel\n", stdout) >= 0 && fflush(stdout) == 0,
+			      "stdio: stdout still usable after a thread was cancelled in fwrite");
+		} else {
+			W(1, "after the cancel\n");
+		}
+		alarm(0);
+		dup2(saved, 1);
+		close(cancel_pipe[0]);
+		close(cancel_pipe[1]);
+	}
+	CHECK(1, "no write hung after a cancellation");
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -583,6 +738,10 @@ int main(int argc, char **argv)
 		return pipe_test();
 	if (!strcmp(mode, "threads"))
 		return threads();
-	fprintf(stderr, "usage: logcorr-writer lines|partial|pipe|threads\n");
+	if (!strcmp(mode, "sockets"))
+		return sockets();
+	if (!strcmp(mode, "cancel"))
+		return cancel_test();
+	fprintf(stderr, "usage: logcorr-writer lines|partial|pipe|threads|sockets|cancel\n");
 	return 2;
 }

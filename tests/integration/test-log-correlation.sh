@@ -16,6 +16,11 @@
 #       print() (a write per argument under -u), a JSON line; each request's own ids.
 #   (f) the task-manager (stdio fputs to stderr) with PostgreSQL and Kafka:
 #       its request log lines carry their SERVER span's ids.
+#   (g) a connection made fd 1 (dup2, dup3, accept after close(1),
+#       close_range then connect): the peer gets exactly the response's bytes,
+#       raw and through stdio; stdout back, its lines get ids again.
+#   (h) a thread cancelled while blocked in write/fwrite on stdout: later
+#       writes do not hang (the stream's lock is released).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
@@ -302,5 +307,23 @@ PY
 else
 	fail "build/task-manager is missing (run make)"
 fi
+
+echo "== (g) fd 1 made a connection (dup2, dup3, accept, close_range): its bytes are never decorated"
+run_lw sockets-plain sockets
+run_lw sockets sockets agent TRACEAGENT_LOG_CORRELATION=true
+check "sockets: the request's SERVER span exported" wait_spans "$SINK_JSONL" 1 "s['kind'] == 'SERVER' and s.get('service.name') == 'lw-sockets' and A(s).get('url.path') == '/s'"
+pycheck "$SINK_JSONL" "$WORK" <<'PY'
+path, work = sys.argv[1:]
+s = [s for s in load(path) if s.get('service.name') == 'lw-sockets' and A(s).get('url.path') == '/s']
+ids = ' trace_id=%s span_id=%s' % (s[0]['trace_id'], s[0]['span_id']) if s else ' ?'
+expect('sockets: stdout, once it leads to the file again, gets ids again (raw and stdio)',
+       ['stdout before' + ids, 'stdout after' + ids, 'stdio after' + ids], open(work + '/sockets.out').read().splitlines())
+expect('sockets: without the agent, the same lines without ids', ['stdout before', 'stdout after', 'stdio after'],
+       open(work + '/sockets-plain.out').read().splitlines())
+PY
+
+echo "== (h) a thread cancelled while blocked writing to stdout (raw, then stdio)"
+run_lw cancel-plain cancel
+run_lw cancel cancel agent TRACEAGENT_LOG_CORRELATION=true
 
 finish
