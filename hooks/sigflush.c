@@ -138,8 +138,17 @@ void sigflush_after_fork_child(void)
 {
 	/* A forked child (not a vfork one: those run no atfork handler) flushes
 	 * its own spans at a signal. */
-	if (atomic_load(&armed))
-		atomic_store(&armed_pid, (pid_t)syscall(SYS_getpid));
+	if (!atomic_load(&armed))
+		return;
+	atomic_store(&armed_pid, (pid_t)syscall(SYS_getpid));
+	/* Forked by another thread while one flushed for a signal: that flush is
+	 * the parent's. The child is not dying, and the signal the handler had
+	 * set back to SIG_DFL gets our handler again. */
+	if (atomic_exchange(&dying, 0)) {
+		exporter_final_deadline_reset();
+		install(SIGTERM);
+		install(SIGINT);
+	}
 }
 
 void sigflush_init(const struct config *c)

@@ -91,6 +91,23 @@ check "curl: HTTP hooks active" grep -q 'HTTP/1.x over libc sockets (server and 
 check "curl: libpq not linked" grep -q 'PostgreSQL (libpq): not linked' "$WORK/check.out"
 expect "the check itself made no span" 0 "$(count_spans "$SINK_JSONL" "s.get('service.name') == 'checked'")"
 
+# While --check's curl waits on a collector that never answers, its command
+# line (what ps shows every user) must not hold the header values.
+start_listening hole env -u LD_PRELOAD "$SINK" --port 0 --quiet --black-hole
+HOLE_PID=$BG_PID
+env -u LD_PRELOAD "${SECRETS[@]}" "$TA" --check --endpoint "http://127.0.0.1:$PORT" >"$WORK/check-hole.out" 2>&1 &
+CHECK_PID=$!
+args=
+for ((i = 0; i < 200; i++)); do
+	args=$(ps -eo args | grep '[c]url .*v1/traces' || true)
+	[[ -n $args ]] && break
+	sleep 0.02
+done
+check "--check: its curl seen running (against a black hole)" test -n "$args"
+expect "--check: no header value on curl's command line" "" "$(grep -o 's3cr3t-value-[0-9]' <<<"$args" | tr '\n' ' ')"
+wait "$CHECK_PID" || true
+stop_pid "$HOLE_PID" 5
+
 out=$(env -u LD_PRELOAD OTEL_EXPORTER_OTLP_ENDPOINT='http://user:pa55word@127.0.0.1:9' "$TA" --check 2>&1) && rc=0 || rc=$?
 expect "--check with a dead endpoint: status 1" 1 "$rc"
 check "a dead endpoint is reported" grep -q 'endpoint does not answer' <<<"$out"
