@@ -8,12 +8,14 @@
  *   TASKS_TOPIC   topic tasks are announced on (default web-crawl-tasks)
  *   STATUS_TOPIC  topic results are read from (default task-status)
  *   DB_POOL_SIZE  PostgreSQL connections (default 4)
+ *   ANNOUNCE_TIMEOUT_MS  how long Kafka may take to confirm a task (default 10000)
  *   KAFKA_DEBUG   librdkafka debug contexts, e.g. cgrp,fetch (default none)
  *
  * Endpoints (JSON in and out):
  *   GET  /api/health          200, or 503 naming what is down
  *   GET  /api/metrics?hours=N counts by status, success rate, average duration (N defaults to 24)
- *   POST /api/tasks {"url"}   stores the task, then announces it; 201 {"id","status":"pending"}
+ *   POST /api/tasks {"url"}   stores the task, then announces it; 201 {"id","status":"pending"} once Kafka
+ *                             has confirmed it, 503 (the task marked error) when Kafka cannot
  *   GET  /api/tasks/{id}      the task, or 404
  *
  * Prints "listening on HOST:PORT" on stdout once it accepts connections, and
@@ -75,6 +77,7 @@ struct config {
 	const char *tasks_topic;
 	const char *status_topic;
 	int pool_size;
+	long announce_timeout_ms;
 };
 
 struct db_conn {
@@ -335,11 +338,86 @@ static void mark_unannounced(const char *id, const char *reason)
 		common_log("error", "task %s: cannot mark it unannounced: %s", id, why);
 }
 
-/* Delivery reports, served by the poller thread: the key is the task id. */
+/*
+ * A POST answers 201 only once Kafka has confirmed its task (with acks=all):
+ * an accepted task is then never lost, and a Kafka outage gets a 503 within
+ * ANNOUNCE_TIMEOUT_MS rather than a 201 for a task that may never be
+ * announced. The handler waits on this, shared with the delivery report
+ * (the message's opaque); whichever lets go last frees it.
+ */
+struct announce {
+	pthread_mutex_t mu;
+	pthread_cond_t done_cv;
+	bool done;
+	rd_kafka_resp_err_t err;
+	int refs;
+};
+
+static struct announce *announce_new(void)
+{
+	struct announce *an = calloc(1, sizeof *an);
+	if (!an)
+		return NULL;
+	pthread_mutex_init(&an->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&an->done_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	an->refs = 2;   /* the handler's and the delivery report's */
+	return an;
+}
+
+static void announce_put(struct announce *an)
+{
+	pthread_mutex_lock(&an->mu);
+	bool last = --an->refs == 0;
+	pthread_mutex_unlock(&an->mu);
+	if (last) {
+		pthread_cond_destroy(&an->done_cv);
+		pthread_mutex_destroy(&an->mu);
+		free(an);
+	}
+}
+
+/* The delivery report's side: the outcome, then its reference. */
+static void announce_done(struct announce *an, rd_kafka_resp_err_t err)
+{
+	pthread_mutex_lock(&an->mu);
+	an->done = true;
+	an->err = err;
+	pthread_cond_signal(&an->done_cv);
+	pthread_mutex_unlock(&an->mu);
+	announce_put(an);
+}
+
+/* The handler's side: waits up to ms for the report. False on timeout. */
+static bool announce_wait(struct announce *an, long ms, rd_kafka_resp_err_t *err)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&an->mu);
+	while (!an->done && pthread_cond_timedwait(&an->done_cv, &an->mu, &until) != ETIMEDOUT)
+		;
+	bool done = an->done;
+	*err = an->err;
+	pthread_mutex_unlock(&an->mu);
+	return done;
+}
+
+/* Delivery reports, served by the poller thread: the key is the task id, the
+ * opaque the POST waiting for it. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	(void)rk;
 	(void)opaque;
+	struct announce *an = m->_private;
 	char id[32];
 	size_t n = m->key_len < sizeof id - 1 ? m->key_len : sizeof id - 1;
 	memcpy(id, m->key ? m->key : "", m->key ? n : 0);
@@ -347,10 +425,12 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	if (m->err) {
 		common_log("error", "task %s: announcement failed: %s", id, rd_kafka_err2str(m->err));
 		mark_unannounced(id, rd_kafka_err2str(m->err));
-		return;
+	} else {
+		common_log("info", "task %s: announced on %s [%d] at offset %" PRId64, id, rd_kafka_topic_name(m->rkt),
+			(int)m->partition, (int64_t)m->offset);
 	}
-	common_log("info", "task %s: announced on %s [%d] at offset %" PRId64, id, rd_kafka_topic_name(m->rkt),
-		(int)m->partition, (int64_t)m->offset);
+	if (an)
+		announce_done(an, m->err);
 }
 
 /* Serves delivery reports and producer events. */
@@ -761,21 +841,39 @@ static void post_task(const struct request *req, struct response *res)
 		set_error(res, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
 		return;
 	}
+	struct announce *an = announce_new();
+	if (!an) {
+		free(value);
+		mark_unannounced(id, "out of memory");
+		set_error(res, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+		return;
+	}
 	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
 	/* A full local queue drains as the poller serves delivery reports: give
 	 * it up to a second before calling the announcement failed. */
 	for (int tries = 0; tries < 10; tries++) {
 		e = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(cfg.tasks_topic), RD_KAFKA_V_KEY(id, strlen(id)),
 				      RD_KAFKA_V_VALUE(value, strlen(value)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-				      RD_KAFKA_V_END);
+				      RD_KAFKA_V_OPAQUE(an), RD_KAFKA_V_END);
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			break;
 		usleep(100 * 1000);
 	}
 	free(value);
 	if (e) {
+		announce_put(an);   /* no report will come */
 		common_log("error", "task %s: announcement refused: %s", id, rd_kafka_err2str(e));
 		mark_unannounced(id, rd_kafka_err2str(e));
+	} else {
+		/* librdkafka reports every message by message.timeout.ms; the margin
+		 * covers the poller's cycle. */
+		if (!announce_wait(an, cfg.announce_timeout_ms + 2000, &e)) {
+			e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+			common_log("error", "task %s: no delivery report in time", id);
+		}
+		announce_put(an);
+	}
+	if (e) {
 		set_error(res, MHD_HTTP_SERVICE_UNAVAILABLE, "task %s stored but not announced: %s", id,
 			  rd_kafka_err2str(e));
 		json_object_set_new(res->body, "id", json_integer(idn));
@@ -973,6 +1071,7 @@ static void load_config(void)
 	cfg.tasks_topic = common_env_str("TASKS_TOPIC", "web-crawl-tasks");
 	cfg.status_topic = common_env_str("STATUS_TOPIC", "task-status");
 	cfg.pool_size = (int)common_env_long("DB_POOL_SIZE", 4, 1, 64);
+	cfg.announce_timeout_ms = common_env_long("ANNOUNCE_TIMEOUT_MS", 10000, 1000, 300000);
 }
 
 static void pool_init(void)
@@ -1006,9 +1105,11 @@ static void kafka_start(void)
 {
 	char err[512];
 	rd_kafka_conf_t *pconf = common_kafka_conf(cfg.brokers);
-	/* A task stays queued through a Kafka outage this long before it is
-	 * marked unannounced. */
-	common_kafka_set(pconf, "message.timeout.ms", "60000");
+	/* The POST waits for its task's delivery report: through a Kafka outage,
+	 * this long, then the task is marked unannounced and answered 503. */
+	char timeout[24];
+	snprintf(timeout, sizeof timeout, "%ld", cfg.announce_timeout_ms);
+	common_kafka_set(pconf, "message.timeout.ms", timeout);
 	rd_kafka_conf_set_dr_msg_cb(pconf, on_delivery);
 	producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof err);
 	if (!producer) {
@@ -1090,8 +1191,14 @@ int main(void)
 	 * retried every second from the main loop while requests get 503s. */
 	for (int i = 0; i < 20 && !atomic_load(&schema_ready); i++) {
 		try_schema();
-		if (!atomic_load(&schema_ready))
-			usleep(500 * 1000);
+		struct timespec half = {0, 500 * 1000 * 1000};
+		int sig = atomic_load(&schema_ready) ? 0 : sigtimedwait(&stop, NULL, &half);
+		if (sig == SIGTERM || sig == SIGINT) {
+			/* Nothing started yet but the pool: stop at once. */
+			common_log("info", "%s: stopping", strsignal(sig));
+			pool_close();
+			return 0;
+		}
 	}
 
 	kafka_start();
