@@ -233,14 +233,17 @@ static void topic_forget(rd_kafka_topic_t *rkt)
 }
 
 /* ------------------------------------------------------------------ */
-/* Delivery: a span waiting for its delivery report rides in the       */
-/* message's opaque, as a slot indexed like the span's pool record.    */
+/* Delivery: a span waiting for its delivery report is found again by   */
+/* the span id in the message's own traceparent header, which the       */
+/* report's message still carries. The app's msg_opaque is never        */
+/* touched: its partitioner_cb and interceptors see exactly its value.  */
 /* ------------------------------------------------------------------ */
 
 struct dr_slot {
 	_Atomic(struct handle *) h;  /* the client; non-NULL while the message is in flight */
 	uint32_t gen;                /* the handle entry's generation then */
-	void *app_opaque;
+	uint32_t bucket;             /* its entry in dr_keys */
+	uint64_t id;                 /* the span id, as the key */
 	struct span *sp;
 };
 
@@ -249,29 +252,106 @@ struct dr_slot {
  * (past it, a message's span ends when it is accepted). */
 static _Atomic uint32_t slots_waiting;
 
-static void slot_release(struct dr_slot *sl)
-{
-	struct handle *h = atomic_exchange_explicit(&sl->h, NULL, memory_order_acq_rel);
-	if (h)
-		atomic_fetch_sub_explicit(&h->inflight, 1, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&slots_waiting, 1, memory_order_relaxed);
-}
-
+/* Slots are indexed like the span's pool record. */
 static struct dr_slot *slots;
 static uint32_t slots_cap;
 static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
+
+/* span id -> slot: open addressing over twice the slots, an id in one of
+ * KEY_PROBES buckets from its hash (ids are random), looked at in all of
+ * them (a bucket emptied by a report never cuts a probe short). */
+#define KEY_PROBES 16
+#define KEY_EMPTY 0
+#define KEY_BUSY 1   /* claimed, its idx being written */
+
+struct dr_key {
+	_Atomic uint64_t id;
+	uint32_t idx;
+};
+
+static struct dr_key *dr_keys;
+static uint32_t dr_keys_mask;
 
 static void slots_map(void)
 {
 	uint32_t cap = span_pool_capacity();
 	if (!cap)
 		return;
+	uint32_t nkeys = 64;
+	while (nkeys < 2 * cap)
+		nkeys *= 2;
+	void *k = mmap(NULL, (size_t)nkeys * sizeof(struct dr_key), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (k == MAP_FAILED)
+		return;
 	void *p = mmap(NULL, (size_t)cap * sizeof(struct dr_slot), PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED)
+	if (p == MAP_FAILED) {
+		munmap(k, (size_t)nkeys * sizeof(struct dr_key));
 		return;
+	}
+	dr_keys = k;
+	dr_keys_mask = nkeys - 1;
 	slots_cap = cap;
 	atomic_store_explicit((_Atomic(struct dr_slot *) *)&slots, (struct dr_slot *)p, memory_order_release);
+}
+
+static uint32_t key_hash(uint64_t id)
+{
+	return (uint32_t)(id ^ (id >> 32)) & dr_keys_mask;
+}
+
+/* Files id -> idx; returns the bucket, or UINT32_MAX when every bucket of
+ * its probe is taken (the span then ends at acceptance). */
+static uint32_t key_insert(uint64_t id, uint32_t idx)
+{
+	if (id <= KEY_BUSY)
+		return UINT32_MAX;
+	uint32_t b = key_hash(id);
+	for (unsigned i = 0; i < KEY_PROBES; i++) {
+		struct dr_key *k = &dr_keys[(b + i) & dr_keys_mask];
+		uint64_t empty = KEY_EMPTY;
+		if (atomic_compare_exchange_strong_explicit(&k->id, &empty, KEY_BUSY, memory_order_acquire,
+							    memory_order_relaxed)) {
+			k->idx = idx;
+			atomic_store_explicit(&k->id, id, memory_order_release);
+			return (b + i) & dr_keys_mask;
+		}
+	}
+	return UINT32_MAX;
+}
+
+/* The slot filed under id, taken out of the table (one caller wins); NULL
+ * when none: not a message of ours, or not one waiting for its report. */
+static struct dr_slot *key_take(uint64_t id)
+{
+	if (id <= KEY_BUSY)
+		return NULL;
+	uint32_t b = key_hash(id);
+	for (unsigned i = 0; i < KEY_PROBES; i++) {
+		struct dr_key *k = &dr_keys[(b + i) & dr_keys_mask];
+		if (atomic_load_explicit(&k->id, memory_order_acquire) != id)
+			continue;
+		uint32_t idx = k->idx;
+		uint64_t expect = id;
+		if (idx < slots_cap && atomic_compare_exchange_strong_explicit(&k->id, &expect, KEY_EMPTY,
+									     memory_order_acq_rel, memory_order_relaxed))
+			return &slots[idx];
+	}
+	return NULL;
+}
+
+static void slot_release(struct dr_slot *sl)
+{
+	/* Out of the table unless a report took it out already (and the
+	 * bucket may hold another id since: only ours is removed). */
+	uint64_t expect = sl->id;
+	atomic_compare_exchange_strong_explicit(&dr_keys[sl->bucket].id, &expect, KEY_EMPTY, memory_order_acq_rel,
+						memory_order_relaxed);
+	struct handle *h = atomic_exchange_explicit(&sl->h, NULL, memory_order_acq_rel);
+	if (h)
+		atomic_fetch_sub_explicit(&h->inflight, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&slots_waiting, 1, memory_order_relaxed);
 }
 
 static struct dr_slot *slot_for(struct span *sp)
@@ -280,17 +360,6 @@ static struct dr_slot *slot_for(struct span *sp)
 	if (!slots || sp->pool_index >= slots_cap)
 		return NULL;
 	return &slots[sp->pool_index];
-}
-
-/* The slot an opaque points at, or NULL when it is the app's own value. */
-static struct dr_slot *slot_from(void *opaque)
-{
-	struct dr_slot *base = atomic_load_explicit((_Atomic(struct dr_slot *) *)&slots, memory_order_acquire);
-	uintptr_t p = (uintptr_t)opaque, b = (uintptr_t)base;
-	if (!base || p < b || p >= b + (uintptr_t)slots_cap * sizeof(struct dr_slot) ||
-	    (p - b) % sizeof(struct dr_slot))
-		return NULL;
-	return (struct dr_slot *)opaque;
 }
 
 /* ------------------------------------------------------------------ */
@@ -479,24 +548,36 @@ static void produce_begin(const struct msg_args *a, struct produce_op *op)
 	if (!a->has_value)
 		span_set_bool(sp, "messaging.kafka.message.tombstone", true);
 	/* The span ends at the delivery report when the app has a callback to
-	 * get it through; otherwise when the message is accepted. */
-	if (a->h && a->h->wrapped &&
+	 * get it through and the message carries our traceparent (the report
+	 * finds the span by it); otherwise when the message is accepted. */
+	struct dr_slot *sl;
+	if (op->inject && inject_tracecontext && a->h && a->h->wrapped &&
 	    atomic_load_explicit(&slots_waiting, memory_order_relaxed) < span_pool_capacity() / 2 &&
-	    (op->slot = slot_for(sp)) != NULL) {
+	    (sl = slot_for(sp)) != NULL) {
 		struct handle *h = (struct handle *)a->h;
-		atomic_fetch_add_explicit(&slots_waiting, 1, memory_order_relaxed);
-		atomic_fetch_add_explicit(&h->inflight, 1, memory_order_relaxed);
-		op->slot->app_opaque = a->opaque;
-		op->slot->sp = sp;
-		op->slot->gen = h->gen;
-		atomic_store_explicit(&op->slot->h, h, memory_order_release);
+		uint64_t id;
+		memcpy(&id, op->ctx.span_id, sizeof id);
+		sl->bucket = key_insert(id, sp->pool_index);
+		if (sl->bucket != UINT32_MAX) {
+			atomic_fetch_add_explicit(&slots_waiting, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&h->inflight, 1, memory_order_relaxed);
+			sl->id = id;
+			sl->sp = sp;
+			sl->gen = h->gen;
+			atomic_store_explicit(&sl->h, h, memory_order_release);
+			op->slot = sl;
+		}
 	}
 }
 
-/* The opaque to hand librdkafka: the slot when the span waits for its report. */
-static void *produce_opaque(const struct msg_args *a, const struct produce_op *op)
+/* The message goes out without our traceparent after all: its report could
+ * not find the span, which ends when the message is accepted instead. */
+static void produce_unslot(struct produce_op *op)
 {
-	return op->slot ? (void *)op->slot : a->opaque;
+	if (op->slot) {
+		slot_release(op->slot);
+		op->slot = NULL;
+	}
 }
 
 /* Adds our headers to a list; records which names we added. */
@@ -576,7 +657,6 @@ static rd_kafka_error_t *issue(const struct msg_args *a, struct produce_op *op, 
 		own = REAL_RK(headers_new)(a->n_header + (inject ? 1 + (op->ctx.tracestate_len != 0) +
 							     (op->ctx.baggage_len != 0) : 0));
 	size_t n = 0;
-	bool opaque_set = false;
 	for (size_t i = 0; i < cnt; i++) {
 		switch (in[i].vtype) {
 		case RD_KAFKA_VTYPE_HEADER:
@@ -589,19 +669,10 @@ static rd_kafka_error_t *issue(const struct msg_args *a, struct produce_op *op, 
 			break;
 		case RD_KAFKA_VTYPE_HEADERS:
 			break;   /* the one list goes last: HEADERS(NULL), as kcat passes, is no list */
-		case RD_KAFKA_VTYPE_OPAQUE:
-			vus[n] = in[i];
-			vus[n++].u.ptr = produce_opaque(a, op);
-			opaque_set = true;
-			break;
 		default:
 			vus[n++] = in[i];
 			break;
 		}
-	}
-	if (!opaque_set && op->slot) {
-		vus[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
-		vus[n++].u.ptr = op->slot;
 	}
 	rd_kafka_headers_t *target = a->app_list ? a->app_list : own;
 	if (inject && target) {
@@ -645,6 +716,7 @@ static rd_kafka_error_t *produce_traced(struct msg_args *a, const rd_kafka_vu_t 
 	rd_kafka_error_t *error = issue(a, &op, vus, cnt, op.inject);
 	if (error && op.inject && error_code(error) == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
 		REAL_RK(error_destroy)(error);
+		produce_unslot(&op);
 		error = issue(a, &op, vus, cnt, false);
 		if (!error)
 			log_debug("kafka: a message to %s was too large with trace headers; sent without them",
@@ -843,6 +915,22 @@ HOOK int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags
 		.key = key, .klen = keylen, .len = len, .has_value = payload != NULL, .opaque = msg_opaque,
 		.has_opaque = true,
 	};
+	/* librdkafka's rd_kafka_produce clears rd_kafka_last_error() when it
+	 * succeeds; produceva leaves it as it was. After a failed call, this
+	 * one is made as the app made it (no headers; the span ends when the
+	 * message is accepted), so rd_kafka_last_error() reads the same. */
+	if (!REAL_RK(last_error) || REAL_RK(last_error)() != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		struct produce_op op;
+		a.app_traceparent = true;   /* add nothing */
+		produce_begin(&a, &op);
+		int ret = REAL_RK(produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
+		saved = errno;
+		produce_done(&op, ret == 0 ? RD_KAFKA_RESP_ERR_NO_ERROR
+					   : REAL_RK(last_error) ? REAL_RK(last_error)() : RD_KAFKA_RESP_ERR__FAIL);
+		errno = saved;
+		context_guard_leave();
+		return ret;
+	}
 	rd_kafka_vu_t vus[6] = {
 		{.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = rkt},
 		{.vtype = RD_KAFKA_VTYPE_PARTITION, .u.i32 = partition},
@@ -858,7 +946,8 @@ HOOK int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags
 	if (error) {
 		rd_kafka_resp_err_t code = error_code(error);
 		REAL_RK(error_destroy)(error);
-		ret = REAL_RK(produce)(rkt, partition, msgflags, payload, len, key, keylen, produce_opaque(&a, &op));
+		produce_unslot(&op);
+		ret = REAL_RK(produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
 		saved = errno;
 		produce_done(&op, ret == 0 ? RD_KAFKA_RESP_ERR_NO_ERROR : code);
 	} else {
@@ -935,23 +1024,40 @@ static void finish_delivery(struct span *sp, const rd_kafka_message_t *m)
 	span_end(sp);
 }
 
+/* The slot of a reported message: by the span id in its traceparent. */
+static struct dr_slot *slot_of_report(const rd_kafka_message_t *m)
+{
+	rd_kafka_headers_t *hl;
+	const void *v;
+	size_t sz;
+	struct trace_context ctx;
+	if (!atomic_load_explicit((_Atomic(struct dr_slot *) *)&slots, memory_order_acquire) ||
+	    !REAL_RK(message_headers) || !REAL_RK(header_get_last) ||
+	    REAL_RK(message_headers)(m, &hl) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    REAL_RK(header_get_last)(hl, "traceparent", &v, &sz) != RD_KAFKA_RESP_ERR_NO_ERROR || sz != TRACEPARENT_LEN ||
+	    !propagation_parse_traceparent(v, sz, &ctx))
+		return NULL;
+	uint64_t id;
+	memcpy(&id, ctx.span_id, sizeof id);
+	return key_take(id);
+}
+
 /* Installed as the dr_msg_cb of every producer whose app set one: ends the
- * message's span, gives the message back its own opaque, then calls the
- * app's callback with exactly what librdkafka passed. */
+ * message's span, then calls the app's callback with exactly what
+ * librdkafka passed. */
 static void dr_trampoline(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-	struct dr_slot *sl = slot_from(m->_private);
+	int saved = errno;
+	bool guarded = context_guard_enter();
+	struct dr_slot *sl = slot_of_report(m);
 	if (sl) {
-		int saved = errno;
-		bool guarded = context_guard_enter();
 		struct span *sp = sl->sp;
-		((rd_kafka_message_t *)m)->_private = sl->app_opaque;
 		slot_release(sl);
 		finish_delivery(sp, m);
-		if (guarded)
-			context_guard_leave();
-		errno = saved;
 	}
+	if (guarded)
+		context_guard_leave();
+	errno = saved;
 	const struct handle *h = handle_find(rk);
 	if (h && h->app_dr)
 		h->app_dr(rk, m, opaque);

@@ -175,6 +175,7 @@ static void resolve_rk(void)
 	R(header_get_last, "rd_kafka_header_get_last");
 	R(header_get, "rd_kafka_header_get");
 	R(message_headers, "rd_kafka_message_headers");
+	R(last_error, "rd_kafka_last_error");
 #undef R
 }
 

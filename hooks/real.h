@@ -147,6 +147,7 @@ struct real_rk_fns {
 					       size_t *);
 	rd_kafka_resp_err_t (*header_get)(const rd_kafka_headers_t *, size_t, const char *, const void **, size_t *);
 	rd_kafka_resp_err_t (*message_headers)(const rd_kafka_message_t *, rd_kafka_headers_t **);
+	rd_kafka_resp_err_t (*last_error)(void);
 };
 
 extern struct real_rk_fns real_rk;

@@ -1,6 +1,6 @@
 /* kafka-producer: produces one message through each librdkafka produce API and prints each delivery report (Kafka hook tests). */
 /*
- * usage: kafka-producer [--brokers HOST:PORT] [--topic NAME] [--no-dr] [--fail]
+ * usage: kafka-producer [--brokers HOST:PORT] [--topic NAME] [--no-dr] [--fail] [--partitioner]
  *
  * Brokers: --brokers, else $KAFKA_BROKERS. Topic: --topic, else
  * "kafka-producer" (use a 1-partition topic: keyless messages with
@@ -34,11 +34,17 @@
  *   (produce with F_COPY and with F_FREE, producev, produceva, produce_batch),
  *   (all refused by the produce call: EMSGSIZE / MSG_SIZE_TOO_LARGE), then
  *   rd_kafka_produce to partition 7 of the (1-partition) topic once its
- *   metadata is known (refused: ESRCH / _UNKNOWN_PARTITION), then a small
- *   producev message that is accepted and, linger.ms being 5000 in this mode,
- *   still queued when rd_kafka_purge(RD_KAFKA_PURGE_F_QUEUE) fails it: its
- *   delivery report has err=_PURGE_QUEUE. Prints the produce return, errno and
+ *   metadata is known (refused: ESRCH / _UNKNOWN_PARTITION), then an
+ *   rd_kafka_produce that is accepted ("fail/after-error": librdkafka resets
+ *   rd_kafka_last_error() to NO_ERROR, printed), then a small producev
+ *   message; both accepted and, linger.ms being 5000 in this mode, still
+ *   queued when rd_kafka_purge(RD_KAFKA_PURGE_F_QUEUE) fails them: their
+ *   delivery reports have err=_PURGE_QUEUE. Prints the produce return, errno and
  *   rd_kafka_last_error() (or the returned error), the purge result and the dr.
+ * --partitioner: the topic has a partitioner_cb that prints the msg_opaque
+ *   librdkafka hands it and picks partition opaque % partition_cnt; three
+ *   keyed messages (opaques 1, 2, 3) through rd_kafka_produce and producev.
+ *   The lines "partitioner key=K opaque=N" must not change under an agent.
  * Exit status: 0 when every line is what the mode expects (all delivered in
  * normal mode; every message failed in --fail mode), 1 otherwise, 2 on usage.
  */
@@ -59,7 +65,9 @@ static const char *const CASES[] = {
 	"batch/0", "batch/1", "batch/2",
 	/* --fail */
 	"fail/produce-copy", "fail/produce-free", "fail/producev", "fail/produceva", "fail/batch",
-	"fail/unknown-partition", "fail/purged",
+	"fail/unknown-partition", "fail/after-error", "fail/purged",
+	/* --partitioner */
+	"part/produce-1", "part/produce-2", "part/producev-3",
 };
 #define NCASES (int)(sizeof CASES / sizeof CASES[0])
 /* msg_opaque of case i: OPAQUE_BASE + i (a value, never dereferenced). */
@@ -354,6 +362,14 @@ static void run_fail(rd_kafka_t *rk, const char *topic)
 	ret = rd_kafka_produce(rkt, 7, RD_KAFKA_MSG_F_COPY, payload, strlen(payload), NULL, 0,
 			       opaque_of(case_of(name)));
 	report_legacy(name, ret, errno);
+
+	/* librdkafka's rd_kafka_produce clears the last error it set above. */
+	name = "fail/after-error";
+	fmt_payload(payload, sizeof payload, name);
+	ret = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, payload, strlen(payload), NULL, 0,
+			       opaque_of(case_of(name)));
+	report_legacy(name, ret, errno);
+	printf("last_error %s\n", rd_kafka_err2name(rd_kafka_last_error()));
 	rd_kafka_topic_destroy(rkt);
 
 	/* Accepted, then failed in its delivery report: linger.ms is long in
@@ -368,11 +384,48 @@ static void run_fail(rd_kafka_t *rk, const char *topic)
 	printf("purge err=%s\n", rd_kafka_err2name(pe));
 }
 
+/* --partitioner: what a custom partitioner is handed. */
+static int32_t partitioner(const rd_kafka_topic_t *rkt, const void *key, size_t keylen, int32_t partition_cnt,
+			   void *rkt_opaque, void *msg_opaque)
+{
+	(void)rkt;
+	(void)rkt_opaque;
+	printf("partitioner key=%.*s opaque=%ld\n", (int)keylen, (const char *)key, (long)(intptr_t)msg_opaque);
+	return (int32_t)((intptr_t)msg_opaque % partition_cnt);
+}
+
+static void run_partitioner(rd_kafka_t *rk, const char *topic)
+{
+	rd_kafka_topic_conf_t *tconf = rd_kafka_topic_conf_new();
+	rd_kafka_topic_conf_set_partitioner_cb(tconf, partitioner);
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, tconf);
+	if (!rkt) {
+		fprintf(stderr, "kafka-producer: rd_kafka_topic_new: %s\n", rd_kafka_err2str(rd_kafka_last_error()));
+		exit(1);
+	}
+	/* The partitioner runs once the partition count is known. */
+	const struct rd_kafka_metadata *md = NULL;
+	if (rd_kafka_metadata(rk, 0, rkt, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_metadata_destroy(md);
+	for (int i = 1; i <= 2; i++) {
+		char key[32];
+		snprintf(key, sizeof key, "k%d", i);
+		const char *name = i == 1 ? "part/produce-1" : "part/produce-2";
+		int ret = rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, "p", 1, key, strlen(key),
+					   (void *)(intptr_t)i);
+		report_legacy(name, ret, errno);
+	}
+	report_err("part/producev-3", rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_VALUE("p", 1),
+							 RD_KAFKA_V_KEY("k3", 2), RD_KAFKA_V_OPAQUE((void *)(intptr_t)3),
+							 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END));
+	rd_kafka_topic_destroy(rkt);
+}
+
 int main(int argc, char **argv)
 {
 	const char *brokers = getenv("KAFKA_BROKERS");
 	const char *topic = "kafka-producer";
-	int with_dr = 1, fail = 0;
+	int with_dr = 1, fail = 0, part = 0;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--brokers") == 0 && i + 1 < argc)
 			brokers = argv[++i];
@@ -382,8 +435,11 @@ int main(int argc, char **argv)
 			with_dr = 0;
 		else if (strcmp(argv[i], "--fail") == 0)
 			fail = 1;
+		else if (strcmp(argv[i], "--partitioner") == 0)
+			part = 1;
 		else {
-			fprintf(stderr, "usage: kafka-producer [--brokers HOST:PORT] [--topic NAME] [--no-dr] [--fail]\n");
+			fprintf(stderr, "usage: kafka-producer [--brokers HOST:PORT] [--topic NAME] [--no-dr] [--fail] "
+					"[--partitioner]\n");
 			return 2;
 		}
 	}
@@ -396,6 +452,8 @@ int main(int argc, char **argv)
 	rd_kafka_t *rk = new_producer(brokers, with_dr, fail);
 	if (fail)
 		run_fail(rk, topic);
+	else if (part)
+		run_partitioner(rk, topic);
 	else
 		run_normal(rk, topic);
 	rd_kafka_resp_err_t fe = rd_kafka_flush(rk, 15000);
@@ -405,9 +463,10 @@ int main(int argc, char **argv)
 
 	if (fe)
 		return 1;
+	int want = fail ? 2 : part ? 3 : 11;
 	if (!with_dr)
-		return produced == (fail ? 1 : 11) ? 0 : 1;
+		return produced == want ? 0 : 1;
 	if (fail)
-		return produced == 1 && delivered == 0 && failed_dr == 1 ? 0 : 1;
-	return produced == 11 && delivered == 11 && failed_dr == 0 ? 0 : 1;
+		return produced == want && delivered == 0 && failed_dr == want ? 0 : 1;
+	return produced == want && delivered == want && failed_dr == 0 ? 0 : 1;
 }

@@ -12,6 +12,7 @@
 #   (a) dev-kafka start/status       (b) normal mode: spans, attributes, headers read back with kcat
 #   (c) --no-dr: spans end at accept (d) --fail: refused produce calls and a purged message: ERROR spans
 #   (e) valgrind (normal and --fail, F_FREE/F_COPY ownership) under the agent
+#   (g) --partitioner: a partitioner_cb sees the app's msg_opaque
 #   (f) dev-kafka stop
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -47,9 +48,11 @@ read_topic() {
 
 # with_traceparent: the expected output under the agent: each "headers:"
 # line (names of the delivered message's headers) gains a trailing
-# traceparent, except for the message whose app supplied its own.
+# traceparent, except for the message whose app supplied its own, and the
+# rd_kafka_produce right after a failed one (made as the app made it, so that
+# rd_kafka_last_error() is reset exactly as librdkafka resets it).
 with_traceparent() {
-	awk '/^headers: / && $2 != "producev/traceparent" { sub(/count=[0-9]+/, "count=" (substr($3, 7) + 1)); $0 = $0 " traceparent" } { print }'
+	awk '/^headers: / && $2 != "producev/traceparent" && $2 != "fail/after-error" { sub(/count=[0-9]+/, "count=" (substr($3, 7) + 1)); $0 = $0 " traceparent" } { print }'
 }
 
 # The checks shared by the span checks below (python, with the prelude).
@@ -181,17 +184,27 @@ by_msg = {m['offset']: m for m in msgs}
 plain_by = {m['offset']: m for m in plain}
 for case, (part, off, err, opaque) in sorted(drs.items(), key=lambda kv: kv[1][1]):
     label = '(b) %s (offset %d)' % (case, off)
-    cand = by_off.get(off, [])
-    if not check(len(cand) == 1, label + ': one span with messaging.kafka.offset=%d' % off,
-                 'found %d; offsets seen %r' % (len(cand), sorted(by_off, key=str))):
-        continue
+    own_tp = case == 'producev/traceparent'
+    if own_tp:
+        # The app's own traceparent: the report finds a span by ours, so
+        # this one ended when the message was accepted (no offset).
+        cand = [s for s in ss if A(s).get('messaging.kafka.message.key') == 'key-' + case]
+        if not check(len(cand) == 1 and 'messaging.kafka.offset' not in A(cand[0]),
+                     label + ': one span, ended at acceptance (no messaging.kafka.offset)', [show(s) for s in cand]):
+            continue
+    else:
+        cand = by_off.get(off, [])
+        if not check(len(cand) == 1, label + ': one span with messaging.kafka.offset=%d' % off,
+                     'found %d; offsets seen %r' % (len(cand), sorted(by_off, key=str))):
+            continue
     s = cand[0]
     a = A(s)
     common_attrs(label, s, 'kp-main', port)
     check(s.get('status') == 'UNSET' and 'error.type' not in a, label + ': status unset, no error.type', show(s))
     check(s.get('parent_span_id') == '', label + ': a root (no current context in the producer)', show(s))
-    expect(label + ': messaging.destination.partition.id = the delivery report\'s, as a string', str(part),
-           a.get('messaging.destination.partition.id'))
+    if not own_tp:
+        expect(label + ': messaging.destination.partition.id = the delivery report\'s, as a string', str(part),
+               a.get('messaging.destination.partition.id'))
     expect(label + ': messaging.message.body.size', len('payload ' + case), a.get('messaging.message.body.size'))
     if KEYED(case):
         expect(label + ': messaging.kafka.message.key', 'key-' + case, a.get('messaging.kafka.message.key'))
@@ -282,36 +295,41 @@ produce fail/produceva ret=MSG_SIZE_TOO_LARGE
 produce_batch fail/batch ret=0
 produce fail/batch ret=MSG_SIZE_TOO_LARGE
 produce fail/unknown-partition ret=-1 errno=ESRCH err=_UNKNOWN_PARTITION
+produce fail/after-error ret=0
+last_error NO_ERROR
 produce fail/purged ret=NO_ERROR
 purge err=NO_ERROR
-dr fail/purged partition=0 offset=-1001 err=_PURGE_QUEUE opaque=1017
+dr fail/after-error partition=0 offset=-1001 err=_PURGE_QUEUE opaque=1017
+headers: fail/after-error count=0
+dr fail/purged partition=0 offset=-1001 err=_PURGE_QUEUE opaque=1018
 headers: fail/purged count=1 app-h
 flush err=NO_ERROR outq=0
-summary produced=1 delivered=0 failed=1
+summary produced=2 delivered=0 failed=2
 EOF
 with_traceparent <"$WORK/fail.want" >"$WORK/fail-agent.want"
 rc=0
 env -u LD_PRELOAD $PRODUCER --topic kp-fail-plain --fail >"$WORK/fail-plain.out" 2>"$WORK/fail-plain.err" || rc=$?
 expect "(d) without the agent: exit status" 0 "$rc"
-check "(d) without the agent: produce errors and the delivery error as expected" \
-	diff -u "$WORK/fail.want" "$WORK/fail-plain.out"
+# (sorted: the two purged messages' reports come in either order)
+check "(d) without the agent: produce errors and the delivery errors as expected" \
+	diff -u <(sort "$WORK/fail.want") <(sort "$WORK/fail-plain.out")
 rc=0
 agent kp-fail $PRODUCER --topic kp-fail --fail >"$WORK/fail.out" 2>"$WORK/fail.err" || rc=$?
 expect "(d) under the agent: exit status" 0 "$rc"
 check "(d) under the agent: return values, errno, rd_kafka_last_error, purge and the app's delivery report unchanged" \
-	diff -u <(grep -v '^headers: ' "$WORK/fail.want") <(grep -v '^headers: ' "$WORK/fail.out")
-check "(d) under the agent: the purged message's header names: the app's, then traceparent" \
-	diff -u <(grep '^headers: ' "$WORK/fail-agent.want") <(grep '^headers: ' "$WORK/fail.out")
+	diff -u <(grep -v '^headers: ' "$WORK/fail.want" | sort) <(grep -v '^headers: ' "$WORK/fail.out" | sort)
+check "(d) under the agent: the purged messages' header names: the app's, then traceparent (none after an error)" \
+	diff -u <(grep '^headers: ' "$WORK/fail-agent.want" | sort) <(grep '^headers: ' "$WORK/fail.out" | sort)
 check "(d) under the agent: nothing on stderr" test ! -s "$WORK/fail.err"
 expect "(d) nothing reached the topic (with the agent)" "" "$("${K[@]}" -C -t kp-fail -e -o beginning 2>/dev/null)"
 expect "(d) nothing reached the topic (without the agent)" "" "$("${K[@]}" -C -t kp-fail-plain -e -o beginning 2>/dev/null)"
-check "(d) 7 PRODUCER spans exported" wait_spans "$SINK_JSONL" 7 "s.get('service.name') == 'kp-fail' and s['kind'] == 'PRODUCER'" 10
+check "(d) 8 PRODUCER spans exported" wait_spans "$SINK_JSONL" 8 "s.get('service.name') == 'kp-fail' and s['kind'] == 'PRODUCER'" 10
 
 pycheck "$SINK_JSONL" "$KAFKA_PORT" <<'PY'
 from kprod import *
 path, port = sys.argv[1], int(sys.argv[2])
 ss = producer_spans(path, 'kp-fail')
-expect('(d) exactly one PRODUCER span per produce attempt (7)', 7, len(ss))
+expect('(d) exactly one PRODUCER span per produce attempt (8)', 8, len(ss))
 # (case, error.type, body size, key, partition.id or None when not checked)
 WANT = [
     ('fail/produce-copy', 'MSG_SIZE_TOO_LARGE', 5000, None, '0'),
@@ -320,12 +338,16 @@ WANT = [
     ('fail/produceva', 'MSG_SIZE_TOO_LARGE', 5000, None, None),
     ('fail/batch', 'MSG_SIZE_TOO_LARGE', 5000, 'key-fail/batch', None),
     ('fail/unknown-partition', '_UNKNOWN_PARTITION', len('payload fail/unknown-partition'), None, '7'),
+    # made as the app made it (no header of ours to find it by at the
+    # report): the span ends when the message is accepted
+    ('fail/after-error', None, len('payload fail/after-error'), None, None),
     ('fail/purged', '_PURGE_QUEUE', len('payload fail/purged'), None, '0'),
 ]
-expect('(d) error.type of the spans (5 too large, 1 unknown partition, 1 purged)',
-       sorted(w[1] for w in WANT), sorted(str(A(s).get('error.type')) for s in ss))
-check(all(s.get('status') == 'ERROR' for s in ss), '(d) every span has status ERROR',
-      [show(s) for s in ss if s.get('status') != 'ERROR'])
+expect('(d) error.type of the spans (5 too large, 1 unknown partition, 1 accepted, 1 purged)',
+       sorted(str(w[1]) for w in WANT), sorted(str(A(s).get('error.type')) for s in ss))
+check(all(s.get('status') == ('UNSET' if 'error.type' not in A(s) else 'ERROR') for s in ss),
+      '(d) every span with an error.type has status ERROR, the accepted one UNSET',
+      [show(s) for s in ss])
 check(all('messaging.kafka.offset' not in A(s) for s in ss), '(d) no offset attribute on failed messages',
       [show(s) for s in ss if 'messaging.kafka.offset' in A(s)])
 for s in ss:
@@ -358,7 +380,7 @@ if command -v valgrind >/dev/null; then
 		>"$WORK/vg-fail.out" 2>"$WORK/vg-fail.err" || rc=$?
 	expect "(e) valgrind, --fail mode: exit status 0 (no memory error, no definite leak)" 0 "$rc"
 	[[ $rc -ne 0 ]] && sed 's/^/    /' "$WORK/vg-fail.err" | head -n 60
-	check "(e) valgrind, --fail mode: output as under the agent without valgrind" diff -u "$WORK/fail-agent.want" "$WORK/vg-fail.out"
+	check "(e) valgrind, --fail mode: output as under the agent without valgrind" diff -u <(sort "$WORK/fail-agent.want") <(sort "$WORK/vg-fail.out")
 	check "(e) valgrind: the spans were made and exported (11 + 7)" \
 		wait_spans "$SINK_JSONL" 18 "s.get('service.name') in ('kp-vg', 'kp-vg-fail') and s['kind'] == 'PRODUCER'" 10
 else
@@ -387,6 +409,20 @@ if sp:
     expect("(e2) error.type _MSG_TIMED_OUT", "_MSG_TIMED_OUT", s["attributes"].get("error.type"))
     expect("(e2) name", "send kp-timeout", s["name"])
 PY
+
+echo "== (g) a custom partitioner_cb sees the app's own msg_opaque (the agent never swaps it)"
+env -u LD_PRELOAD $PRODUCER --topic kp-part-plain --partitioner >"$WORK/part-plain.out" 2>"$WORK/part-plain.err" || true
+rc=0
+agent kp-part $PRODUCER --topic kp-part --partitioner >"$WORK/part.out" 2>"$WORK/part.err" || rc=$?
+expect "(g) under the agent: exit status" 0 "$rc"
+expect "(g) without the agent: the partitioner saw opaques 1, 2, 3" \
+	"partitioner key=k1 opaque=1 partitioner key=k2 opaque=2 partitioner key=k3 opaque=3" \
+	"$(grep '^partitioner ' "$WORK/part-plain.out" | tr '\n' ' ' | sed 's/ $//')"
+# (sorted: the three partitions' reports arrive in any order)
+check "(g) under the agent: the partitioner lines, produce results and delivery reports (partition, opaque) unchanged" \
+	diff -u <(grep -v '^headers: ' "$WORK/part-plain.out" | sort) <(grep -v '^headers: ' "$WORK/part.out" | sort)
+check "(g) three PRODUCER spans, each ended by its delivery report (an offset)" wait_spans "$SINK_JSONL" 3 \
+	"s.get('service.name') == 'kp-part' and s['kind'] == 'PRODUCER' and 'messaging.kafka.offset' in a" 10
 
 echo "== (f) scripts/dev-kafka stop"
 # shellcheck disable=SC1091,SC2153
