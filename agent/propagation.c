@@ -129,6 +129,12 @@ bool propagation_parse_traceparent(const char *s, size_t len, struct trace_conte
 	return true;
 }
 
+bool propagation_traceparent_span_id(const char *s, size_t len, uint8_t span_id[8])
+{
+	return s && len == TRACEPARENT_LEN && s[2] == '-' && s[TP_PARENT_OFF - 1] == '-' &&
+	       s[TP_FLAGS_OFF - 1] == '-' && decode_lchex(s + TP_PARENT_OFF, TP_PARENT_HEX, span_id);
+}
+
 /* Two hex digits per byte from one table load: a traceparent is formatted
  * for every produced message and outgoing request. */
 #define HEX_ROW(h) h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"

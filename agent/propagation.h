@@ -22,6 +22,12 @@
  */
 bool propagation_parse_traceparent(const char *s, size_t len, struct trace_context *out);
 
+/* The parent-id of a traceparent laid out as we format one (exactly
+ * TRACEPARENT_LEN bytes, version 00 layout), with no other validation: for
+ * recognising our own headers coming back (a Kafka delivery report), where
+ * only an id we issued counts. False when s is not of that shape. */
+bool propagation_traceparent_span_id(const char *s, size_t len, uint8_t span_id[8]);
+
 /* Writes "00-<trace>-<span>-<flags>" and a NUL into out (TRACEPARENT_LEN + 1 bytes). */
 size_t propagation_format_traceparent(const struct trace_context *ctx, char *out);
 

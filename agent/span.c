@@ -466,8 +466,7 @@ void span_set_status(struct span *s, enum span_status st, const char *msg, size_
 
 struct span *span_scratch_new(void)
 {
-	struct span *s = calloc(1, sizeof *s);
-	return s;
+	return calloc(1, sizeof(struct span));
 }
 
 void span_attr_block_take(struct span_attr_block *b, struct span *scratch)

@@ -1024,39 +1024,22 @@ static void finish_delivery(struct span *sp, const rd_kafka_message_t *m)
 	span_end(sp);
 }
 
-/* The span id of a traceparent we wrote ("00-<32>-<16>-<2>"), as the key
- * it was filed under; 0 when it is not one. No full validation: only an id
- * found in the table counts, and ours are well formed. */
-static uint64_t report_key(const char *v)
-{
-	if (v[2] != '-' || v[35] != '-' || v[52] != '-')
-		return 0;
-	uint8_t id[8];
-	for (int i = 0; i < 8; i++) {
-		int hi = v[36 + 2 * i], lo = v[37 + 2 * i];
-		hi = hi >= '0' && hi <= '9' ? hi - '0' : hi >= 'a' && hi <= 'f' ? hi - 'a' + 10 : -1;
-		lo = lo >= '0' && lo <= '9' ? lo - '0' : lo >= 'a' && lo <= 'f' ? lo - 'a' + 10 : -1;
-		if (hi < 0 || lo < 0)
-			return 0;
-		id[i] = (uint8_t)(hi << 4 | lo);
-	}
-	uint64_t key;
-	memcpy(&key, id, sizeof key);
-	return key;
-}
-
 /* The slot of a reported message: by the span id in its traceparent. */
 static struct dr_slot *slot_of_report(const rd_kafka_message_t *m)
 {
 	rd_kafka_headers_t *hl;
 	const void *v;
 	size_t sz;
+	uint8_t span_id[8];
 	if (!atomic_load_explicit((_Atomic(struct dr_slot *) *)&slots, memory_order_acquire) ||
 	    !REAL_RK(message_headers) || !REAL_RK(header_get_last) ||
 	    REAL_RK(message_headers)(m, &hl) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    REAL_RK(header_get_last)(hl, "traceparent", &v, &sz) != RD_KAFKA_RESP_ERR_NO_ERROR || sz != TRACEPARENT_LEN)
+	    REAL_RK(header_get_last)(hl, "traceparent", &v, &sz) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    !propagation_traceparent_span_id(v, sz, span_id))
 		return NULL;
-	return key_take(report_key(v));
+	uint64_t id;
+	memcpy(&id, span_id, sizeof id);
+	return key_take(id);
 }
 
 /* Installed as the dr_msg_cb of every producer whose app set one: ends the

@@ -1358,7 +1358,7 @@ HOOK int shutdown(int fd, int how)
 static pid_t table_pid;
 
 /* fd is closed, or about to be: the connection it was is over. */
-static void fd_gone(int fd)
+static void fd_untrack_gone(int fd)
 {
 	struct fd_state *c = (unsigned)fd < MAX_FD ?
 		atomic_load_explicit(&chunks[(unsigned)fd >> CHUNK_BITS], memory_order_relaxed) : NULL;
@@ -1372,6 +1372,12 @@ static void fd_gone(int fd)
 		context_guard_leave();
 		errno = e;
 	}
+}
+
+/* ... and, for fd 1 or 2, the log stream it was. */
+static void fd_gone(int fd)
+{
+	fd_untrack_gone(fd);
 	logcorr_fd_changed(fd);
 }
 
@@ -1415,7 +1421,7 @@ static void fds_gone(unsigned first, unsigned last)
 		unsigned lo = c << CHUNK_BITS > first ? c << CHUNK_BITS : first;
 		unsigned hi = (c << CHUNK_BITS) + CHUNK_SIZE - 1 < last ? (c << CHUNK_BITS) + CHUNK_SIZE - 1 : last;
 		for (unsigned fd = lo; fd <= hi; fd++)
-			fd_gone((int)fd);
+			fd_untrack_gone((int)fd);
 	}
 }
 

@@ -213,6 +213,30 @@ static const struct fmt_case fmt_cases[] = {
 	{ "future version random dropped", TP("cc", "03"), TP("00", "01") },
 };
 
+/* Our own traceparent coming back (a Kafka delivery report): the span id of
+ * exactly the layout we format, anything else refused. */
+START_TEST(test_traceparent_span_id)
+{
+	static const uint8_t want[8] = { 0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7 };
+	static const char ok[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03";
+	uint8_t id[8];
+	ck_assert(propagation_traceparent_span_id(ok, strlen(ok), id));
+	ck_assert_mem_eq(id, want, 8);
+	static const char *const bad[] = {
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-03",  /* upper case */
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",   /* short */
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-031", /* long */
+		"00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-03",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7_03",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902bz-03",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(!propagation_traceparent_span_id(bad[i], strlen(bad[i]), id), "accepted %s", bad[i]);
+	ck_assert(!propagation_traceparent_span_id(NULL, 55, id));
+}
+END_TEST
+
 START_TEST(test_format_table)
 {
 	const struct fmt_case *c = &fmt_cases[_i];
@@ -969,6 +993,7 @@ Suite *propagation_suite(void)
 	tcase_add_loop_test(tp, test_traceparent_table, 0, N_ELEMS(tp_cases));
 	tcase_add_test(tp, test_traceparent_reads_only_len);
 	tcase_add_test(tp, test_traceparent_failure_clears);
+	tcase_add_test(tp, test_traceparent_span_id);
 	tcase_add_loop_test(tp, test_format_table, 0, N_ELEMS(fmt_cases));
 	tcase_add_test(tp, test_format_from_fields);
 	suite_add_tcase(s, tp);
