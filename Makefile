@@ -47,6 +47,7 @@ PROG_BIN   := $(BUILD)/tests/mhd-server $(BUILD)/tests/kafka-mock $(BUILD)/tests
               $(BUILD)/tests/kafka-producer $(BUILD)/tests/kafka-consumer
 PROG_BIN   += $(BUILD)/tests/logcorr-writer
 PROG_BIN   += $(BUILD)/tests/exec-probe
+PROG_BIN   += $(BUILD)/tests/host-probe
 
 .PHONY: all check unit bench demo fuzz clean install uninstall deps
 all: $(AGENT) $(CORE_LIB) $(SINK) $(APP_BIN)
@@ -131,6 +132,10 @@ $(BUILD)/tests/kafka-mock: tests/kafka-mock.c
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka
 
 $(BUILD)/tests/exec-probe: tests/exec-probe.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $<
+
+$(BUILD)/tests/host-probe: tests/host-probe.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $<
 

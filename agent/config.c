@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "url.h"
+
 extern char *program_invocation_short_name;
 
 struct config config_global;
@@ -75,13 +77,6 @@ static bool slice_is(struct slice s, const char *lit)
 		if (lower(s.p[i]) != lit[i])
 			return false;
 	return true;
-}
-
-static bool starts_with(struct slice s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return s.n >= n && slice_is((struct slice){ s.p, n }, lit);
 }
 
 static bool lookup(struct slice s, const struct name_value *table, size_t n, int *out)
@@ -228,7 +223,7 @@ static void load_log_level(struct config *c, config_getenv_fn g)
 	/* Before any other warning, so OTEL_LOG_LEVEL=none silences the rest. */
 	log_set_level(c->log_level);
 	if (!ok)
-		log_warn("invalid OTEL_LOG_LEVEL=\"%s\": expected none, error, warn, info or debug; using info",
+		log_warn_config("invalid OTEL_LOG_LEVEL=\"%s\": expected none, error, warn, info or debug; using info",
 			 show(shown, v));
 }
 
@@ -240,7 +235,7 @@ static void load_sdk_disabled(struct config *c, config_getenv_fn g)
 	c->sdk_disabled = slice_is(v, "true");
 	/* The spec allows only "true" as true; anything else but "false" is worth a word. */
 	if (v.n && !c->sdk_disabled && !slice_is(v, "false"))
-		log_warn("invalid OTEL_SDK_DISABLED=\"%s\": expected true or false; using false",
+		log_warn_config("invalid OTEL_SDK_DISABLED=\"%s\": expected true or false; using false",
 			 show(shown, v));
 }
 
@@ -256,7 +251,7 @@ static bool load_bool(config_getenv_fn g, const char *name, bool dflt)
 		return true;
 	if (slice_is(v, "false"))
 		return false;
-	log_warn("invalid %s=\"%s\": expected true or false; using %s", name, show(shown, v),
+	log_warn_config("invalid %s=\"%s\": expected true or false; using %s", name, show(shown, v),
 		 dflt ? "true" : "false");
 	return dflt;
 }
@@ -407,15 +402,15 @@ next:
 	if (reason) {
 		l->count = 0;
 		if (kind == KV_HEADERS)
-			log_warn("invalid %s: entry %zu %s; ignoring the whole variable, %s",
+			log_warn_config("invalid %s: entry %zu %s; ignoring the whole variable, %s",
 				 name, entry, reason, then);
 		else
-			log_warn("invalid %s: entry %zu (\"%s\") %s; ignoring the whole variable, %s",
+			log_warn_config("invalid %s: entry %zu (\"%s\") %s; ignoring the whole variable, %s",
 				 name, entry, show(shown, bad), reason, then);
 		return false;
 	}
 	if (dropped)
-		log_warn("%s has more than fits (%d entries, %d bytes); dropped the last %zu",
+		log_warn_config("%s has more than fits (%d entries, %d bytes); dropped the last %zu",
 			 name, CONFIG_MAX_KV, CONFIG_KV_BUF, dropped);
 	return true;
 }
@@ -439,10 +434,10 @@ static void load_resource(struct config *c, config_getenv_fn g)
 
 	if (name.n) {
 		if (!copy_cut(c->service_name, sizeof c->service_name, name.p, name.n))
-			log_warn("OTEL_SERVICE_NAME is longer than %zu bytes; cut", sizeof c->service_name - 1);
+			log_warn_config("OTEL_SERVICE_NAME is longer than %zu bytes; cut", sizeof c->service_name - 1);
 	} else if (from_attrs) {
 		if (!copy_cut(c->service_name, sizeof c->service_name, from_attrs, strlen(from_attrs)))
-			log_warn("service.name in OTEL_RESOURCE_ATTRIBUTES is longer than %zu bytes; cut",
+			log_warn_config("service.name in OTEL_RESOURCE_ATTRIBUTES is longer than %zu bytes; cut",
 				 sizeof c->service_name - 1);
 	} else {
 		const char *exe = program_invocation_short_name;
@@ -479,7 +474,7 @@ static void load_sampler(struct config *c, config_getenv_fn g)
 		if (lookup(v, samplers, sizeof samplers / sizeof samplers[0], &kind))
 			c->sampler = (enum sampler_kind)kind;
 		else
-			log_warn("unsupported OTEL_TRACES_SAMPLER=\"%s\": expected " SAMPLERS_TEXT
+			log_warn_config("unsupported OTEL_TRACES_SAMPLER=\"%s\": expected " SAMPLERS_TEXT
 				 "; using parentbased_always_on", show(shown, v));
 	}
 	if (!arg.n)
@@ -490,7 +485,7 @@ static void load_sampler(struct config *c, config_getenv_fn g)
 		return;
 	}
 	if (!parse_double(arg, &ratio) || !(ratio >= 0.0 && ratio <= 1.0)) {
-		log_warn("invalid OTEL_TRACES_SAMPLER_ARG=\"%s\": expected a sampling probability in [0, 1]; using 1.0",
+		log_warn_config("invalid OTEL_TRACES_SAMPLER_ARG=\"%s\": expected a sampling probability in [0, 1]; using 1.0",
 			 show(shown, arg));
 		return;
 	}
@@ -563,7 +558,7 @@ static void load_propagators(struct config *c, config_getenv_fn g)
 	}
 	if (!any) {
 		/* Nothing usable: treat the variable as unset, as the spec asks for enums. */
-		log_warn("unsupported OTEL_PROPAGATORS=\"%s\": supported are tracecontext, baggage and none; "
+		log_warn_config("unsupported OTEL_PROPAGATORS=\"%s\": supported are tracecontext, baggage and none; "
 			 "using tracecontext,baggage", show(shown, v));
 		return;
 	}
@@ -571,12 +566,12 @@ static void load_propagators(struct config *c, config_getenv_fn g)
 		it = (struct list_iter){ v, false };
 		while (list_next(&it, &e))
 			if (!lookup(e, known, sizeof known / sizeof known[0], &bit) && !seen_before(v, e))
-				log_warn("ignoring unsupported entry \"%s\" in OTEL_PROPAGATORS: supported are "
+				log_warn_config("ignoring unsupported entry \"%s\" in OTEL_PROPAGATORS: supported are "
 					 "tracecontext, baggage and none", show(shown, e));
 	}
 	if (none && bits) {
 		/* An explicit "none" is the safer reading: inject nothing. */
-		log_warn("OTEL_PROPAGATORS=\"%s\" combines none with other propagators; using none",
+		log_warn_config("OTEL_PROPAGATORS=\"%s\" combines none with other propagators; using none",
 			 show(shown, v));
 		bits = 0;
 	}
@@ -611,7 +606,7 @@ static void load_exporter(struct config *c, config_getenv_fn g)
 		}
 	}
 	if (!any) {
-		log_warn("unsupported OTEL_TRACES_EXPORTER=\"%s\": supported are otlp, console and none; using otlp",
+		log_warn_config("unsupported OTEL_TRACES_EXPORTER=\"%s\": supported are otlp, console and none; using otlp",
 			 show(shown, v));
 		return;
 	}
@@ -619,11 +614,11 @@ static void load_exporter(struct config *c, config_getenv_fn g)
 		it = (struct list_iter){ v, false };
 		while (list_next(&it, &e))
 			if (!lookup(e, known, sizeof known / sizeof known[0], &kind) && !seen_before(v, e))
-				log_warn("ignoring unsupported entry \"%s\" in OTEL_TRACES_EXPORTER: supported are "
+				log_warn_config("ignoring unsupported entry \"%s\" in OTEL_TRACES_EXPORTER: supported are "
 					 "otlp, console and none", show(shown, e));
 	}
 	if (several)
-		log_warn("OTEL_TRACES_EXPORTER=\"%s\" names several exporters but only one is supported; using %s",
+		log_warn_config("OTEL_TRACES_EXPORTER=\"%s\" names several exporters but only one is supported; using %s",
 			 show(shown, v), show(shown2, first));
 	c->exporter = (enum exporter_kind)chosen;
 }
@@ -656,10 +651,10 @@ static bool load_u32(config_getenv_fn g, const struct u32_var *v, uint32_t *out)
 			return true;
 		}
 		if (i == 0 && env_set(g, v->generic))
-			log_warn("invalid %s=\"%s\": expected %s; using %s instead",
+			log_warn_config("invalid %s=\"%s\": expected %s; using %s instead",
 				 names[i], show(shown, s), v->expect, v->generic);
 		else
-			log_warn("invalid %s=\"%s\": expected %s; using %s",
+			log_warn_config("invalid %s=\"%s\": expected %s; using %s",
 				 names[i], show(shown, s), v->expect, fmt_u32(num, sizeof num, v->def));
 	}
 	*out = v->def;
@@ -684,7 +679,7 @@ static void load_bsp(struct config *c, config_getenv_fn g)
 	load_u32(g, &timeout, &c->bsp_export_timeout_ms);
 	load_u32(g, &queue, &c->bsp_max_queue_size);
 	if (c->bsp_max_queue_size > QUEUE_SIZE_CAP) {
-		log_warn("OTEL_BSP_MAX_QUEUE_SIZE=%u is above the supported maximum; using %u",
+		log_warn_config("OTEL_BSP_MAX_QUEUE_SIZE=%u is above the supported maximum; using %u",
 			 c->bsp_max_queue_size, QUEUE_SIZE_CAP);
 		c->bsp_max_queue_size = QUEUE_SIZE_CAP;
 	}
@@ -692,7 +687,7 @@ static void load_bsp(struct config *c, config_getenv_fn g)
 	if (c->bsp_max_export_batch_size > c->bsp_max_queue_size) {
 		/* A default batch size above a small queue is no user mistake: clamp quietly. */
 		if (batch_set)
-			log_warn("OTEL_BSP_MAX_EXPORT_BATCH_SIZE=%u exceeds OTEL_BSP_MAX_QUEUE_SIZE=%u; using %u",
+			log_warn_config("OTEL_BSP_MAX_EXPORT_BATCH_SIZE=%u exceeds OTEL_BSP_MAX_QUEUE_SIZE=%u; using %u",
 				 c->bsp_max_export_batch_size, c->bsp_max_queue_size, c->bsp_max_queue_size);
 		else
 			log_debug("batch size lowered to the queue size %u", c->bsp_max_queue_size);
@@ -727,54 +722,52 @@ static void load_limits(struct config *c, config_getenv_fn g)
 
 /* ---- OTLP exporter ---- */
 
-/* URLs may carry user:password@; don't echo those. */
+/* URLs may carry user:password@ or an api_key=... query: echo them masked. */
 static const char *show_url(char *buf, struct slice s)
 {
-	if (memchr(s.p, '@', s.n))
-		return "(not shown: it may hold credentials)";
-	return show(buf, s);
+	url_redact(s.p, s.n, buf, SHOW_MAX);
+	return buf;
 }
 
-/* Validates v and stores it in c->endpoint, appending /v1/traces to a base
- * URL. Returns false without touching c->endpoint when v is unusable. */
+/* Validates v and stores it in c->endpoint; a base URL gets /v1/traces
+ * appended to its path, before any query (the spec's rule, with no double
+ * slash). Returns false without touching c->endpoint when v is unusable. */
 static bool endpoint_try(struct config *c, const char *name, struct slice v, bool base, const char *then)
 {
 	char shown[SHOW_MAX];
-	const char *host;
-	size_t total;
+	struct url u;
 
-	if (starts_with(v, "http://"))
-		host = v.p + 7;
-	else if (starts_with(v, "https://"))
-		host = v.p + 8;
-	else
-		host = NULL;
-	if (!host || host == v.p + v.n || strchr("/?#", *host)) {
-		log_warn("invalid %s=\"%s\": expected an http:// or https:// URL with a host; %s",
-			 name, show_url(shown, v), then);
+	if (!url_parse(v.p, v.n, &u)) {
+		log_warn_config("invalid %s=\"%s\": expected an http:// or https:// URL with a host (and a port "
+				"from 1 to 65535), without blanks or control characters; %s",
+				name, show_url(shown, v), then);
 		return false;
 	}
-	for (size_t i = 0; i < v.n; i++) {
-		unsigned char ch = (unsigned char)v.p[i];
-		if (ch <= 0x20 || ch == 0x7f) {
-			log_warn("invalid %s=\"%s\": a URL cannot hold blanks or control characters; %s",
-				 name, show_url(shown, v), then);
-			return false;
-		}
-	}
-	/* The spec asks to correct for double slashes when appending the path. */
+	/* Everything up to the path, the path (without its trailing slashes when
+	 * /v1/traces follows), then the query. */
+	size_t head = (size_t)(u.path - v.p), path = u.path_len;
 	if (base)
-		while (v.n && v.p[v.n - 1] == '/')
-			v.n--;
-	total = v.n + (base ? strlen(TRACES_PATH) : 0);
+		while (path && u.path[path - 1] == '/')
+			path--;
+	size_t total = head + path + (base ? strlen(TRACES_PATH) : 0) + (u.query ? 1 + u.query_len : 0);
 	if (total >= sizeof c->endpoint) {
-		log_warn("%s is too long (%zu bytes, at most %zu); %s", name, total, sizeof c->endpoint - 1, then);
+		log_warn_config("%s is too long (%zu bytes, at most %zu); %s", name, total, sizeof c->endpoint - 1,
+				then);
 		return false;
 	}
-	memcpy(c->endpoint, v.p, v.n);
-	c->endpoint[v.n] = '\0';
-	if (base)
-		strcat(c->endpoint, TRACES_PATH);
+	char *o = c->endpoint;
+	memcpy(o, v.p, head + path);
+	o += head + path;
+	if (base) {
+		memcpy(o, TRACES_PATH, strlen(TRACES_PATH));
+		o += strlen(TRACES_PATH);
+	}
+	if (u.query) {
+		*o++ = '?';
+		memcpy(o, u.query, u.query_len);
+		o += u.query_len;
+	}
+	*o = '\0';
 	return true;
 }
 
@@ -835,10 +828,10 @@ static const char *load_protocol(struct config *c, config_getenv_fn g)
 		if (slice_is(v, "grpc"))
 			return list[i];
 		if (i == 0 && env_set(g, list[1]))
-			log_warn("invalid %s=\"%s\": expected http/protobuf, http/json or grpc; using %s instead",
+			log_warn_config("invalid %s=\"%s\": expected http/protobuf, http/json or grpc; using %s instead",
 				 list[i], show(shown, v), list[1]);
 		else
-			log_warn("invalid %s=\"%s\": expected http/protobuf, http/json or grpc; using http/protobuf",
+			log_warn_config("invalid %s=\"%s\": expected http/protobuf, http/json or grpc; using http/protobuf",
 				 list[i], show(shown, v));
 	}
 	return NULL;
@@ -862,10 +855,10 @@ static void load_compression(struct config *c, config_getenv_fn g)
 		if (slice_is(v, "none"))
 			return;
 		if (i == 0 && env_set(g, list[1]))
-			log_warn("invalid %s=\"%s\": expected gzip or none; using %s instead",
+			log_warn_config("invalid %s=\"%s\": expected gzip or none; using %s instead",
 				 list[i], show(shown, v), list[1]);
 		else
-			log_warn("invalid %s=\"%s\": expected gzip or none; using none", list[i], show(shown, v));
+			log_warn_config("invalid %s=\"%s\": expected gzip or none; using none", list[i], show(shown, v));
 	}
 }
 
@@ -898,10 +891,10 @@ static void load_path(char *dst, config_getenv_fn g, const char *traces, const c
 			return;
 		}
 		if (i == 0 && env_set(g, generic))
-			log_warn("%s is too long (%zu bytes, at most %d); using %s instead",
+			log_warn_config("%s is too long (%zu bytes, at most %d); using %s instead",
 				 list[i], v.n, CONFIG_PATH_MAX - 1, generic);
 		else
-			log_warn("%s is too long (%zu bytes, at most %d); ignoring it", list[i], v.n, CONFIG_PATH_MAX - 1);
+			log_warn_config("%s is too long (%zu bytes, at most %d); ignoring it", list[i], v.n, CONFIG_PATH_MAX - 1);
 	}
 }
 
@@ -917,11 +910,12 @@ static void load_otlp(struct config *c, config_getenv_fn g)
 		/* One line for both facts: the user made one choice. The endpoint is
 		 * not echoed, it may carry credentials. */
 		if (rewrite_grpc_port(c->endpoint))
-			log_warn("%s=grpc: gRPC is not supported, using http/protobuf and port 4318 instead of 4317",
+			log_warn_config("%s=grpc: gRPC is not supported, using http/protobuf and port 4318 instead of 4317",
 				 grpc);
 		else
-			log_warn("%s=grpc: gRPC is not supported, using http/protobuf", grpc);
+			log_warn_config("%s=grpc: gRPC is not supported, using http/protobuf", grpc);
 	}
+	url_redact(c->endpoint, strlen(c->endpoint), c->endpoint_shown, sizeof c->endpoint_shown);
 	load_headers(c, g);
 	load_compression(c, g);
 	load_u32(g, &timeout, &c->timeout_ms);
@@ -942,7 +936,7 @@ static void load_raw(char *dst, size_t size, config_getenv_fn g, const char *nam
 	struct slice v = env_get(g, name);
 
 	if (v.n >= size) {
-		log_warn("%s is longer than %zu bytes; ignored", name, size - 1);
+		log_warn_config("%s is longer than %zu bytes; ignored", name, size - 1);
 		return;
 	}
 	memcpy(dst, v.p, v.n);

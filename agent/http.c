@@ -1314,3 +1314,144 @@ const char *http_routes_match(const struct http_routes *r, const char *path, siz
 	}
 	return NULL;
 }
+
+/* --- body payload --- */
+
+uint64_t http_body_payload_ahead(const struct http_body *b)
+{
+	if (b->done || b->error)
+		return 0;
+	switch (b->kind) {
+	case HTTP_BODY_LENGTH:
+		return b->remaining;
+	case HTTP_BODY_CHUNKED:
+		return b->st == CH_DATA ? b->remaining : 0;
+	case HTTP_BODY_UNTIL_CLOSE:
+		return UINT64_MAX;
+	default:
+		return 0;
+	}
+}
+
+/* --- Retry-After (RFC 9110 10.2.3): delay-seconds or an HTTP-date --- */
+
+static size_t digits(const char *p, size_t n, size_t max, uint64_t *v)
+{
+	size_t i = 0;
+	*v = 0;
+	while (i < n && i < max && p[i] >= '0' && p[i] <= '9')
+		*v = *v * 10 + (uint64_t)(p[i++] - '0');
+	return i;
+}
+
+/* 1..12 for "Jan".."Dec" (case-sensitive, as the grammar says), else 0. */
+static int month_of(const char *p, size_t n)
+{
+	static const char names[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+	if (n < 3)
+		return 0;
+	for (int m = 0; m < 12; m++)
+		if (memcmp(names + 3 * m, p, 3) == 0)
+			return m + 1;
+	return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	unsigned yoe = (unsigned)(y - era * 400);
+	unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+/* "hh:mm:ss" at p; returns the seconds of the day, or -1. */
+static int64_t time_of_day(const char *p, size_t n)
+{
+	uint64_t h, m, s;
+	if (n < 8 || digits(p, 2, 2, &h) != 2 || p[2] != ':' || digits(p + 3, 2, 2, &m) != 2 || p[5] != ':' ||
+	    digits(p + 6, 2, 2, &s) != 2 || h > 23 || m > 59 || s > 60)
+		return -1;
+	return (int64_t)(h * 3600 + m * 60 + s);
+}
+
+/* Parses the three HTTP-date forms into seconds since the epoch (UTC). */
+static bool http_date(const char *p, size_t n, int64_t *out)
+{
+	uint64_t day, year;
+	int mon;
+	int64_t tod;
+	const char *comma = memchr(p, ',', n < 12 ? n : 12);
+
+	if (comma) {
+		size_t i = (size_t)(comma - p) + 1;
+		if (i >= n || p[i] != ' ')
+			return false;
+		i++;
+		if (digits(p + i, n - i, 2, &day) != 2)
+			return false;
+		i += 2;
+		if (i < n && p[i] == ' ') {
+			/* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
+			if (n - i != 22 || !(mon = month_of(p + i + 1, 3)) || p[i + 4] != ' ' ||
+			    digits(p + i + 5, 4, 4, &year) != 4 || p[i + 9] != ' ' ||
+			    (tod = time_of_day(p + i + 10, 8)) < 0 || memcmp(p + i + 18, " GMT", 4) != 0)
+				return false;
+		} else if (i < n && p[i] == '-') {
+			/* rfc850-date: "Sunday, 06-Nov-94 08:49:37 GMT"; a two-digit
+			 * year is taken as within 1970..2069 */
+			if (n - i != 20 || !(mon = month_of(p + i + 1, 3)) || p[i + 4] != '-' ||
+			    digits(p + i + 5, 2, 2, &year) != 2 || p[i + 7] != ' ' ||
+			    (tod = time_of_day(p + i + 8, 8)) < 0 || memcmp(p + i + 16, " GMT", 4) != 0)
+				return false;
+			year += year < 70 ? 2000 : 1900;
+		} else {
+			return false;
+		}
+	} else {
+		/* asctime-date: "Sun Nov  6 08:49:37 1994" */
+		if (n != 24 || p[3] != ' ' || !(mon = month_of(p + 4, 3)) || p[7] != ' ')
+			return false;
+		if (p[8] == ' ') {
+			if (digits(p + 9, 1, 1, &day) != 1)
+				return false;
+		} else if (digits(p + 8, 2, 2, &day) != 2) {
+			return false;
+		}
+		if (p[10] != ' ' || (tod = time_of_day(p + 11, 8)) < 0 || p[19] != ' ' ||
+		    digits(p + 20, 4, 4, &year) != 4)
+			return false;
+	}
+	if (day < 1 || day > 31)
+		return false;
+	*out = days_from_civil((int64_t)year, (unsigned)mon, (unsigned)day) * 86400 + tod;
+	return true;
+}
+
+bool http_retry_after(const char *p, size_t n, int64_t now_unix_s, uint64_t *delay_ms)
+{
+	while (n && (*p == ' ' || *p == '\t')) {
+		p++;
+		n--;
+	}
+	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	if (!n)
+		return false;
+	uint64_t secs;
+	size_t k = digits(p, n, 9, &secs);
+	while (k < n && p[k] >= '0' && p[k] <= '9')
+		k++;
+	if (k == n) {
+		/* delay-seconds; beyond 9 digits the caller caps it anyway */
+		*delay_ms = k > 9 ? UINT64_MAX / 2 : secs * 1000;
+		return true;
+	}
+	int64_t when;
+	if (!http_date(p, n, &when))
+		return false;
+	*delay_ms = when > now_unix_s ? (uint64_t)(when - now_unix_s) * 1000 : 0;
+	return true;
+}

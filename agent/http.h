@@ -195,6 +195,21 @@ void http_body_for_response(struct http_body *b, const struct http_response *r, 
  * error, returns the offset of the offending byte and sets error. */
 size_t http_body_feed(struct http_body *b, const char *p, size_t len);
 
+/* How many of the next bytes are payload (not chunk framing): all that is
+ * left of a Content-Length body, the rest of the current chunk, UINT64_MAX
+ * for a body that runs until close, 0 while framing comes next (feed those
+ * bytes one call at a time to find where the payload resumes). Lets a client
+ * keep the body itself, not only its extent. */
+uint64_t http_body_payload_ahead(const struct http_body *b);
+
+/* --- Retry-After --- */
+
+/* A Retry-After value (RFC 9110 10.2.3) as a delay from now: delay-seconds,
+ * or an HTTP-date in any of its three forms (IMF-fixdate, rfc850, asctime)
+ * taken against now_unix_s; a date in the past is no delay. False when the
+ * value is neither. */
+bool http_retry_after(const char *p, size_t n, int64_t now_unix_s, uint64_t *delay_ms);
+
 /* --- request-target helpers --- */
 
 /* Splits a request-target into path and query (without '?'). For an

@@ -53,7 +53,7 @@ static struct buf body;
 static bool transport_ok;
 
 static struct {
-	_Atomic uint64_t exported, failed, rejected, batches;
+	_Atomic uint64_t exported, failed, rejected, batches, backed_off;
 } stats;
 
 static void init_sync(void)
@@ -154,6 +154,11 @@ static void export_batch(size_t n)
 
 	struct transport_outcome o;
 	transport_send(body.p, body.len, deadline, &o);
+	if (o.backed_off) {
+		atomic_fetch_add(&stats.backed_off, n);
+		log_warn("the collector at %s is failing; while exports back off, batches are dropped unsent "
+			 "(OTEL_LOG_LEVEL=debug counts them at exit)", cfg->endpoint_shown);
+	}
 	if (o.result == TRANSPORT_OK) {
 		atomic_fetch_add(&stats.exported, n - (size_t)(o.rejected_spans > 0 ? o.rejected_spans : 0));
 		atomic_fetch_add(&stats.rejected, (uint64_t)(o.rejected_spans > 0 ? o.rejected_spans : 0));
@@ -408,11 +413,13 @@ void exporter_shutdown(uint32_t timeout_ms)
 	if (log_threshold >= LOG_LEVEL_DEBUG) {
 		struct span_stats s;
 		span_stats_get(&s);
-		log_debug("spans started %llu, unsampled %llu, exported %llu, dropped %llu, failed %llu, rejected %llu",
+		log_debug("spans started %llu, unsampled %llu, exported %llu, dropped %llu, failed %llu "
+			  "(of which unsent while backing off %llu), rejected %llu",
 			  (unsigned long long)s.started, (unsigned long long)s.unsampled,
 			  (unsigned long long)atomic_load(&stats.exported),
 			  (unsigned long long)(s.dropped_full + s.dropped_pool),
 			  (unsigned long long)atomic_load(&stats.failed),
+			  (unsigned long long)atomic_load(&stats.backed_off),
 			  (unsigned long long)atomic_load(&stats.rejected));
 	}
 }
@@ -446,4 +453,5 @@ void exporter_stats_get(struct exporter_stats *out)
 	out->failed = atomic_load(&stats.failed);
 	out->rejected = atomic_load(&stats.rejected);
 	out->batches = atomic_load(&stats.batches);
+	out->backed_off = atomic_load(&stats.backed_off);
 }

@@ -12,6 +12,7 @@ struct exporter_stats {
 	uint64_t failed;     /* spans in batches that were dropped after errors */
 	uint64_t rejected;   /* spans the collector reported in partial_success */
 	uint64_t batches;
+	uint64_t backed_off; /* of failed: spans of batches dropped unsent while the exporter backed off */
 };
 
 /* Registers the exporter as the queue's consumer. The thread itself starts

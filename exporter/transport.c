@@ -1,54 +1,111 @@
-/* libcurl/zlib through dlopen (never linked: a preloaded libcurl costs every process ~6 ms), POST and retry loop. */
+/* OTLP/HTTP transport: our own HTTP/1.1 client on descriptors the agent owns, TLS and gzip loaded on demand, one backoff for the whole exporter. */
 #include "transport.h"
 
-#include <curl/curl.h>
+#include <arpa/inet.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <zlib.h>
 
+#include "agent/http.h"
 #include "agent/ids.h"
 #include "agent/log.h"
+#include "agent/ownfd.h"
 #include "agent/resource.h"
-#include "agent/span.h"
+#include "agent/url.h"
 #include "exporter/buf.h"
 #include "exporter/otlp_proto.h"
+#include "exporter/tls.h"
 
-/* The libcurl entry points we use, typed from curl.h's own prototypes. */
-static struct {
-	__typeof__(curl_global_init) *global_init;
-	__typeof__(curl_easy_init) *easy_init;
-	__typeof__(curl_easy_setopt) *easy_setopt;
-	__typeof__(curl_easy_getinfo) *easy_getinfo;
-	__typeof__(curl_easy_strerror) *easy_strerror;
-	__typeof__(curl_slist_append) *slist_append;
-	__typeof__(curl_multi_init) *multi_init;
-	__typeof__(curl_multi_add_handle) *multi_add;
-	__typeof__(curl_multi_remove_handle) *multi_remove;
-	__typeof__(curl_multi_perform) *multi_perform;
-	__typeof__(curl_multi_poll) *multi_poll;
-	__typeof__(curl_multi_wakeup) *multi_wakeup;
-	__typeof__(curl_multi_info_read) *multi_info_read;
-} cu;
+/*
+ * Why not libcurl: a library with sockets of its own (its multi handle's
+ * wake-up pair, resolver threads) uses descriptor numbers the agent cannot
+ * account for, and after a daemon's closefrom() it would read, write and
+ * close the app's files under the same numbers. Here every descriptor is
+ * opened by us, registered in agent/ownfd.h, and used one non-blocking
+ * syscall at a time under its lock. It is also far cheaper per batch.
+ */
+
+/* Backoff shared by every batch (OTLP: exponential, with jitter). */
+#define BACKOFF_FIRST_MS   1000u
+#define BACKOFF_CAP_MS     30000u
+/* A Retry-After larger than this is taken as this: a collector's answer
+ * must not switch export off for hours. */
+#define RETRY_AFTER_CAP_MS (300u * 1000u)
+/* Waits are cut into slices this long, so transport_abort is seen promptly. */
+#define SLICE_MS 50
+/* Response payload kept (partial_success is small). */
+#define RESPONSE_KEEP_MAX (64u * 1024u)
 
 static struct {
 	__typeof__(deflateInit2_) *init2;
 	__typeof__(deflate) *deflate;
-	__typeof__(deflateEnd) *end;
 	__typeof__(deflateBound) *bound;
 	__typeof__(deflateReset) *reset;
 } zl;
 
 static const struct config *cfg;
-static CURL *easy;
-static CURLM *multi;
-static struct curl_slist *headers;
-static struct buf response, gz;
-static _Atomic(CURLM *) wake_target;
+static struct url ep;                  /* views into cfg->endpoint */
+static char host_z[256], port_z[8];
+static bool host_is_ip;                /* an IP literal: certificates are checked for it as an address */
+static struct buf head;                /* the request head up to "Content-Length: " */
+static size_t head_fixed;
+static struct buf rbody, gz, tls_out;
 static _Atomic int abort_requested;
 static bool loaded;
+
+/* The connection to the collector, kept alive between batches. */
+static struct {
+	int slot;          /* ownfd slot, -1 when there is none */
+	struct tls *tls;
+	bool reused;       /* it carried a request before this one */
+} conn = { .slot = -1 };
+
+/* While the collector fails: no attempt before blocked_until (mono_ns). */
+static struct {
+	uint64_t blocked_until;
+	uint32_t step_ms;  /* 0 while the collector is healthy */
+} backoff;
+
+/* What one attempt came to. */
+struct attempt {
+	long status;               /* HTTP status, 0 when there was no answer */
+	bool answered;             /* a whole response was read */
+	bool retry;                /* the OTLP spec's retryable: 429, 502, 503, 504, connection failures */
+	bool back_off;             /* the next attempt, of any batch, must wait */
+	bool silent_close;         /* the connection was closed or reset before any answer */
+	bool have_retry_after;
+	uint64_t retry_after_ms;
+	char err[256];             /* why, when there was no 2xx */
+};
+
+static const struct http_capture_names retry_after_name = { 1, { "retry-after" }, { 11 } };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static bool aborted(void)
+{
+	return atomic_load_explicit(&abort_requested, memory_order_relaxed) != 0;
+}
+
+/* --- zlib --- */
 
 static void *sym(void *h, const char *name, bool *ok)
 {
@@ -58,36 +115,6 @@ static void *sym(void *h, const char *name, bool *ok)
 	return p;
 }
 
-static bool load_curl(void)
-{
-	void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		h = dlopen("libcurl-gnutls.so.4", RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		log_warn("libcurl (libcurl.so.4) could not be loaded, spans will not be exported: %s", dlerror());
-		return false;
-	}
-	bool ok = true;
-	cu.global_init = sym(h, "curl_global_init", &ok);
-	cu.easy_init = sym(h, "curl_easy_init", &ok);
-	cu.easy_setopt = sym(h, "curl_easy_setopt", &ok);
-	cu.easy_getinfo = sym(h, "curl_easy_getinfo", &ok);
-	cu.easy_strerror = sym(h, "curl_easy_strerror", &ok);
-	cu.slist_append = sym(h, "curl_slist_append", &ok);
-	cu.multi_init = sym(h, "curl_multi_init", &ok);
-	cu.multi_add = sym(h, "curl_multi_add_handle", &ok);
-	cu.multi_remove = sym(h, "curl_multi_remove_handle", &ok);
-	cu.multi_perform = sym(h, "curl_multi_perform", &ok);
-	cu.multi_poll = sym(h, "curl_multi_poll", &ok);
-	cu.multi_wakeup = sym(h, "curl_multi_wakeup", &ok);
-	cu.multi_info_read = sym(h, "curl_multi_info_read", &ok);
-	if (!ok) {
-		log_warn("libcurl is too old (curl_multi_poll/wakeup need 7.68), spans will not be exported");
-		return false;
-	}
-	return true;
-}
-
 static bool load_zlib(void)
 {
 	void *h = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
@@ -95,113 +122,14 @@ static bool load_zlib(void)
 	if (ok) {
 		zl.init2 = sym(h, "deflateInit2_", &ok);
 		zl.deflate = sym(h, "deflate", &ok);
-		zl.end = sym(h, "deflateEnd", &ok);
 		zl.bound = sym(h, "deflateBound", &ok);
 		zl.reset = sym(h, "deflateReset", &ok);
 	}
-	if (!ok)
+	if (!ok) {
+		zl.init2 = NULL;
 		log_warn("zlib (libz.so.1) could not be loaded; OTEL_EXPORTER_OTLP_COMPRESSION=gzip ignored");
+	}
 	return ok;
-}
-
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-	struct buf *b = ud;
-	/* Responses are small; cap what we keep so a misbehaving server can't grow us. */
-	if (b->len + size * n <= (1u << 20))
-		buf_append(b, p, size * n);
-	return size * n;
-}
-
-static bool add_header(const char *line)
-{
-	struct curl_slist *h = cu.slist_append(headers, line);
-	if (!h)
-		return false;
-	headers = h;
-	return true;
-}
-
-static bool setup_handles(void)
-{
-	char line[CONFIG_KV_BUF + 8];
-
-	easy = cu.easy_init();
-	multi = cu.multi_init();
-	if (!easy || !multi)
-		return false;
-	headers = NULL;
-	add_header(cfg->protocol == OTLP_HTTP_JSON ? "Content-Type: application/json"
-						   : "Content-Type: application/x-protobuf");
-	if (cfg->compression == COMPRESSION_GZIP && zl.init2)
-		add_header("Content-Encoding: gzip");
-	add_header("Expect:");   /* no 100-continue round trip on large batches */
-	for (size_t i = 0; i < cfg->headers.count; i++) {
-		snprintf(line, sizeof line, "%s: %s", cfg->headers.key[i], cfg->headers.value[i]);
-		add_header(line);
-	}
-	cu.easy_setopt(easy, CURLOPT_URL, cfg->endpoint);
-	cu.easy_setopt(easy, CURLOPT_POST, 1L);
-	cu.easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-	cu.easy_setopt(easy, CURLOPT_USERAGENT, "OTel-OTLP-Exporter-C/" AGENT_VERSION " " AGENT_NAME "/" AGENT_VERSION);
-	/* Signals belong to the app: curl must never install a SIGALRM/SIGPIPE handler. */
-	cu.easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	cu.easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	cu.easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-	cu.easy_setopt(easy, CURLOPT_WRITEDATA, &response);
-	cu.easy_setopt(easy, CURLOPT_PROXY, "");  /* never route telemetry through the app's http_proxy */
-	if (cfg->certificate[0])
-		cu.easy_setopt(easy, CURLOPT_CAINFO, cfg->certificate);
-	if (cfg->client_certificate[0])
-		cu.easy_setopt(easy, CURLOPT_SSLCERT, cfg->client_certificate);
-	if (cfg->client_key[0])
-		cu.easy_setopt(easy, CURLOPT_SSLKEY, cfg->client_key);
-	atomic_store(&wake_target, multi);
-	return true;
-}
-
-/*
- * OpenSSL 1.1+/3 registers an atexit cleanup when it is first initialised.
- * If that first initialisation is ours (curl_global_init on this thread), the
- * cleanup can run in an exiting app thread while this thread is still inside
- * OpenSSL's init, and crash the process. So initialise it first, without that
- * handler; if the app initialised OpenSSL already, its handler predates ours
- * and our exit flush runs before it (see exporter.c start_thread).
- */
-static void openssl_no_atexit(void)
-{
-	static const char *const names[] = { "libcrypto.so.3", "libcrypto.so.1.1" };
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-		void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
-		if (!h)
-			continue;
-		int (*init)(uint64_t, const void *) = (int (*)(uint64_t, const void *))dlsym(h, "OPENSSL_init_crypto");
-		if (init)
-			init(0x00080000u /* OPENSSL_INIT_NO_ATEXIT */, NULL);
-		return;
-	}
-}
-
-bool transport_init(const struct config *c)
-{
-	cfg = c;
-	if (loaded)
-		return true;
-	if (!load_curl())
-		return false;
-	openssl_no_atexit();
-	if (c->compression == COMPRESSION_GZIP)
-		load_zlib();
-	if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		log_warn("curl_global_init failed, spans will not be exported");
-		return false;
-	}
-	if (!setup_handles()) {
-		log_warn("could not create libcurl handles, spans will not be exported");
-		return false;
-	}
-	loaded = true;
-	return true;
 }
 
 /* One deflate stream for the life of the thread: building a new one per batch
@@ -233,16 +161,526 @@ static bool gzip_body(const void *body, size_t len)
 	return rc == Z_STREAM_END;
 }
 
+/* --- the request head, built once --- */
+
+static int unhex(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* "Authorization: Basic ..." from the URL's user:password (percent-decoded),
+ * as curl sent it from the same URL. */
+static void put_basic_auth(struct buf *b, const char *ui, size_t n)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned char plain[512];
+	size_t m = 0;
+	for (size_t i = 0; i < n && m < sizeof plain; i++) {
+		int hi, lo;
+		if (ui[i] == '%' && i + 2 < n && (hi = unhex(ui[i + 1])) >= 0 && (lo = unhex(ui[i + 2])) >= 0) {
+			plain[m++] = (unsigned char)(hi << 4 | lo);
+			i += 2;
+		} else {
+			plain[m++] = (unsigned char)ui[i];
+		}
+	}
+	buf_puts(b, "Authorization: Basic ");
+	for (size_t i = 0; i < m; i += 3) {
+		uint32_t v = (uint32_t)plain[i] << 16 | (i + 1 < m ? (uint32_t)plain[i + 1] << 8 : 0) |
+			     (i + 2 < m ? plain[i + 2] : 0);
+		char q[4] = { b64[v >> 18 & 63], b64[v >> 12 & 63], i + 1 < m ? b64[v >> 6 & 63] : '=',
+			      i + 2 < m ? b64[v & 63] : '=' };
+		buf_append(b, q, 4);
+	}
+	buf_puts(b, "\r\n");
+}
+
+static bool header_safe(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+static bool build_head(void)
+{
+	bool have_auth = false;
+
+	buf_reset(&head);
+	buf_puts(&head, "POST ");
+	if (ep.path_len)
+		buf_append(&head, ep.path, ep.path_len);
+	else
+		buf_putc(&head, '/');
+	if (ep.query) {
+		buf_putc(&head, '?');
+		buf_append(&head, ep.query, ep.query_len);
+	}
+	buf_puts(&head, " HTTP/1.1\r\nHost: ");
+	const char *auth = ep.userinfo ? ep.userinfo + ep.userinfo_len + 1 : ep.host - (ep.ipv6 ? 1 : 0);
+	buf_append(&head, auth, (size_t)(ep.authority_end - auth));
+	buf_puts(&head, "\r\nUser-Agent: OTel-OTLP-Exporter-C/" AGENT_VERSION " " AGENT_NAME "/" AGENT_VERSION "\r\n");
+	buf_puts(&head, cfg->protocol == OTLP_HTTP_JSON ? "Content-Type: application/json\r\n"
+						      : "Content-Type: application/x-protobuf\r\n");
+	if (cfg->compression == COMPRESSION_GZIP && zl.init2)
+		buf_puts(&head, "Content-Encoding: gzip\r\n");
+	for (size_t i = 0; i < cfg->headers.count; i++) {
+		const char *k = cfg->headers.key[i], *v = cfg->headers.value[i];
+		if (!header_safe(k) || !header_safe(v) || strchr(k, ':')) {
+			/* A line break in a value would let it forge headers. */
+			log_warn("OTEL_EXPORTER_OTLP_HEADERS: header %zu holds a control character or a bad name; not sent",
+				 i + 1);
+			continue;
+		}
+		if (strcasecmp(k, "authorization") == 0)
+			have_auth = true;
+		buf_puts(&head, k);
+		buf_puts(&head, ": ");
+		buf_puts(&head, v);
+		buf_puts(&head, "\r\n");
+	}
+	if (ep.userinfo && !have_auth)
+		put_basic_auth(&head, ep.userinfo, ep.userinfo_len);
+	buf_puts(&head, "Content-Length: ");
+	head_fixed = head.len;
+	return !head.oom;
+}
+
+bool transport_init(const struct config *c)
+{
+	cfg = c;
+	if (loaded)
+		return true;
+	if (!url_parse(c->endpoint, strlen(c->endpoint), &ep) || ep.host_len >= sizeof host_z) {
+		log_warn("the endpoint %s cannot be used; spans will not be exported", c->endpoint_shown);
+		return false;
+	}
+	memcpy(host_z, ep.host, ep.host_len);
+	host_z[ep.host_len] = '\0';
+	unsigned char addr[16];
+	host_is_ip = inet_pton(AF_INET, host_z, addr) == 1 || inet_pton(AF_INET6, host_z, addr) == 1;
+	snprintf(port_z, sizeof port_z, "%u", ep.port);
+	if (c->compression == COMPRESSION_GZIP)
+		load_zlib();
+	if (!build_head()) {
+		log_warn("out of memory preparing export requests; spans will not be exported");
+		return false;
+	}
+	loaded = true;
+	return true;
+}
+
+/* --- the connection --- */
+
+static void conn_close(void)
+{
+	tls_free(conn.tls);
+	conn.tls = NULL;
+	if (conn.slot >= 0)
+		ownfd_close(conn.slot);
+	conn.slot = -1;
+	conn.reused = false;
+}
+
+/* Waits until the descriptor is ready for events, the deadline, or an abort.
+ * Returns 1 when ready (an error or hang-up counts: the next syscall reports
+ * it), 0 at the deadline or an abort, -1 when the app closed the descriptor. */
+static int wait_io(short events, uint64_t deadline)
+{
+	for (;;) {
+		if (aborted())
+			return 0;
+		uint64_t now = mono_ns();
+		if (now >= deadline)
+			return 0;
+		int fd = ownfd_begin(conn.slot);
+		if (fd < 0)
+			return -1;
+		ownfd_end(conn.slot);
+		/* poll outside the lock: if the app closes the number meanwhile,
+		 * poll only wakes early, and the next ownfd_begin says so. */
+		uint64_t left = (deadline - now) / 1000000u + 1;
+		struct pollfd p = { .fd = fd, .events = events };
+		int r = poll(&p, 1, left > SLICE_MS ? SLICE_MS : (int)left);
+		if (r > 0)
+			return (p.revents & POLLNVAL) ? -1 : 1;
+	}
+}
+
+/* One non-blocking syscall on our descriptor; -1 with EBADF when the app closed it. */
+static long sock_call(long nr, long a2, long a3, long a4, long a5, long a6)
+{
+	int fd = ownfd_begin(conn.slot);
+	if (fd < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	long r = syscall(nr, fd, a2, a3, a4, a5, a6);
+	int e = errno;
+	ownfd_end(conn.slot);
+	errno = e;
+	return r;
+}
+
+static void fail_errno(struct attempt *a, const char *what, int e)
+{
+	a->retry = a->back_off = true;
+	a->silent_close = e == EPIPE || e == ECONNRESET || e == ENOTCONN;
+	if (e == EBADF)
+		snprintf(a->err, sizeof a->err, "%s: the app closed the connection's descriptor", what);
+	else
+		snprintf(a->err, sizeof a->err, "%s: %s", what, strerror(e));
+}
+
+static void fail_wait(struct attempt *a, const char *what, int w)
+{
+	a->retry = a->back_off = true;
+	snprintf(a->err, sizeof a->err, "%s: %s", what,
+		 w < 0 ? "the app closed the connection's descriptor" : aborted() ? "aborted at exit" : "timed out");
+}
+
+/* Sends all of iov (plaintext on the socket), waiting while it is full. */
+static bool send_raw(struct iovec *iov, int cnt, uint64_t deadline, struct attempt *a)
+{
+	while (cnt > 0) {
+		struct msghdr m = { .msg_iov = iov, .msg_iovlen = (size_t)cnt };
+		long r = sock_call(SYS_sendmsg, (long)&m, MSG_DONTWAIT | MSG_NOSIGNAL, 0, 0, 0);
+		if (r < 0) {
+			if (errno == EAGAIN || errno == EINTR) {
+				int w = wait_io(POLLOUT, deadline);
+				if (w <= 0) {
+					fail_wait(a, "sending to the collector", w);
+					return false;
+				}
+				continue;
+			}
+			fail_errno(a, "sending to the collector", errno);
+			return false;
+		}
+		size_t done = (size_t)r;
+		while (cnt > 0 && done >= iov->iov_len) {
+			done -= iov->iov_len;
+			iov++;
+			cnt--;
+		}
+		if (cnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + done;
+			iov->iov_len -= done;
+		}
+	}
+	return true;
+}
+
+/* Sends the TLS records waiting in the session. */
+static bool flush_tls(uint64_t deadline, struct attempt *a)
+{
+	for (;;) {
+		buf_reset(&tls_out);
+		if (!buf_reserve(&tls_out, 64 * 1024)) {
+			a->retry = a->back_off = true;
+			snprintf(a->err, sizeof a->err, "out of memory");
+			return false;
+		}
+		size_t n = tls_take_out(conn.tls, tls_out.p, tls_out.cap);
+		if (!n)
+			return true;
+		struct iovec v = { tls_out.p, n };
+		if (!send_raw(&v, 1, deadline, a))
+			return false;
+	}
+}
+
+/* Received bytes, decrypted when TLS: > 0, 0 when the collector closed the
+ * connection, -1 on failure (a->err set). */
+static ssize_t recv_some(char *out, size_t cap, uint64_t deadline, struct attempt *a)
+{
+	char raw[16384];
+	for (;;) {
+		if (conn.tls) {
+			char err[200];
+			ssize_t r = tls_read(conn.tls, out, cap, err, sizeof err);
+			if (r > 0)
+				return r;
+			if (r < 0) {
+				a->retry = a->back_off = true;
+				snprintf(a->err, sizeof a->err, "%s", err);
+				return -1;
+			}
+			if (!flush_tls(deadline, a))   /* a renegotiation or key update may want to answer */
+				return -1;
+		}
+		char *dst = conn.tls ? raw : out;
+		size_t room = conn.tls ? sizeof raw : cap;
+		long n = sock_call(SYS_recvfrom, (long)dst, (long)room, MSG_DONTWAIT, 0, 0);
+		if (n > 0) {
+			if (!conn.tls)
+				return n;
+			if (!tls_put_in(conn.tls, raw, (size_t)n)) {
+				a->retry = a->back_off = true;
+				snprintf(a->err, sizeof a->err, "out of memory");
+				return -1;
+			}
+			continue;
+		}
+		if (n == 0)
+			return 0;
+		if (errno == EAGAIN || errno == EINTR) {
+			int w = wait_io(POLLIN, deadline);
+			if (w <= 0) {
+				fail_wait(a, "waiting for the collector's answer", w);
+				return -1;
+			}
+			continue;
+		}
+		fail_errno(a, "receiving from the collector", errno);
+		return -1;
+	}
+}
+
+static bool tls_connect(uint64_t deadline, struct attempt *a)
+{
+	char err[200];
+	if (!tls_setup(cfg, err, sizeof err) || !(conn.tls = tls_open(host_z, host_is_ip, err, sizeof err))) {
+		/* Configuration: the same next time, so back off, and don't retry. */
+		a->back_off = true;
+		snprintf(a->err, sizeof a->err, "%s", err);
+		return false;
+	}
+	for (;;) {
+		bool verify_failed;
+		enum tls_step st = tls_handshake(conn.tls, &verify_failed, err, sizeof err);
+		if (!flush_tls(deadline, a))
+			return false;
+		if (st == TLS_DONE)
+			return true;
+		if (st == TLS_FAILED) {
+			a->back_off = true;
+			snprintf(a->err, sizeof a->err, "%s", err);
+			return false;
+		}
+		char raw[16384];
+		long n = sock_call(SYS_recvfrom, (long)raw, sizeof raw, MSG_DONTWAIT, 0, 0);
+		if (n > 0) {
+			tls_put_in(conn.tls, raw, (size_t)n);
+		} else if (n == 0) {
+			a->retry = a->back_off = true;
+			snprintf(a->err, sizeof a->err, "the collector closed the connection during the TLS handshake");
+			return false;
+		} else if (errno == EAGAIN || errno == EINTR) {
+			int w = wait_io(POLLIN, deadline);
+			if (w <= 0) {
+				fail_wait(a, "TLS handshake", w);
+				return false;
+			}
+		} else {
+			fail_errno(a, "TLS handshake", errno);
+			return false;
+		}
+	}
+}
+
+/* A new connection: every address of the host in turn (looked up again each
+ * time, so a collector that moved is found), then TLS for https. */
+static bool conn_open(uint64_t deadline, struct attempt *a)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	int gai = getaddrinfo(host_z, port_z, &hints, &res);
+	if (gai != 0) {
+		a->retry = a->back_off = true;
+		snprintf(a->err, sizeof a->err, "looking up the collector's host: %s", gai_strerror(gai));
+		return false;
+	}
+	bool connected = false;
+	for (struct addrinfo *ai = res; ai && !connected && !aborted(); ai = ai->ai_next) {
+		long fd = syscall(SYS_socket, ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			fail_errno(a, "creating a socket", errno);
+			continue;
+		}
+		conn.slot = ownfd_add((int)fd);
+		if (conn.slot < 0) {
+			syscall(SYS_close, fd);
+			a->retry = a->back_off = true;
+			snprintf(a->err, sizeof a->err, "no room to register another descriptor of the agent");
+			break;
+		}
+		long r = sock_call(SYS_connect, (long)ai->ai_addr, (long)ai->ai_addrlen, 0, 0, 0);
+		if (r < 0 && errno == EINPROGRESS) {
+			int w = wait_io(POLLOUT, deadline);
+			if (w <= 0) {
+				fail_wait(a, "connecting to the collector", w);
+				conn_close();
+				continue;
+			}
+			int err = 0;
+			socklen_t len = sizeof err;
+			if (sock_call(SYS_getsockopt, SOL_SOCKET, SO_ERROR, (long)&err, (long)&len, 0) < 0)
+				err = errno;
+			r = err ? -1 : 0;
+			errno = err;
+		}
+		if (r < 0) {
+			fail_errno(a, "connecting to the collector", errno);
+			conn_close();
+			continue;
+		}
+		int one = 1;
+		sock_call(SYS_setsockopt, IPPROTO_TCP, TCP_NODELAY, (long)&one, sizeof one, 0);
+		connected = true;
+	}
+	freeaddrinfo(res);
+	if (!connected)
+		return false;
+	if (ep.https && !tls_connect(deadline, a)) {
+		conn_close();
+		return false;
+	}
+	return true;
+}
+
+/* An idle kept-alive connection the collector has closed (or written junk
+ * on) reads as ready: don't send a batch into it. */
+static bool conn_idle_broken(void)
+{
+	int fd = ownfd_begin(conn.slot);
+	if (fd < 0)
+		return true;
+	ownfd_end(conn.slot);
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	return poll(&p, 1, 0) != 0;
+}
+
+static bool send_request(const void *body, size_t len, uint64_t deadline, struct attempt *a)
+{
+	char n[24];
+	head.len = head_fixed;
+	buf_append(&head, n, (size_t)snprintf(n, sizeof n, "%zu\r\n\r\n", len));
+	if (head.oom) {
+		a->retry = a->back_off = true;
+		snprintf(a->err, sizeof a->err, "out of memory");
+		return false;
+	}
+	if (conn.tls) {
+		if (!tls_write(conn.tls, head.p, head.len) || !tls_write(conn.tls, body, len)) {
+			a->retry = a->back_off = true;
+			snprintf(a->err, sizeof a->err, "TLS write failed");
+			return false;
+		}
+		return flush_tls(deadline, a);
+	}
+	struct iovec v[2] = { { head.p, head.len }, { (void *)body, len } };
+	return send_raw(v, 2, deadline, a);
+}
+
+static void classify_status(struct attempt *a, const struct http_response *resp)
+{
+	long s = resp->status;
+	a->status = s;
+	if (s >= 200 && s < 300)
+		return;
+	a->retry = a->back_off = s == 429 || s == 502 || s == 503 || s == 504;
+	const struct http_captured *ra = &resp->captured[0];
+	if (a->retry && ra->present && ra->len) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		a->have_retry_after = http_retry_after(ra->value, ra->len, now.tv_sec, &a->retry_after_ms);
+	}
+	snprintf(a->err, sizeof a->err, "HTTP %ld", s);
+}
+
+/* Reads one response. *keep: the connection may carry the next request. */
+static bool read_response(uint64_t deadline, struct attempt *a, bool *keep)
+{
+	struct http_response resp;
+	struct http_body body;
+	char rx[16384];
+	bool in_body = false, got_any = false;
+
+	*keep = false;
+	buf_reset(&rbody);
+	http_response_init(&resp, &retry_after_name);
+	for (;;) {
+		ssize_t n = recv_some(rx, sizeof rx, deadline, a);
+		if (n < 0) {
+			a->silent_close = a->silent_close && !got_any;
+			return false;
+		}
+		if (n == 0) {
+			if (in_body && body.kind == HTTP_BODY_UNTIL_CLOSE)
+				return true;
+			a->retry = a->back_off = true;
+			a->silent_close = !got_any;
+			snprintf(a->err, sizeof a->err, "%s", got_any ? "the collector's answer was cut off"
+								      : "the collector closed the connection without answering");
+			return false;
+		}
+		got_any = true;
+		const char *p = rx;
+		size_t left = (size_t)n;
+		while (left) {
+			if (!in_body) {
+				size_t used = 0;
+				enum http_state hs = http_response_feed(&resp, p, left, &used);
+				p += used;
+				left -= used;
+				if (hs == HTTP_HEAD_PARTIAL)
+					break;
+				if (hs == HTTP_HEAD_ERROR) {
+					/* Not an OTLP/HTTP collector on that port: the same
+					 * next time, so back off without retrying. */
+					a->back_off = true;
+					snprintf(a->err, sizeof a->err, "the answer is not HTTP/1.x");
+					return false;
+				}
+				if (resp.status < 200 && resp.status != 101) {
+					http_response_init(&resp, &retry_after_name);   /* interim */
+					continue;
+				}
+				classify_status(a, &resp);
+				http_body_for_response(&body, &resp, false);
+				if (body.error) {
+					a->back_off = true;
+					snprintf(a->err, sizeof a->err, "HTTP %ld with a body that cannot be framed", a->status);
+					return false;
+				}
+				in_body = true;
+			}
+			if (body.done)
+				break;
+			uint64_t ahead = http_body_payload_ahead(&body);
+			size_t take = ahead ? (ahead < left ? (size_t)ahead : left) : 1;
+			if (ahead && rbody.len < RESPONSE_KEEP_MAX)
+				buf_append(&rbody, p, take < RESPONSE_KEEP_MAX - rbody.len ? take : RESPONSE_KEEP_MAX - rbody.len);
+			size_t used = http_body_feed(&body, p, take);
+			if (body.error) {
+				a->back_off = true;
+				snprintf(a->err, sizeof a->err, "HTTP %ld with a malformed chunked body", a->status);
+				return false;
+			}
+			p += used;
+			left -= used;
+		}
+		if (in_body && body.done) {
+			/* Bytes after the answer would be a second one: don't reuse. */
+			bool ka = resp.version_minor == 1 ? !resp.framing.conn_close : resp.framing.conn_keep_alive;
+			*keep = ka && body.kind != HTTP_BODY_UNTIL_CLOSE && left == 0 && resp.status != 101;
+			return true;
+		}
+	}
+}
+
 static int64_t parse_partial_success(void)
 {
-	if (!response.len)
+	if (!rbody.len)
 		return 0;
 	if (cfg->protocol == OTLP_HTTP_JSON) {
-		const char *p = memmem(response.p, response.len, "rejectedSpans", 13);
+		const char *p = memmem(rbody.p, rbody.len, "rejectedSpans", 13);
 		if (!p)
 			return 0;
 		p += 13;
-		const char *end = response.p + response.len;
+		const char *end = rbody.p + rbody.len;
 		while (p < end && (*p < '0' || *p > '9'))
 			p++;
 		int64_t v = 0;
@@ -251,91 +689,68 @@ static int64_t parse_partial_success(void)
 		return v;
 	}
 	struct otlp_partial_success ps;
-	if (!otlp_proto_parse_response(response.p, response.len, &ps))
+	if (!otlp_proto_parse_response(rbody.p, rbody.len, &ps))
 		return 0;
 	int64_t rejected = ps.rejected_spans;
 	if (rejected || ps.error_message_len)
-		log_warn("collector partially rejected a batch: %lld spans rejected: %.*s", (long long)rejected,
+		log_warn("the collector rejected part of a batch: %lld spans rejected: %.*s", (long long)rejected,
 			 (int)(ps.error_message_len < 200 ? ps.error_message_len : 200),
 			 ps.error_message ? ps.error_message : "");
 	return rejected;
 }
 
-/* One attempt. Returns the curl code; *status gets the HTTP status. */
-static CURLcode attempt(const void *body, size_t len, uint64_t deadline_ns, long *status, long *retry_after_s)
+/* One POST, on the kept connection or a new one. A kept connection the
+ * collector closed without answering gets one immediate resend on a fresh
+ * connection (any HTTP client does this; it is no sign of trouble). */
+static void attempt(const void *body, size_t len, uint64_t deadline, struct attempt *a)
 {
-	uint64_t now = span_now_ns();
-	long timeout_ms = (long)((deadline_ns - now) / 1000000);
-	if (timeout_ms > (long)cfg->timeout_ms)
-		timeout_ms = (long)cfg->timeout_ms;
-	if (timeout_ms < 1)
-		timeout_ms = 1;
-
-	buf_reset(&response);
-	cu.easy_setopt(easy, CURLOPT_POSTFIELDS, body);
-	cu.easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-	cu.easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
-	cu.multi_add(multi, easy);
-
-	CURLcode rc = CURLE_OPERATION_TIMEDOUT;
-	int running = 1;
-	while (running) {
-		if (atomic_load(&abort_requested)) {
-			rc = CURLE_ABORTED_BY_CALLBACK;
-			break;
+	for (int tries = 0; tries < 2; tries++) {
+		memset(a, 0, sizeof *a);
+		if (conn.slot >= 0 && conn_idle_broken())
+			conn_close();
+		bool fresh = conn.slot < 0;
+		if (fresh && !conn_open(deadline, a))
+			return;
+		bool keep;
+		if (send_request(body, len, deadline, a) && read_response(deadline, a, &keep)) {
+			a->answered = true;
+			conn.reused = true;
+			if (!keep)
+				conn_close();
+			return;
 		}
-		if (cu.multi_perform(multi, &running) != CURLM_OK) {
-			rc = CURLE_FAILED_INIT;
-			break;
-		}
-		if (!running)
-			break;
-		cu.multi_poll(multi, NULL, 0, 100, NULL);
-	}
-	int left;
-	CURLMsg *m;
-	while ((m = cu.multi_info_read(multi, &left)))
-		if (m->msg == CURLMSG_DONE)
-			rc = m->data.result;
-	*status = 0;
-	*retry_after_s = -1;
-	cu.easy_getinfo(easy, CURLINFO_RESPONSE_CODE, status);
-	curl_off_t ra = -1;
-	if (cu.easy_getinfo(easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra >= 0)
-		*retry_after_s = (long)ra;
-	cu.multi_remove(multi, easy);
-	return rc;
-}
-
-static bool retryable_curl(CURLcode rc)
-{
-	switch (rc) {
-	case CURLE_COULDNT_CONNECT:
-	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_OPERATION_TIMEDOUT:
-	case CURLE_SEND_ERROR:
-	case CURLE_RECV_ERROR:
-	case CURLE_GOT_NOTHING:
-	case CURLE_PARTIAL_FILE:
-		return true;
-	default:
-		return false;
+		bool again = conn.reused && a->silent_close && !aborted();
+		conn_close();
+		if (!again)
+			return;
 	}
 }
 
-/* Waits ms or until aborted; a multi with no transfers still honours wakeup. */
-static bool backoff_wait(uint64_t ms)
+/* Sleeps until mono time t, in slices; false when aborted. */
+static bool sleep_until(uint64_t t)
 {
-	uint64_t until = span_now_ns() + ms * 1000000;
 	for (;;) {
-		if (atomic_load(&abort_requested))
+		if (aborted())
 			return false;
-		uint64_t now = span_now_ns();
-		if (now >= until)
+		uint64_t now = mono_ns();
+		if (now >= t)
 			return true;
-		uint64_t left = (until - now) / 1000000 + 1;
-		cu.multi_poll(multi, NULL, 0, (int)(left > 100 ? 100 : left), NULL);
+		uint64_t left = t - now, slice = (uint64_t)SLICE_MS * 1000000u;
+		struct timespec ts = { 0, (long)(left < slice ? left : slice) };
+		nanosleep(&ts, NULL);
 	}
+}
+
+static void backoff_step(const struct attempt *a, uint64_t now)
+{
+	backoff.step_ms = backoff.step_ms ? (backoff.step_ms * 2 > BACKOFF_CAP_MS ? BACKOFF_CAP_MS : backoff.step_ms * 2)
+					  : BACKOFF_FIRST_MS;
+	/* Equal jitter: between half the step and the step, so that processes
+	 * that failed together don't all come back together. */
+	uint64_t wait = backoff.step_ms / 2 + ids_random_u64() % (backoff.step_ms / 2 + 1);
+	if (a->have_retry_after)
+		wait = a->retry_after_ms < RETRY_AFTER_CAP_MS ? a->retry_after_ms : RETRY_AFTER_CAP_MS;
+	backoff.blocked_until = now + wait * 1000000u;
 }
 
 void transport_send(const void *body, size_t len, uint64_t deadline_ns, struct transport_outcome *out)
@@ -344,6 +759,10 @@ void transport_send(const void *body, size_t len, uint64_t deadline_ns, struct t
 	out->result = TRANSPORT_FAILED;
 	if (!loaded)
 		return;
+	/* The caller's deadline is on span_now_ns's clock; ours is monotonic. */
+	uint64_t now = mono_ns(), span_now = span_now_ns();
+	uint64_t deadline = now + (deadline_ns > span_now ? deadline_ns - span_now : 0);
+
 	if (cfg->compression == COMPRESSION_GZIP && zl.init2) {
 		if (!gzip_body(body, len)) {
 			log_warn("gzip compression failed; batch dropped");
@@ -352,78 +771,76 @@ void transport_send(const void *body, size_t len, uint64_t deadline_ns, struct t
 		body = gz.p;
 		len = gz.len;
 	}
-
-	uint64_t backoff_ms = 500;
 	for (;;) {
-		long status, retry_after;
-		CURLcode rc = attempt(body, len, deadline_ns, &status, &retry_after);
+		now = mono_ns();
+		if (now < backoff.blocked_until) {
+			/* One attempt per backoff interval for the whole exporter: a
+			 * batch that cannot wait for it is dropped unsent. */
+			if (backoff.blocked_until >= deadline) {
+				out->backed_off = out->attempts == 0;
+				return;
+			}
+			if (!sleep_until(backoff.blocked_until)) {
+				out->result = TRANSPORT_ABORTED;
+				return;
+			}
+		}
+		struct attempt a;
+		uint64_t per_try = mono_ns() + (uint64_t)cfg->timeout_ms * 1000000u;
+		attempt(body, len, per_try < deadline ? per_try : deadline, &a);
 		out->attempts++;
-		out->http_status = status;
-		if (rc == CURLE_ABORTED_BY_CALLBACK) {
+		out->http_status = a.status;
+		if (aborted()) {
 			out->result = TRANSPORT_ABORTED;
 			return;
 		}
-		bool retry;
-		if (rc == CURLE_OK && status >= 200 && status < 300) {
+		now = mono_ns();
+		if (a.answered && a.status >= 200 && a.status < 300) {
+			backoff.step_ms = 0;
+			backoff.blocked_until = 0;
 			out->rejected_spans = parse_partial_success();
 			out->result = TRANSPORT_OK;
 			return;
-		} else if (rc == CURLE_OK) {
-			retry = status == 429 || status == 502 || status == 503 || status == 504;
-			if (!retry) {
-				log_warn("collector at %s answered HTTP %ld; batch dropped, not retried", cfg->endpoint, status);
-				return;
-			}
+		}
+		if (a.back_off) {
+			backoff_step(&a, now);
 		} else {
-			retry = retryable_curl(rc);
-			if (!retry) {
-				log_warn("export to %s failed: %s; batch dropped", cfg->endpoint, cu.easy_strerror(rc));
-				return;
-			}
+			backoff.step_ms = 0;   /* the collector answered: it is up */
+			backoff.blocked_until = 0;
 		}
-		/* Full jitter around the exponential step; Retry-After is a floor. */
-		uint64_t wait = backoff_ms / 2 + ids_random_u64() % (backoff_ms / 2 + 1);
-		if (retry_after >= 0)
-			wait = (uint64_t)retry_after * 1000;
-		backoff_ms = backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2;
-		uint64_t now = span_now_ns();
-		if (now + wait * 1000000 >= deadline_ns) {
-			if (rc == CURLE_OK)
-				log_warn("collector at %s answered HTTP %ld; no time left to retry, batch dropped",
-					 cfg->endpoint, status);
-			else
-				log_warn("export to %s failed: %s; no time left to retry, batch dropped",
-					 cfg->endpoint, cu.easy_strerror(rc));
+		if (!a.retry) {
+			log_warn("export to %s failed (%s); the batch is dropped, not retried", cfg->endpoint_shown, a.err);
 			return;
 		}
-		log_debug("export attempt %d got %s%ld; retrying in %llu ms", out->attempts,
-			  rc == CURLE_OK ? "HTTP " : "curl error ", rc == CURLE_OK ? status : (long)rc,
-			  (unsigned long long)wait);
-		if (!backoff_wait(wait)) {
-			out->result = TRANSPORT_ABORTED;
+		if (backoff.blocked_until >= deadline) {
+			log_warn("export to %s failed (%s); exports back off while it lasts, and spans are dropped meanwhile",
+				 cfg->endpoint_shown, a.err);
 			return;
 		}
+		log_debug("export attempt %d failed (%s); next attempt in %llu ms", out->attempts, a.err,
+			  (unsigned long long)((backoff.blocked_until - now) / 1000000u));
 	}
 }
 
 void transport_abort(void)
 {
 	atomic_store(&abort_requested, 1);
-	CURLM *m = atomic_load(&wake_target);
-	if (m && cu.multi_wakeup)
-		cu.multi_wakeup(m);
 }
 
 void transport_reset_after_fork(void)
 {
-	/* Leak, don't clean up: the handles' sockets and state are the parent's. */
-	easy = NULL;
-	multi = NULL;
-	headers = NULL;
-	atomic_store(&wake_target, NULL);
+	/* The parent's connection and buffers may have been mid-use by its
+	 * export thread: leak them rather than reuse them. The descriptor is
+	 * the child's copy, closed by ownfd_after_fork_child. The backoff state
+	 * is kept: a collector the parent found down is down for the child too. */
+	conn.slot = -1;
+	conn.tls = NULL;
+	conn.reused = false;
 	atomic_store(&abort_requested, 0);
 	loaded = false;
-	memset(&response, 0, sizeof response);
+	memset(&head, 0, sizeof head);
+	memset(&rbody, 0, sizeof rbody);
 	memset(&gz, 0, sizeof gz);
-	zs_ready = false;   /* the parent's stream memory is ours to leak, not to reuse mid-use */
+	memset(&tls_out, 0, sizeof tls_out);
+	zs_ready = false;
 }

@@ -10,6 +10,7 @@
 #include "agent/context.h"
 #include "agent/ids.h"
 #include "agent/log.h"
+#include "agent/ownfd.h"
 #include "agent/queue.h"
 #include "agent/span.h"
 #include "exporter/exporter.h"
@@ -38,6 +39,7 @@ extern void *__dso_handle;
 static void after_fork_child(void)
 {
 	ids_after_fork();
+	ownfd_after_fork_child();
 	queue_reset_after_fork();
 	socket_after_fork_child();
 	rdkafka_after_fork_child();
@@ -80,7 +82,7 @@ static void init_once(void)
 	log_debug("started: service.name=%s exporter=%s endpoint=%s", config_global.service_name,
 		  config_global.exporter == EXPORTER_OTLP ? "otlp" :
 		  config_global.exporter == EXPORTER_CONSOLE ? "console" : "none",
-		  config_global.endpoint);
+		  config_global.endpoint_shown);
 out:
 	context_guard_depth = saved_guard;
 }

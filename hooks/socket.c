@@ -18,6 +18,7 @@
 #include "agent/context.h"
 #include "agent/http.h"
 #include "agent/log.h"
+#include "agent/ownfd.h"
 #include "agent/propagation.h"
 #include "agent/span.h"
 #include "hooks/init.h"
@@ -1381,8 +1382,12 @@ static void fd_gone(int fd)
 	logcorr_fd_changed(fd);
 }
 
+/* Each of the close family first has the agent let go of its own
+ * descriptors in the range (a daemon closing every number): agent/ownfd.h. */
 HOOK int close(int fd)
 {
+	struct ownfd_marks m;
+	ownfd_app_closing((unsigned)fd, (unsigned)fd, &m);
 	fd_gone(fd);
 	return REAL(close)(fd);
 }
@@ -1392,7 +1397,15 @@ HOOK int close(int fd)
  * or now holds newfd, so no other thread can have been given that number. */
 HOOK int dup2(int oldfd, int newfd)
 {
+	struct ownfd_marks m = { 0 };
+	if (oldfd != newfd)
+		ownfd_app_closing((unsigned)newfd, (unsigned)newfd, &m);
 	int r = REAL(dup2)(oldfd, newfd);
+	if (r < 0 && m.mask) {
+		int e = errno;
+		ownfd_app_close_failed(&m);
+		errno = e;
+	}
 	if (r >= 0 && oldfd != newfd)
 		fd_gone(newfd);
 	return r;
@@ -1400,7 +1413,15 @@ HOOK int dup2(int oldfd, int newfd)
 
 HOOK int dup3(int oldfd, int newfd, int flags)
 {
+	struct ownfd_marks m = { 0 };
+	if (oldfd != newfd)
+		ownfd_app_closing((unsigned)newfd, (unsigned)newfd, &m);
 	int r = REAL(dup3)(oldfd, newfd, flags);
+	if (r < 0 && m.mask) {
+		int e = errno;
+		ownfd_app_close_failed(&m);
+		errno = e;
+	}
 	if (r >= 0)
 		fd_gone(newfd);
 	return r;
@@ -1427,17 +1448,28 @@ static void fds_gone(unsigned first, unsigned last)
 
 HOOK int close_range(unsigned int first, unsigned int last, int flags)
 {
-	if (!(flags & CLOSE_RANGE_CLOEXEC))
+	struct ownfd_marks m = { 0 };
+	if (!(flags & CLOSE_RANGE_CLOEXEC)) {
+		ownfd_app_closing(first, last, &m);
 		fds_gone(first, last);
-	if (!REAL(close_range))
-		return (int)syscall(SYS_close_range, first, last, flags);
-	return REAL(close_range)(first, last, flags);
+	}
+	int r = REAL(close_range) ? REAL(close_range)(first, last, flags)
+				  : (int)syscall(SYS_close_range, first, last, flags);
+	if (r < 0 && m.mask) {
+		int e = errno;
+		ownfd_app_close_failed(&m);
+		errno = e;
+	}
+	return r;
 }
 
 HOOK void closefrom(int lowfd)
 {
-	if (lowfd >= 0)
+	struct ownfd_marks m;
+	if (lowfd >= 0) {
+		ownfd_app_closing((unsigned)lowfd, UINT_MAX, &m);
 		fds_gone((unsigned)lowfd, UINT_MAX);
+	}
 	if (REAL(closefrom))
 		REAL(closefrom)(lowfd);
 	else if (lowfd >= 0)

@@ -408,6 +408,41 @@ static void fuzz_routes(const char *in, size_t size)
  * limits: long targets, full tracestate and baggage, 64 KiB heads, long
  * chunk lines.
  */
+/* --- Retry-After, and the payload a client keeps of a body --- */
+
+static void fuzz_retry_after(const char *in, size_t n, uint8_t ctl)
+{
+	uint64_t ms = 0;
+	int64_t now = (int64_t)ctl * 86400 * 365;
+	if (http_retry_after(in, n, now, &ms)) {
+		/* an accepted value is digits (with blanks) or a whole date */
+		CHECK(n > 0);
+		uint64_t ms2 = 0;
+		CHECK(http_retry_after(in, n, now, &ms2) && ms2 == ms);   /* pure */
+	}
+}
+
+static void fuzz_payload(const char *in, size_t n, uint8_t ctl)
+{
+	struct http_body b = { .kind = (uint8_t)(ctl % 4 == 0 ? HTTP_BODY_CHUNKED : ctl % 4 == 1 ? HTTP_BODY_LENGTH
+							 : ctl % 4 == 2 ? HTTP_BODY_UNTIL_CLOSE : HTTP_BODY_NONE),
+			       .remaining = ctl };
+	size_t kept = 0;
+	while (n && !b.done && !b.error) {
+		uint64_t ahead = http_body_payload_ahead(&b);
+		size_t take = ahead ? (ahead < n ? (size_t)ahead : n) : 1;
+		size_t used = http_body_feed(&b, in, take);
+		CHECK(used <= take);
+		if (ahead)
+			kept += used;
+		if (!used)
+			break;
+		in += used;
+		n -= used;
+	}
+	CHECK(kept <= SIZE_MAX / 2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size == 0)
@@ -436,6 +471,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_bodies(in, n, at, ctl);
 	fuzz_target(in, n);
 	fuzz_routes(in, n);
+	fuzz_retry_after(in, n < 64 ? n : 64, ctl);
+	fuzz_payload(in, n, ctl);
 	free(in);
 	return 0;
 }

@@ -14,6 +14,8 @@ Suite *exporter_suite(void);
 Suite *http_suite(void);
 Suite *sql_suite(void);
 Suite *envcarrier_suite(void);
+Suite *url_suite(void);
+Suite *host_suite(void);
 
 int main(void)
 {
@@ -29,6 +31,8 @@ int main(void)
 	srunner_add_suite(sr, http_suite());
 	srunner_add_suite(sr, sql_suite());
 	srunner_add_suite(sr, envcarrier_suite());
+	srunner_add_suite(sr, url_suite());
+	srunner_add_suite(sr, host_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

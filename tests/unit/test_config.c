@@ -751,6 +751,12 @@ START_TEST(test_endpoint_base_appends_path)
 		{ "http://x:4318//", "http://x:4318/v1/traces" },
 		{ "https://gw.example.com/otlp", "https://gw.example.com/otlp/v1/traces" },
 		{ " HTTP://x ", "HTTP://x/v1/traces" },
+		/* the path goes before a query (it went after it: a 404) */
+		{ "http://x:4318/?api_key=k", "http://x:4318/v1/traces?api_key=k" },
+		{ "http://x:4318?a=1&b=2", "http://x:4318/v1/traces?a=1&b=2" },
+		{ "http://x/p/?q", "http://x/p/v1/traces?q" },
+		{ "http://x/p#frag", "http://x/p/v1/traces" },
+		{ "http://u:pw@[::1]:4318/", "http://u:pw@[::1]:4318/v1/traces" },
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -825,6 +831,27 @@ START_TEST(test_endpoint_credentials_not_shown)
 	load();
 	expect_warning("OTEL_EXPORTER_OTLP_ENDPOINT");
 	ck_assert_ptr_null(strstr(errbuf, "hunter2"));
+
+	/* An invalid URL with a key in its query: still masked. */
+	env_set("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u:hunter2@h:99999/?api_key=s3cr3t");
+	load();
+	expect_warning("OTEL_EXPORTER_OTLP_ENDPOINT");
+	ck_assert_ptr_null(strstr(errbuf, "hunter2"));
+	ck_assert_ptr_null(strstr(errbuf, "s3cr3t"));
+}
+END_TEST
+
+/* endpoint_shown is the form every diagnostic prints. */
+START_TEST(test_endpoint_shown_masked)
+{
+	env_set("OTEL_EXPORTER_OTLP_ENDPOINT", "https://user:hunter2@collector:4318/base?api_key=k&x");
+	load();
+	expect_quiet();
+	ck_assert_str_eq(cfg.endpoint, "https://user:hunter2@collector:4318/base/v1/traces?api_key=k&x");
+	ck_assert_str_eq(cfg.endpoint_shown, "https://***@collector:4318/base/v1/traces?api_key=***&***");
+	env_set("OTEL_EXPORTER_OTLP_ENDPOINT", NULL);
+	load();
+	ck_assert_str_eq(cfg.endpoint_shown, "http://localhost:4318/v1/traces");
 }
 END_TEST
 
@@ -1302,6 +1329,7 @@ Suite *config_suite(void)
 	tcase_add_test(tc, test_endpoint_base_appends_path);
 	tcase_add_test(tc, test_endpoint_traces_wins);
 	tcase_add_test(tc, test_endpoint_invalid);
+	tcase_add_test(tc, test_endpoint_shown_masked);
 	tcase_add_test(tc, test_endpoint_invalid_traces_falls_back);
 	tcase_add_test(tc, test_endpoint_too_long);
 	tcase_add_test(tc, test_endpoint_credentials_not_shown);

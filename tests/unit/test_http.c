@@ -1938,6 +1938,101 @@ START_TEST(test_reinit_forgets)
 }
 END_TEST
 
+/* --- Retry-After --- */
+
+/* 1994-11-06 08:49:37 UTC, the RFC's example date. */
+#define RFC_EXAMPLE 784111777
+
+static const struct {
+	const char *v;
+	int64_t now;
+	bool ok;
+	uint64_t ms;
+} retry_after_cases[] = {
+	{ "120", 0, true, 120000 },
+	{ " 0 ", 0, true, 0 },
+	{ "007", 0, true, 7000 },
+	{ "Sun, 06 Nov 1994 08:49:37 GMT", RFC_EXAMPLE - 30, true, 30000 },
+	{ "Sunday, 06-Nov-94 08:49:37 GMT", RFC_EXAMPLE - 5, true, 5000 },
+	{ "Sun Nov  6 08:49:37 1994", RFC_EXAMPLE - 1, true, 1000 },
+	{ "Sun Nov 16 08:49:37 1994", RFC_EXAMPLE, true, 10 * 86400000ull },
+	{ "Sun, 06 Nov 1994 08:49:37 GMT", RFC_EXAMPLE + 100, true, 0 },   /* in the past: now */
+	{ "Thu, 29 Feb 2024 23:59:59 GMT", 1709251199 - 2, true, 2000 },   /* a leap day */
+	{ "Sat, 01 Jan 2000 00:00:00 GMT", 946684800, true, 0 },
+	{ "Wed, 31 Dec 2031 12:00:00 GMT", 1956484800 - 60, true, 60000 },
+	{ "", 0, false, 0 },
+	{ "-5", 0, false, 0 },
+	{ "1.5", 0, false, 0 },
+	{ "soon", 0, false, 0 },
+	{ "Sun, 06 Nov 1994 08:49:37 UTC", 0, false, 0 },
+	{ "Sun, 06 Foo 1994 08:49:37 GMT", 0, false, 0 },
+	{ "Sun, 06 Nov 1994 25:49:37 GMT", 0, false, 0 },
+	{ "Sun, 6 Nov 1994 08:49:37 GMT", 0, false, 0 },
+	{ "Sun Nov  6 08:49:37 94", 0, false, 0 },
+};
+
+START_TEST(test_retry_after_table)
+{
+	const char *v = retry_after_cases[_i].v;
+	uint64_t ms = 12345;
+	bool ok = http_retry_after(v, strlen(v), retry_after_cases[_i].now, &ms);
+	ck_assert_msg(ok == retry_after_cases[_i].ok, "'%s': ok=%d", v, ok);
+	if (ok)
+		ck_assert_msg(ms == retry_after_cases[_i].ms, "'%s': %llu ms, expected %llu", v,
+			      (unsigned long long)ms, (unsigned long long)retry_after_cases[_i].ms);
+}
+END_TEST
+
+/* A huge delay-seconds neither overflows nor wraps to a small delay. */
+START_TEST(test_retry_after_huge)
+{
+	uint64_t ms = 0;
+	ck_assert(http_retry_after("99999999999999999999999", 23, 0, &ms));
+	ck_assert_uint_ge(ms, 1000ull * 1000000000ull);
+}
+END_TEST
+
+/* The payload of a body, as a client keeps it: chunk framing stripped. */
+static size_t payload_of(struct http_body *b, const char *p, size_t n, char *out, size_t cap)
+{
+	size_t got = 0;
+	while (n && !b->done && !b->error) {
+		uint64_t ahead = http_body_payload_ahead(b);
+		size_t take = ahead ? (ahead < n ? (size_t)ahead : n) : 1;
+		if (ahead) {
+			ck_assert_uint_le(got + take, cap);
+			memcpy(out + got, p, take);
+			got += take;
+		}
+		size_t used = http_body_feed(b, p, take);
+		ck_assert_uint_eq(used, take);
+		p += used;
+		n -= used;
+	}
+	return got;
+}
+
+START_TEST(test_body_payload_ahead)
+{
+	static const char chunked[] = "5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nTrailer: x\r\n\r\n";
+	struct http_body b = { .kind = HTTP_BODY_CHUNKED };
+	char out[64];
+	size_t n = payload_of(&b, chunked, sizeof chunked - 1, out, sizeof out);
+	ck_assert(b.done);
+	ck_assert_uint_eq(n, 11);
+	ck_assert(memcmp(out, "hello world", 11) == 0);
+
+	struct http_body l = { .kind = HTTP_BODY_LENGTH, .remaining = 4 };
+	n = payload_of(&l, "abcdEXTRA", 9, out, sizeof out);
+	ck_assert(l.done);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_uint_eq(http_body_payload_ahead(&l), 0);
+
+	struct http_body u = { .kind = HTTP_BODY_UNTIL_CLOSE };
+	ck_assert_uint_eq(http_body_payload_ahead(&u), UINT64_MAX);
+}
+END_TEST
+
 Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -1978,6 +2073,9 @@ Suite *http_suite(void)
 	tcase_add_loop_test(resp, test_frame_table, 0, N_ELEMS(frame_cases));
 
 	tcase_add_loop_test(body, test_chunked_table, 0, N_ELEMS(chunk_cases));
+	tcase_add_test(body, test_body_payload_ahead);
+	tcase_add_loop_test(body, test_retry_after_table, 0, N_ELEMS(retry_after_cases));
+	tcase_add_test(body, test_retry_after_huge);
 	tcase_add_test(body, test_chunked_line_limits);
 	tcase_add_test(body, test_body_length_and_close);
 	tcase_set_timeout(body, 60);
