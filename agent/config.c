@@ -930,6 +930,55 @@ static const char *libc_getenv(const char *name)
 	return getenv(name);
 }
 
+/*
+ * The environment as the library found it at load. Apps change theirs
+ * before the first span: nginx clears its workers' environment, and
+ * setproctitle-style code overwrites the original strings in place. So the
+ * variables that concern us are copied, not pointed to, in the constructor:
+ * a walk over environ and a few small copies, cheaper than parsing them all
+ * (config_load, later, at the first hook that needs them).
+ */
+static char captured[32768];
+static size_t captured_len;
+static bool captured_any, captured_cut;
+
+static bool ours_to_capture(const char *e)
+{
+	return strncmp(e, "OTEL_", 5) == 0 || strncmp(e, "TRACEAGENT_", 11) == 0 ||
+	       strncmp(e, "TRACEPARENT=", 12) == 0 || strncmp(e, "TRACESTATE=", 11) == 0 ||
+	       strncmp(e, "BAGGAGE=", 8) == 0;
+}
+
+void config_capture_environment(char *const *envp)
+{
+	captured_any = true;
+	captured_len = 0;
+	captured_cut = false;
+	for (; envp && *envp; envp++) {
+		if (!ours_to_capture(*envp))
+			continue;
+		size_t n = strlen(*envp) + 1;
+		if (n > sizeof captured - captured_len) {
+			captured_cut = true;
+			continue;
+		}
+		memcpy(captured + captured_len, *envp, n);
+		captured_len += n;
+	}
+}
+
+const char *config_captured_getenv(const char *name)
+{
+	if (!captured_any)
+		return getenv(name);
+	size_t nl = strlen(name);
+	/* The first of repeated names, as getenv. */
+	for (size_t off = 0; off < captured_len; off += strlen(captured + off) + 1)
+		if (strncmp(captured + off, name, nl) == 0 && captured[off + nl] == '=')
+			return captured + off + nl + 1;
+	return NULL;
+}
+
 /* Lists whose syntax the hooks check; a value too long to keep is ignored whole. */
 static void load_raw(char *dst, size_t size, config_getenv_fn g, const char *name)
 {
@@ -982,4 +1031,7 @@ void config_load(struct config *c, config_getenv_fn getenv_fn)
 	c->kafka_enabled = load_bool(getenv_fn, "OTEL_INSTRUMENTATION_KAFKA_ENABLED", true);
 	c->kafka_propagation = load_bool(getenv_fn, "OTEL_INSTRUMENTATION_KAFKA_PRODUCER_PROPAGATION_ENABLED", true);
 	c->log_correlation = load_bool(getenv_fn, "TRACEAGENT_LOG_CORRELATION", false);
+	if (getenv_fn == config_captured_getenv && captured_cut)
+		log_warn_config("the OTEL_* and TRACEAGENT_* variables exceed %zu bytes; those past it are ignored",
+				sizeof captured);
 }

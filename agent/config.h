@@ -126,6 +126,15 @@ typedef const char *(*config_getenv_fn)(const char *name);
  * Does not allocate. */
 void config_load(struct config *c, config_getenv_fn getenv_fn);
 
+/* Copies the variables the agent reads (OTEL_*, TRACEAGENT_*, TRACEPARENT,
+ * TRACESTATE, BAGGAGE) out of envp: the library's constructor does it, so the
+ * configuration is the one the process started with, whatever the app does
+ * to its environment later. */
+void config_capture_environment(char *const *envp);
+/* getenv over that copy (a config_getenv_fn); the live environment until a
+ * copy was made. */
+const char *config_captured_getenv(const char *name);
+
 /* The process-wide configuration, loaded once by agent init. */
 extern struct config config_global;
 

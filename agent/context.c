@@ -1,36 +1,56 @@
-/* The thread's current trace context, the process-wide inherited parent, and the guard's storage. */
+/* The thread's current trace context (allocated on first use), the process-wide inherited parent, and the guard's storage. */
 #include "context.h"
+
+#include "perthread.h"
 
 __thread int context_guard_depth AGENT_TLS;
 
-static __thread struct trace_context context_tls AGENT_TLS;
+/* 2.6 KB with tracestate and baggage: kept out of static TLS (agent/perthread.h). */
+static __thread struct trace_context *context_tls AGENT_TLS;
+/* What a thread without a context of its own reads. */
+static const struct trace_context context_none;
 /* Written once at start (from TRACEPARENT) before any app thread reads it. */
 static struct trace_context context_process_parent;
 
+static struct trace_context *mine(void)
+{
+	return perthread_get((void **)&context_tls, sizeof *context_tls);
+}
+
 const struct trace_context *context_current(void)
 {
-	if (context_tls.valid || !context_process_parent.valid)
-		return &context_tls;
+	const struct trace_context *c = context_tls;
+	if ((c && c->valid) || !context_process_parent.valid)
+		return c ? c : &context_none;
 	return &context_process_parent;
 }
 
 const struct trace_context *context_thread(void)
 {
-	return &context_tls;
+	return context_tls ? context_tls : &context_none;
 }
 
 void context_attach(const struct trace_context *ctx, struct context_token *tok)
 {
-	context_copy(&tok->prev, &context_tls);
+	struct trace_context *c = mine();
+	if (!c) {
+		/* No memory for this thread's context: nothing changes, and
+		 * context_detach restores the same nothing. */
+		context_clear(&tok->prev);
+		return;
+	}
+	context_copy(&tok->prev, c);
 	if (ctx)
-		context_copy(&context_tls, ctx);
+		context_copy(c, ctx);
 	else
-		context_clear(&context_tls);
+		context_clear(c);
 }
 
 void context_detach(const struct context_token *tok)
 {
-	context_copy(&context_tls, &tok->prev);
+	struct trace_context *c = context_tls;
+	if (c)
+		context_copy(c, &tok->prev);
 }
 
 void context_set_process_parent(const struct trace_context *ctx)

@@ -44,6 +44,7 @@ static _Atomic uint32_t wake_word;
 static _Atomic uint32_t sig_req, sig_done, sig_gen;
 static _Atomic int alive;          /* the thread was created and has not left its loop */
 static _Atomic long thread_tid;
+static _Atomic long thread_pid;    /* the process the thread runs in: a vfork child shares our memory, not it */
 static _Atomic uint64_t final_deadline;  /* exporter_final_deadline; 0 until the first final flush */
 
 static struct resource resource;
@@ -289,6 +290,7 @@ static void start_thread(void)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&t, &attr, thread_main, NULL) == 0) {
 		started = true;
+		atomic_store(&thread_pid, syscall(SYS_getpid));
 		atomic_store(&alive, 1);
 	} else {
 		log_warn("could not start the export thread; spans will be dropped");
@@ -380,6 +382,15 @@ bool exporter_flush_signal(uint64_t mono_deadline)
 	}
 }
 
+bool exporter_flush_before_exit(uint32_t timeout_ms)
+{
+	if (!timeout_ms || !atomic_load(&alive) || atomic_load(&thread_pid) != syscall(SYS_getpid))
+		return false;
+	if (queue_length() == 0 && atomic_load(&batch_n) == 0)
+		return true;   /* nothing to wait for */
+	return exporter_flush_signal(exporter_final_deadline(timeout_ms));
+}
+
 void exporter_shutdown(uint32_t timeout_ms)
 {
 	/* Shared with a flush at SIGTERM/SIGINT: the process gets one bound. */
@@ -439,6 +450,7 @@ void exporter_after_fork_child(void)
 	flush_req = flush_done = 0;
 	atomic_store(&alive, 0);
 	atomic_store(&thread_tid, 0);
+	atomic_store(&thread_pid, 0);
 	atomic_store(&sig_req, 0);
 	atomic_store(&sig_done, 0);
 	atomic_store(&final_deadline, 0);

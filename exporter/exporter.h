@@ -41,6 +41,12 @@ void exporter_final_deadline_reset(void);
  * false at once when no export thread runs or when called on it. */
 bool exporter_flush_signal(uint64_t mono_deadline);
 
+/* For _exit and _Exit, which skip atexit: sends what is queued within
+ * timeout_ms (the process's final bound, shared with a signal's flush), when
+ * this process has an export thread and something to send; at once
+ * otherwise, and in a vfork child. Async-signal-safe, as _exit is. */
+bool exporter_flush_before_exit(uint32_t timeout_ms);
+
 /* fn runs once the export thread has been created, on the app thread that
  * ended the first span (hooks/sigflush.c installs its handlers then). */
 void exporter_set_on_start(void (*fn)(void));

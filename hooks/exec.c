@@ -74,11 +74,6 @@ static void resolve(void)
 	(void)RX(posix_spawnp);
 }
 
-static const char *get_env(const char *name)
-{
-	return getenv(name);
-}
-
 void exec_init(const struct config *c)
 {
 	/* Static: init may run on a thread with a small stack. */
@@ -86,8 +81,8 @@ void exec_init(const struct config *c)
 	static struct trace_context ctx;
 
 	resolve();
-	envcarrier_note_inherited(get_env, &inherited);
-	int r = envcarrier_extract(get_env, c->propagators, &ctx, &parser);
+	envcarrier_note_inherited(config_captured_getenv, &inherited);
+	int r = envcarrier_extract(config_captured_getenv, c->propagators, &ctx, &parser);
 	if (r > 0) {
 		context_set_process_parent(&ctx);
 		log_debug("TRACEPARENT from the environment is the parent of this process's root spans");

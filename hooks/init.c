@@ -11,6 +11,7 @@
 #include "agent/ids.h"
 #include "agent/log.h"
 #include "agent/ownfd.h"
+#include "agent/perthread.h"
 #include "agent/queue.h"
 #include "agent/span.h"
 #include "exporter/exporter.h"
@@ -35,6 +36,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 extern const char *gnu_get_libc_version(void) __attribute__((weak));
 extern int __register_atfork(void (*)(void), void (*)(void), void (*)(void), void *) __attribute__((weak));
 extern void *__dso_handle;
+extern char **environ;
 
 static void after_fork_child(void)
 {
@@ -47,11 +49,6 @@ static void after_fork_child(void)
 	exporter_after_fork_child();
 }
 
-static const char *env(const char *name)
-{
-	return getenv(name);
-}
-
 static void init_once(void)
 {
 	int saved_guard = context_guard_depth;
@@ -62,7 +59,7 @@ static void init_once(void)
 		init_disabled = true;
 		goto out;
 	}
-	config_load(&config_global, env);
+	config_load(&config_global, config_captured_getenv);
 	if (config_global.sdk_disabled)
 		goto out;
 	span_clock_reanchor();
@@ -94,14 +91,22 @@ void init_ensure(void)
 }
 
 /*
- * The constructor only notes OTEL_SDK_DISABLED. Everything else waits for the
- * first hook that may record a span (init_ensure): on this class of machine
- * merely touching the configuration code and data costs ~150 us of page
- * faults, which every short-lived process (a shell's /bin/true) would pay.
+ * The constructor captures the configuration (the environment the process
+ * started with: apps clear or rewrite theirs later) and notes
+ * OTEL_SDK_DISABLED. Parsing it waits for the first hook that may record a
+ * span (init_ensure): on this class of machine merely touching the
+ * configuration code and data costs ~150 us of page faults, which every
+ * short-lived process (a shell's /bin/true) would pay.
  */
 __attribute__((constructor)) static void init_constructor(void)
 {
-	const char *v = getenv("OTEL_SDK_DISABLED");
-	if ((v && strcasecmp(v, "true") == 0) || !gnu_get_libc_version)
+	if (!gnu_get_libc_version) {
 		init_disabled = true;
+		return;
+	}
+	config_capture_environment(environ);
+	const char *v = config_captured_getenv("OTEL_SDK_DISABLED");
+	if (v && strcasecmp(v, "true") == 0)
+		init_disabled = true;
+	perthread_init();
 }

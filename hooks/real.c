@@ -48,6 +48,8 @@ static void resolve(void)
 	R(sysv_signal, "sysv_signal");
 	R(sysv_signal_, "__sysv_signal");
 	R(sigset, "sigset");
+	R(exit_, "_exit");
+	R(Exit, "_Exit");
 #undef R
 }
 

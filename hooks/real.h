@@ -48,6 +48,8 @@ struct real_fns {
 	__sighandler_t (*sysv_signal)(int, __sighandler_t);
 	__sighandler_t (*sysv_signal_)(int, __sighandler_t);                 /* __sysv_signal */
 	__sighandler_t (*sigset)(int, __sighandler_t);
+	void (*exit_)(int);      /* _exit */
+	void (*Exit)(int);       /* _Exit */
 };
 
 /* Filled by real_resolve(); every hook calls REAL(name), which resolves on

@@ -1,4 +1,4 @@
-/* SIGTERM/SIGINT: our handler stands in for SIG_DFL (flush within the exit bound, then die by the signal); the app's own dispositions are left alone and sigaction/signal report SIG_DFL for ours. */
+/* Ends without atexit: SIGTERM/SIGINT (our handler stands in for SIG_DFL: flush within the exit bound, then die by the signal; sigaction/signal report SIG_DFL for ours) and _exit/_Exit (flush first). */
 #include "sigflush.h"
 
 #include <errno.h>
@@ -302,4 +302,30 @@ HOOK __sighandler_t __sysv_signal(int sig, __sighandler_t h)
 HOOK __sighandler_t sigset(int sig, __sighandler_t disp)
 {
 	return do_signal(REAL(sigset), sig, disp);
+}
+
+/* --- _exit and _Exit: no atexit handler runs, so flush here (forking
+ * servers' children end this way: Python's os._exit, socketserver) --- */
+
+static void flush_before_exit(void)
+{
+	int e = errno;
+	/* Not while a signal's flush is under way: that one owns the bound. */
+	if (cfg && !atomic_load(&dying))
+		exporter_flush_before_exit(cfg->exit_timeout_ms);
+	errno = e;
+}
+
+HOOK void _exit(int status)
+{
+	flush_before_exit();
+	REAL(exit_)(status);
+	__builtin_unreachable();
+}
+
+HOOK void _Exit(int status)
+{
+	flush_before_exit();
+	REAL(Exit)(status);
+	__builtin_unreachable();
 }
