@@ -185,7 +185,7 @@ for px in nginx haproxy lighttpd; do
 			"$B/who?w=$px$i" | tr -d '\r' | sed -n 's/^x-\(worker\|thread\): //Ip') || true
 		echo "$i $tid $who" >>"$WORK/$px.who"
 		[[ $px == lighttpd ]] && break
-		[[ " ${seen[*]} " == *" $who "* ]] || seen+=("$who")
+		[[ -n $who && " ${seen[*]} " != *" $who "* ]] && seen+=("$who")
 		((${#seen[@]} >= 2)) && break
 	done
 	[[ $px == lighttpd ]] || expect "$px: two workers or threads answered" 2 "${#seen[@]}"
