@@ -320,11 +320,13 @@ static void begin_value(struct hp *h)
  * empty values add nothing, and a comma is only written with room for at
  * least one byte after it, so a stored list never ends in ",".
  */
-static void value_start(struct hp *h)
+static void value_start(struct hp *h, uint32_t at)
 {
 	uint32_t k = h->hdr_idx & 0xff, cap = h->hdr_idx >> 8;
 	struct http_request *r = h->rq;
 
+	if (k == K_TP)
+		r->traceparent_off = at;
 	if (k == K_TS && r->tracestate_len) {
 		if (r->tracestate_len + 2u > sizeof r->tracestate) {
 			r->tracestate_truncated = true;
@@ -732,7 +734,7 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 				break;
 			h->st = H_VALUE;
 			if (p[i] != '\n')
-				value_start(h);
+				value_start(h, h->head_len + (uint32_t)i);
 			/* fall through */
 		case H_VALUE: {
 			const char *lf = memchr(p + i, '\n', avail - i);
@@ -806,6 +808,7 @@ void http_request_init(struct http_request *r, const struct http_capture_names *
 	r->expect_continue = false;
 	r->traceparent_count = 0;
 	r->traceparent_len = 0;
+	r->traceparent_off = 0;
 	r->tracestate_len = 0;
 	r->tracestate_truncated = false;
 	r->baggage_len = 0;

@@ -112,6 +112,10 @@ struct http_request {
 	uint8_t traceparent_count;
 	char traceparent[TRACEPARENT_RAW_MAX];
 	uint8_t traceparent_len;
+	/* Where the first traceparent's value (OWS trimmed) starts, relative to
+	 * the start of the head: a proxy forwarding its client's traceparent has
+	 * it replaced there, in place (hooks/socket.c). 0 when there is none. */
+	uint32_t traceparent_off;
 	char tracestate[TRACESTATE_MAX + 64];  /* several headers joined with ","; cut marks tracestate_truncated */
 	uint16_t tracestate_len;
 	bool tracestate_truncated;

@@ -56,7 +56,7 @@ static struct span_limits limits = {
 };
 
 static struct {
-	_Atomic uint64_t started, unsampled, ended, dropped_full, dropped_pool;
+	_Atomic uint64_t started, unsampled, ended, dropped_full, dropped_pool, dropped_unfollowed;
 } stats;
 
 static uint32_t min_u32(uint32_t a, uint32_t b)
@@ -659,6 +659,14 @@ void span_discard(struct span *s)
 		span_pool_free(s);
 }
 
+void span_drop(struct span *s)
+{
+	if (!s)
+		return;
+	atomic_fetch_add_explicit(&stats.dropped_unfollowed, 1, memory_order_relaxed);
+	span_pool_free(s);
+}
+
 void span_stats_get(struct span_stats *out)
 {
 	out->started = atomic_load(&stats.started);
@@ -666,4 +674,5 @@ void span_stats_get(struct span_stats *out)
 	out->ended = atomic_load(&stats.ended);
 	out->dropped_full = atomic_load(&stats.dropped_full);
 	out->dropped_pool = atomic_load(&stats.dropped_pool);
+	out->dropped_unfollowed = atomic_load(&stats.dropped_unfollowed);
 }

@@ -217,6 +217,9 @@ void span_end(struct span *s);
 void span_end_at(struct span *s, uint64_t end_ns);
 /* Returns the record to the pool without exporting it. */
 void span_discard(struct span *s);
+/* The same for a span the agent had to give up (a hook could not follow its
+ * exchange: a request pipelined deeper than it keeps): counted as dropped. */
+void span_drop(struct span *s);
 
 /* Counters for the exit summary and tests. */
 struct span_stats {
@@ -225,6 +228,7 @@ struct span_stats {
 	uint64_t ended;          /* handed to the queue */
 	uint64_t dropped_full;   /* queue full at end */
 	uint64_t dropped_pool;   /* no free record at start */
+	uint64_t dropped_unfollowed;  /* started, then given up by a hook (span_drop) */
 };
 void span_stats_get(struct span_stats *out);
 

@@ -428,7 +428,7 @@ void exporter_shutdown(uint32_t timeout_ms)
 			  "(of which unsent while backing off %llu), rejected %llu",
 			  (unsigned long long)s.started, (unsigned long long)s.unsampled,
 			  (unsigned long long)atomic_load(&stats.exported),
-			  (unsigned long long)(s.dropped_full + s.dropped_pool),
+			  (unsigned long long)(s.dropped_full + s.dropped_pool + s.dropped_unfollowed),
 			  (unsigned long long)atomic_load(&stats.failed),
 			  (unsigned long long)atomic_load(&stats.backed_off),
 			  (unsigned long long)atomic_load(&stats.rejected));

@@ -52,15 +52,30 @@ enum fd_kind {
 
 struct pending {
 	struct span *sp;     /* NULL when unsampled */
-	bool head;           /* HEAD request: the response has no body */
-	bool connect;        /* CONNECT: a 2xx answer turns the stream into a tunnel */
 	/* Enough of the span's context to make it current later, when the
 	 * requests before it in a pipeline have been answered. */
-	uint8_t trace_id[16], span_id[8], flags;
+	uint8_t trace_id[16], span_id[8];
+	/* The parent-id its traceparent carried (has_remote): what a proxy
+	 * forwarding that header sends on (cli_request_begin). */
+	uint8_t remote_parent[8];
+	uint8_t flags;
+	bool head : 1;       /* HEAD request: the response has no body */
+	bool connect : 1;    /* CONNECT: a 2xx answer turns the stream into a tunnel */
+	bool has_remote : 1;
+	bool skip_blind : 1; /* one of the skip_after requests is a HEAD or CONNECT */
+	/* Requests pipelined right after this one while the FIFO was full: they
+	 * have no entry and no span (counted as dropped), but their responses,
+	 * which come before the next entry's, are framed, so that every later
+	 * response still goes to its own request. */
+	uint32_t skip_after;
 };
 
 struct server_side {
 	bool head_started, in_body, resp_started, resp_in_body;
+	/* Untracked requests (see pending.skip_after) answered before
+	 * fifo[fifo_first]; blind: their responses can't be framed. */
+	bool skip_head_blind;
+	uint32_t skip_head;
 	uint64_t head_start_ns;
 	struct http_request req;
 	struct http_body req_body;
@@ -78,6 +93,7 @@ struct client_side {
 	uint64_t head_start_pos;
 	uint64_t inject_pos;     /* stream offset of the injection; UINT64_MAX when none */
 	uint16_t inject_len, inject_sent;
+	bool inject_replaces;    /* inject overwrites inject_len of the app's bytes at inject_pos */
 	struct span *sp;
 	struct http_request req;
 	struct http_body req_body;
@@ -117,6 +133,8 @@ struct binding {
 	struct fd_state *st;
 	uint32_t gen;
 	bool active;
+	bool has_remote;            /* the request carried a valid traceparent... */
+	uint8_t remote_parent[8];   /* ...with this parent-id */
 	struct context_token tok;
 };
 static __thread struct binding binding AGENT_TLS;
@@ -282,7 +300,8 @@ static void binding_release(struct fd_state *st)
 	}
 }
 
-static void binding_set(struct fd_state *st, const struct trace_context *ctx)
+/* remote_parent: the parent-id of the request's traceparent, or NULL. */
+static void binding_set(struct fd_state *st, const struct trace_context *ctx, const uint8_t *remote_parent)
 {
 	/* A thread serving requests one after another (or an event loop moving
 	 * to another connection) replaces, never stacks, the request context. */
@@ -294,6 +313,9 @@ static void binding_set(struct fd_state *st, const struct trace_context *ctx)
 	binding.st = st;
 	binding.gen = st->gen;
 	binding.active = true;
+	binding.has_remote = remote_parent != NULL;
+	if (remote_parent)
+		memcpy(binding.remote_parent, remote_parent, 8);
 }
 
 /* --- server side --- */
@@ -365,39 +387,66 @@ static void srv_request_begin(struct fd_state *st)
 			span_set_str(sp, "user_agent.original", r->user_agent, r->user_agent_len);
 		set_captured(sp, "http.request.header.", r->capture, r->captured);
 	}
+	bool head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
+	bool connect = r->method_len == 7 && memcmp(r->method, "CONNECT", 7) == 0;
 	if (s->fifo_len == PIPELINE_MAX) {
-		span_discard(sp);  /* deeper pipelining than we follow: drop, never misattribute */
+		/* Deeper pipelining than we follow: no span (counted as
+		 * dropped), but its place in the order is kept. */
+		struct pending *last = &s->fifo[(s->fifo_first + PIPELINE_MAX - 1) % PIPELINE_MAX];
+		last->skip_after++;
+		if (head || connect)
+			last->skip_blind = true;
+		span_drop(sp);
 		return;
 	}
 	unsigned i = (s->fifo_first + s->fifo_len++) % PIPELINE_MAX;
 	struct pending *pend = &s->fifo[i];
 	pend->sp = sp;
-	pend->head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
-	pend->connect = r->method_len == 7 && memcmp(r->method, "CONNECT", 7) == 0;
+	pend->head = head;
+	pend->connect = connect;
 	memcpy(pend->trace_id, x->ctx.trace_id, 16);
 	memcpy(pend->span_id, x->ctx.span_id, 8);
 	pend->flags = x->ctx.flags;
+	pend->has_remote = x->parent.valid;
+	if (x->parent.valid)
+		memcpy(pend->remote_parent, x->parent.span_id, 8);
+	pend->skip_blind = false;
+	pend->skip_after = 0;
 	/* A server handles pipelined requests in order: the oldest unanswered
 	 * one is what the thread works on now. Later ones become current as
 	 * the responses before them complete (srv_finish). */
-	if (s->fifo_len == 1)
-		binding_set(st, &x->ctx);
+	if (s->fifo_len == 1 && !s->skip_head)
+		binding_set(st, &x->ctx, x->parent.valid ? x->parent.span_id : NULL);
 }
 
-/* Ends the oldest pending request; abnormal is for close mid-response. */
+/* The oldest unanswered request has its whole response: its span ends (an
+ * untracked request has none), and the next one becomes current. */
 static void srv_finish(struct fd_state *st)
 {
 	struct server_side *s = &st->u.srv;
-	if (!s->fifo_len)
+	if (s->skip_head) {
+		s->skip_head--;
+	} else if (s->fifo_len) {
+		struct pending *p = &s->fifo[s->fifo_first];
+		span_end(p->sp);
+		p->sp = NULL;
+		s->skip_head = p->skip_after;
+		s->skip_head_blind = p->skip_blind;
+		s->fifo_first = (s->fifo_first + 1) % PIPELINE_MAX;
+		s->fifo_len--;
+		binding_release(st);
+	} else {
 		return;
-	struct pending *p = &s->fifo[s->fifo_first];
-	span_end(p->sp);
-	p->sp = NULL;
-	s->fifo_first = (s->fifo_first + 1) % PIPELINE_MAX;
-	s->fifo_len--;
+	}
 	s->resp_started = s->resp_in_body = false;
-	binding_release(st);
-	if (s->fifo_len) {
+	/* Requests one at a time keep using the first entry: the rest of the
+	 * FIFO's pages are only touched by a connection that pipelines. */
+	if (!s->fifo_len)
+		s->fifo_first = 0;
+	if (!s->skip_head)
+		s->skip_head_blind = false;
+	/* While untracked requests are answered, no request context is current. */
+	if (s->fifo_len && !s->skip_head) {
 		/* The next pipelined request is now being handled (tracestate and
 		 * baggage of pipelined requests after the first are not kept). */
 		struct pending *next = &s->fifo[s->fifo_first];
@@ -407,8 +456,25 @@ static void srv_finish(struct fd_state *st)
 		memcpy(c->span_id, next->span_id, 8);
 		c->flags = next->flags;
 		c->valid = true;
-		binding_set(st, c);
+		binding_set(st, c, next->has_remote ? next->remote_parent : NULL);
 	}
+}
+
+/* The rest of the connection can't be followed (not HTTP any more, or
+ * framing we can't trust): the spans still waiting for their responses are
+ * dropped and counted, never ended with made-up results. */
+static void srv_give_up(struct fd_state *st)
+{
+	struct server_side *s = &st->u.srv;
+	for (; s->fifo_len; s->fifo_len--) {
+		span_drop(s->fifo[s->fifo_first].sp);
+		s->fifo[s->fifo_first].sp = NULL;
+		s->fifo_first = (s->fifo_first + 1) % PIPELINE_MAX;
+	}
+	s->fifo_first = 0;
+	s->skip_head = 0;
+	binding_release(st);
+	atomic_store(&st->kind, FD_IGNORED);
 }
 
 static void srv_incoming(struct fd_state *st, const char *p, size_t n)
@@ -428,7 +494,7 @@ static void srv_incoming(struct fd_state *st, const char *p, size_t n)
 			if (hs == HTTP_HEAD_PARTIAL)
 				return;
 			if (hs == HTTP_HEAD_ERROR) {
-				atomic_store(&st->kind, FD_IGNORED);
+				srv_give_up(st);
 				return;
 			}
 			srv_request_begin(st);
@@ -441,7 +507,7 @@ static void srv_incoming(struct fd_state *st, const char *p, size_t n)
 			p += used;
 			n -= used;
 			if (s->req_body.error) {
-				atomic_store(&st->kind, FD_IGNORED);
+				srv_give_up(st);
 				return;
 			}
 			if (!s->req_body.done)
@@ -456,12 +522,19 @@ static void srv_incoming(struct fd_state *st, const char *p, size_t n)
 static void srv_outgoing(struct fd_state *st, const char *p, size_t n)
 {
 	struct server_side *s = &st->u.srv;
-	while (n > 0 && s->fifo_len) {
-		struct pending *pend = &s->fifo[s->fifo_first];
+	while (n > 0 && (s->fifo_len || s->skip_head)) {
+		/* NULL: the response of a request pipelined beyond the FIFO. */
+		struct pending *pend = s->skip_head ? NULL : &s->fifo[s->fifo_first];
 		if (!s->resp_in_body) {
 			if (!p)
 				return;
 			if (!s->resp_started) {
+				if (!pend && s->skip_head_blind) {
+					/* Which of them was HEAD is unknown: so is where
+					 * this response ends, and every one after it. */
+					srv_give_up(st);
+					return;
+				}
 				s->resp_started = true;
 				http_response_init(&s->resp, cap_srv_resp.count ? &cap_srv_resp : NULL);
 			}
@@ -472,7 +545,7 @@ static void srv_outgoing(struct fd_state *st, const char *p, size_t n)
 			if (hs == HTTP_HEAD_PARTIAL)
 				return;
 			if (hs == HTTP_HEAD_ERROR) {
-				atomic_store(&st->kind, FD_IGNORED);
+				srv_give_up(st);
 				return;
 			}
 			unsigned code = s->resp.status;
@@ -480,15 +553,16 @@ static void srv_outgoing(struct fd_state *st, const char *p, size_t n)
 				s->resp_started = false;   /* interim (100 Continue): the final response follows */
 				continue;
 			}
-			record_response(pend->sp, &s->resp, 500);
-			if (code == 101 || (pend->connect && code >= 200 && code < 300)) {
+			if (pend)
+				record_response(pend->sp, &s->resp, 500);
+			if (code == 101 || (pend && pend->connect && code >= 200 && code < 300)) {
 				/* Switching protocols (WebSocket...) or a CONNECT tunnel:
 				 * what follows isn't HTTP/1.x. */
 				srv_finish(st);
-				atomic_store(&st->kind, FD_IGNORED);
+				srv_give_up(st);
 				return;
 			}
-			http_body_for_response(&s->resp_body, &s->resp, pend->head);
+			http_body_for_response(&s->resp_body, &s->resp, pend && pend->head);
 			if (s->resp_body.done)
 				srv_finish(st);
 			else
@@ -509,7 +583,7 @@ static void srv_outgoing(struct fd_state *st, const char *p, size_t n)
 			}
 			n -= used;
 			if (s->resp_body.error) {
-				atomic_store(&st->kind, FD_IGNORED);
+				srv_give_up(st);
 				return;
 			}
 			if (!s->resp_body.done)
@@ -528,6 +602,26 @@ static void srv_close(struct fd_state *st)
 }
 
 /* --- client side --- */
+
+/*
+ * A proxy (nginx, haproxy, lighttpd) forwards its client's traceparent as it
+ * is: sent on, it would make the next hop a child of that client, beside
+ * the proxy's own spans. A forwarded copy is recognised by value: one
+ * version-00 traceparent whose trace-id and parent-id are exactly those the
+ * request current on this thread carried. It is replaced by the CLIENT
+ * span's context, as the exec hooks do for an inherited TRACEPARENT. Any
+ * other value (the app's own context, another trace) is the app's choice.
+ */
+static bool forwarded_traceparent(const struct http_request *r, struct scratch *x)
+{
+	if (!inject_tracecontext || !binding.active || !binding.has_remote || r->traceparent_count != 1 ||
+	    r->traceparent_len != TRACEPARENT_LEN || memcmp(r->traceparent, "00-", 3) != 0)
+		return false;
+	const struct trace_context *cur = context_current();
+	return propagation_parse_traceparent(r->traceparent, r->traceparent_len, &x->parent) && cur->valid &&
+	       memcmp(x->parent.trace_id, cur->trace_id, 16) == 0 &&
+	       memcmp(x->parent.span_id, binding.remote_parent, 8) == 0;
+}
 
 static void cli_request_begin(struct fd_state *st)
 {
@@ -561,6 +655,9 @@ static void cli_request_begin(struct fd_state *st)
 		} else {
 			set_addr(sp, "server.address", "server.port", &st->peer, st->peer_len);
 		}
+		/* The Host header names the server (above); the socket says
+		 * which address and port actually answered. */
+		set_addr(sp, "network.peer.address", "network.peer.port", &st->peer, st->peer_len);
 		int n;
 		if (r->target_len && r->target[0] != '/')
 			n = snprintf(x->url, sizeof x->url, "%.*s", (int)r->target_len, r->target);  /* absolute-form (proxies) */
@@ -575,10 +672,23 @@ static void cli_request_begin(struct fd_state *st)
 		set_captured(sp, "http.request.header.", r->capture, r->captured);
 	}
 
-	/* Inject unless the app propagates itself (then one traceparent, its own). */
+	/* Inject unless the app propagates itself (then one traceparent, its
+	 * own), or, when it only forwards what it was sent, put ours in its place. */
 	c->inject_len = c->inject_sent = 0;
 	c->inject_pos = UINT64_MAX;
-	if (r->traceparent_count || (!inject_tracecontext && !inject_baggage))
+	c->inject_replaces = false;
+	if (r->traceparent_count) {
+		uint64_t at = c->head_start_pos + r->traceparent_off;
+		/* A head written in pieces may have sent it already: then it stays. */
+		if (forwarded_traceparent(r, x) && at >= c->stream_pos) {
+			propagation_format_traceparent(&x->ctx, c->inject);
+			c->inject_len = TRACEPARENT_LEN;
+			c->inject_pos = at;
+			c->inject_replaces = true;
+		}
+		return;
+	}
+	if (!inject_tracecontext && !inject_baggage)
 		return;
 	bool crlf;
 	uint32_t at = http_request_end_of_headers(r, &crlf);
@@ -796,13 +906,33 @@ static void on_outgoing_server(struct fd_state *st, const struct iovec *iov, int
 	pthread_mutex_unlock(&st->mu);
 }
 
+/* Appends to v (holding nv entries) the bytes [from, to) of the app's data
+ * in iov; returns the new count. The caller bounds cnt (IOV_MAX_LOCAL - 3),
+ * so the app's entries, one split and the injection always fit. */
+static int iov_range(struct iovec *v, int nv, const struct iovec *iov, int cnt, size_t from, size_t to)
+{
+	size_t at = 0;
+	for (int i = 0; i < cnt && at < to && nv < IOV_MAX_LOCAL; i++) {
+		size_t lo = at, hi = at + iov[i].iov_len;
+		at = hi;
+		if (hi <= from || lo == hi)
+			continue;
+		size_t a = from > lo ? from - lo : 0, b = (to < hi ? to : hi) - lo;
+		v[nv].iov_base = (char *)iov[i].iov_base + a;
+		v[nv++].iov_len = b - a;
+	}
+	return nv;
+}
+
 /*
  * Client requests: parsed before they are sent, so the traceparent can go in
  * front of the head's final empty line. The return value counts only the
  * app's bytes; injected bytes the kernel didn't take yet are sent first on
  * the next call (the app resends its unsent tail, which starts exactly at the
  * injection point), and EAGAIN while they are pending means none of the
- * app's bytes went out, which is true.
+ * app's bytes went out, which is true. A replaced forwarded traceparent has
+ * the length of the value it stands for, byte for byte at the same offsets,
+ * so the counts are the app's as they are.
  */
 static ssize_t send_client(struct fd_state *st, int fd, const struct iovec *iov, int cnt, int flags,
 			   ssize_t (*plain)(int, const struct iovec *, int, int, void *), void *arg)
@@ -847,8 +977,13 @@ static ssize_t send_client(struct fd_state *st, int fd, const struct iovec *iov,
 		off += iov[i].iov_len;
 	}
 
-	bool inject_here = c->inject_len > c->inject_sent && c->inject_pos >= c->stream_pos &&
-			   c->inject_pos <= c->stream_pos + total && total > 0;
+	/* Where the rest of the injection goes in the app's stream: an
+	 * insertion stays at inject_pos until all of it is sent; a replacement
+	 * stands for as many of the app's bytes, so it moves along with them. */
+	uint64_t point = c->inject_pos + (c->inject_replaces ? c->inject_sent : 0);
+	uint64_t end = c->stream_pos + total;
+	bool inject_here = c->inject_len > c->inject_sent && point >= c->stream_pos && total > 0 &&
+			   (c->inject_replaces ? point < end : point <= end);
 	if (!inject_here) {
 		ssize_t r = plain(fd, iov, cnt, flags, arg);
 		int e = errno;
@@ -859,31 +994,22 @@ static ssize_t send_client(struct fd_state *st, int fd, const struct iovec *iov,
 		return r;
 	}
 
-	/* Build [app bytes before the point][injection rest][app bytes after]. */
-	size_t before = (size_t)(c->inject_pos - c->stream_pos);
-	struct iovec v[IOV_MAX_LOCAL];
-	int nv = 0;
-	size_t acc = 0;
-	int i = 0;
-	for (; i < cnt && acc + iov[i].iov_len <= before && nv < IOV_MAX_LOCAL - 3; i++) {
-		v[nv++] = iov[i];
-		acc += iov[i].iov_len;
-	}
-	size_t split = before - acc;   /* bytes of iov[i] before the point */
-	if (i < cnt && split) {
-		v[nv].iov_base = iov[i].iov_base;
-		v[nv++].iov_len = split;
-	}
+	/* Build [app bytes before the point][injection rest][app bytes after];
+	 * a replacement leaves out the app bytes it stands for (as many as
+	 * this call has). */
+	size_t before = (size_t)(point - c->stream_pos);
 	size_t inj_rem = c->inject_len - c->inject_sent;
+	size_t covered = 0;
+	if (c->inject_replaces) {
+		if (inj_rem > end - point)
+			inj_rem = (size_t)(end - point);
+		covered = inj_rem;
+	}
+	struct iovec v[IOV_MAX_LOCAL];
+	int nv = iov_range(v, 0, iov, cnt, 0, before);
 	v[nv].iov_base = c->inject + c->inject_sent;
 	v[nv++].iov_len = inj_rem;
-	if (i < cnt) {
-		v[nv].iov_base = (char *)iov[i].iov_base + split;
-		v[nv++].iov_len = iov[i].iov_len - split;
-		i++;
-	}
-	for (; i < cnt && nv < IOV_MAX_LOCAL; i++)
-		v[nv++] = iov[i];
+	nv = iov_range(v, nv, iov, cnt, before + covered, total);
 
 	ssize_t r;
 	size_t app_sent = 0;
@@ -895,28 +1021,29 @@ static ssize_t send_client(struct fd_state *st, int fd, const struct iovec *iov,
 		if (r <= 0)
 			break;
 		size_t got = (size_t)r;
-		if (got < before || (got == before && before > 0)) {
+		if (got <= before) {
 			app_sent += got;   /* the point not passed: the injection stays pending there */
 			break;
 		}
 		app_sent += before;
 		got -= before;
 		before = 0;
+		size_t took = got < inj_rem ? got : inj_rem;
+		c->inject_sent += (uint16_t)took;
+		if (c->inject_replaces)
+			app_sent += took;   /* each byte of ours went out for one of the app's */
 		if (got < inj_rem) {
-			c->inject_sent += (uint16_t)got;
-			inj_rem -= got;
 			if (app_sent)
 				break;   /* report the app's bytes; the rest of the injection goes first next time */
-			/* None of the app's bytes went out yet: keep sending the
-			 * injection (a blocking socket), or report EAGAIN below. */
+			/* An insertion of which none of the app's bytes went out yet:
+			 * keep sending it (a blocking socket), or report EAGAIN below. */
+			inj_rem -= got;
 			nv = 0;
 			v[nv].iov_base = c->inject + c->inject_sent;
 			v[nv++].iov_len = inj_rem;
-			for (int j = 0; j < cnt && nv < IOV_MAX_LOCAL; j++)
-				v[nv++] = iov[j];
+			nv = iov_range(v, nv, iov, cnt, 0, total);
 			continue;
 		}
-		c->inject_sent = c->inject_len;
 		app_sent += got - inj_rem;
 		break;
 	}
@@ -1547,7 +1674,8 @@ void socket_after_fork_child(void)
 			if (k == FD_NONE && !st->mu.__data.__lock)
 				continue;
 			pthread_mutex_init(&st->mu, NULL);
-			bool busy = (k == FD_SERVER && (st->u.srv.fifo_len || st->u.srv.head_started || st->u.srv.in_body)) ||
+			bool busy = (k == FD_SERVER && (st->u.srv.fifo_len || st->u.srv.skip_head || st->u.srv.head_started ||
+							st->u.srv.in_body)) ||
 				    (k == FD_CLIENT && (st->u.cli.span_open || st->u.cli.req_started)) ||
 				    (k == FD_CLIENT_PENDING && st->connecting);
 			if (busy)

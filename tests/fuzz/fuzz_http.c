@@ -95,6 +95,7 @@ static void check_same_request(const struct http_request *a, const struct http_r
 	CHECK(a->expect_continue == b->expect_continue);
 	CHECK(a->traceparent_count == b->traceparent_count);
 	CHECK(a->traceparent_len == b->traceparent_len && !memcmp(a->traceparent, b->traceparent, a->traceparent_len));
+	CHECK(a->traceparent_off == b->traceparent_off);
 	CHECK(a->tracestate_len == b->tracestate_len && !memcmp(a->tracestate, b->tracestate, a->tracestate_len));
 	CHECK(a->tracestate_truncated == b->tracestate_truncated);
 	CHECK(a->baggage_len == b->baggage_len && !memcmp(a->baggage, b->baggage, a->baggage_len));
@@ -301,6 +302,11 @@ static void fuzz_request(const char *in, size_t size, size_t at, size_t body_at)
 
 	CHECK(w.head_len == uw && uw <= HEAD_MAX);
 	CHECK(eoh == uw - (crlf ? 2 : 1) && in[uw - 1] == '\n');
+	/* the stored traceparent is the head's bytes at its offset (a proxy's
+	 * forwarded copy is overwritten there) */
+	if (w.traceparent_len)
+		CHECK(w.traceparent_off + w.traceparent_len < uw &&
+		      !memcmp(in + w.traceparent_off, w.traceparent, w.traceparent_len));
 	/* a finished head takes nothing more */
 	CHECK(http_request_feed(&w, in + uw, size - uw, &ua) == HTTP_HEAD_DONE && ua == 0);
 	if (crlf)

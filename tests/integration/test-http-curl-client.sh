@@ -44,6 +44,10 @@ APP_TP=00-11111111111111111111111111111111-2222222222222222-01
 out=$(agent curl "${C[@]}" -H "traceparent: $APP_TP" "$BASE/app-tp?x=5") || true
 expect "answered" ok "$out"
 
+echo "== a Host header naming another server than the socket's peer"
+out=$(agent curl "${C[@]}" -H 'Host: example.test:8080' "$BASE/host?x=10") || true
+expect "answered" ok "$out"
+
 echo "== unsampled root (always_off): still propagated, flags 00"
 out=$(agent curl OTEL_TRACES_SAMPLER=always_off "${C[@]}" "$BASE/unsampled?x=6") || true
 expect "answered" ok "$out"
@@ -152,6 +156,8 @@ def check_pair(label, r, url, method='GET', code=200):
     expect(label + ': http.request.method', method, a.get('http.request.method'))
     expect(label + ': server.address', '127.0.0.1', a.get('server.address'))
     expect(label + ': server.port (int)', port, a.get('server.port'))
+    expect(label + ': network.peer.address/port: the connected socket', ('127.0.0.1', port),
+           (a.get('network.peer.address'), a.get('network.peer.port')))
     expect(label + ': http.response.status_code', code, a.get('http.response.status_code'))
     if code >= 400:
         expect(label + ': status ERROR for %d' % code, 'ERROR', s['status'])
@@ -194,6 +200,14 @@ for code, q in ((404, '3'), (500, '4')):
 r = req('/app-tp?x=5')
 if check(len(r) == 1, 'app-traceparent request reached the server'):
     expect('app-supplied traceparent: the server sees exactly that one value', [app_tp], hdrs(r[0], 'traceparent'))
+
+# Host header: server.address/port and url.full from it, network.peer.* from the socket
+m = span_for('http://example.test:8080/host?x=10')
+if check(len(m) == 1, 'Host header: one CLIENT span with url.full from the Host header', [show(s) for s in client]):
+    a = A(m[0])
+    expect('Host header: server.address/port from it', ('example.test', 8080), (a.get('server.address'), a.get('server.port')))
+    expect('Host header: network.peer.address/port from the socket', ('127.0.0.1', port),
+           (a.get('network.peer.address'), a.get('network.peer.port')))
 
 # unsampled root: propagated with flags 00, no span exported
 r = req('/unsampled?x=6')

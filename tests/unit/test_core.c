@@ -1880,8 +1880,27 @@ START_TEST(test_null_span)
 	span_end(NULL);
 	span_end_at(NULL, 5);
 	span_discard(NULL);
+	span_drop(NULL);
 	span_stats_get(&after);
 	ck_assert_uint_eq(after.ended, before.ended);
+	ck_assert_uint_eq(after.dropped_unfollowed, before.dropped_unfollowed);
+	ck_assert_uint_eq(queue_length(), 0);
+}
+END_TEST
+
+/* span_drop returns the record and counts it as dropped; span_discard only returns it. */
+START_TEST(test_drop_counts)
+{
+	struct span_stats before, after;
+
+	span_stats_get(&before);
+	span_drop(root_span("given up"));
+	span_discard(root_span("never meant"));
+	span_stats_get(&after);
+	ck_assert_uint_eq(after.started - before.started, 2);
+	ck_assert_uint_eq(after.dropped_unfollowed - before.dropped_unfollowed, 1);
+	ck_assert_uint_eq(after.ended, before.ended);
+	ck_assert_uint_eq(after.dropped_full, before.dropped_full);
 	ck_assert_uint_eq(queue_length(), 0);
 }
 END_TEST
@@ -1961,6 +1980,7 @@ Suite *span_suite(void)
 	tcase_add_test(tc, test_pool_exhaustion);
 	tcase_add_test(tc, test_null_span);
 	tcase_add_test(tc, test_reuse_is_clean);
+	tcase_add_test(tc, test_drop_counts);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -161,7 +161,7 @@ static const char *req_diff(const struct http_request *a, const struct http_requ
 	if (a->expect_continue != b->expect_continue)
 		return "expect_continue";
 	if (a->traceparent_count != b->traceparent_count || a->traceparent_len != b->traceparent_len ||
-	    !SAME_BYTES(a->traceparent, b->traceparent, a->traceparent_len))
+	    !SAME_BYTES(a->traceparent, b->traceparent, a->traceparent_len) || a->traceparent_off != b->traceparent_off)
 		return "traceparent";
 	if (a->tracestate_len != b->tracestate_len || a->tracestate_truncated != b->tracestate_truncated ||
 	    !SAME_BYTES(a->tracestate, b->tracestate, a->tracestate_len))
@@ -890,6 +890,8 @@ static const struct trace_case trace_cases[] = {
 	{ "baggage joined", R11 "baggage: a=1\r\nBaggage:  b=2;p \r\n\r\n", 0, "", "", false, "a=1,b=2;p" },
 	{ "all together", R11 "Host: h\r\ntraceparent: " TP1 "\r\ntracestate: x=y\r\nbaggage: k=v\r\n\r\n", 1, TP1,
 	  "x=y", false, "k=v" },
+	{ "traceparent after leading empty lines, bare LF", "\r\n\nGET / HTTP/1.1\nHost: h\ntraceparent:" TP2 "\n\n", 1,
+	  TP2, "", false, "" },
 };
 
 START_TEST(test_trace_table)
@@ -901,6 +903,14 @@ START_TEST(test_trace_table)
 	ck_assert_int_eq(req_all_ways(c->name, c->in, n, NULL, r, &used), HTTP_HEAD_DONE);
 	ck_assert_msg(r->traceparent_count == c->tp_count, "%s: count %d", c->name, r->traceparent_count);
 	check_str(c->name, "traceparent", r->traceparent, r->traceparent_len, c->tp);
+	/* The value's offset in the head: those bytes are the value, so a
+	 * forwarded copy can be overwritten in place. */
+	if (c->tp[0])
+		ck_assert_msg(r->traceparent_off == (uint32_t)(strstr(c->in, c->tp) - c->in) &&
+			      memcmp(c->in + r->traceparent_off, r->traceparent, r->traceparent_len) == 0,
+			      "%s: traceparent_off %u", c->name, r->traceparent_off);
+	else
+		ck_assert_msg(r->traceparent_off == 0, "%s: traceparent_off %u", c->name, r->traceparent_off);
 	check_str(c->name, "tracestate", r->tracestate, r->tracestate_len, c->ts);
 	ck_assert(r->tracestate_truncated == c->ts_truncated);
 	check_str(c->name, "baggage", r->baggage, r->baggage_len, c->bag);
