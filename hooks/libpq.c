@@ -9,6 +9,7 @@
 #include "agent/config.h"
 #include "agent/context.h"
 #include "agent/log.h"
+#include "agent/perthread.h"
 #include "agent/propagation.h"
 #include "agent/span.h"
 #include "agent/sql.h"
@@ -68,7 +69,15 @@ struct pq_scratch {
 	char text[2048];
 	char commented[8192];
 };
-static __thread struct pq_scratch scratch AGENT_TLS;
+/* 13 KB: in memory made on the thread's first statement, not in static TLS
+ * (agent/perthread.h). */
+static __thread struct pq_scratch *scratch_tls AGENT_TLS;
+
+/* NULL when there is no memory for it: the statement is not recorded. */
+static inline struct pq_scratch *scratch(void)
+{
+	return perthread_get((void **)&scratch_tls, sizeof *scratch_tls);
+}
 
 static void buckets_init(void)
 {
@@ -160,15 +169,17 @@ static void set_conn_attrs(struct span *sp, PGconn *conn)
  * Starts the span for one statement: named after its summary, child of the
  * thread's current context. parameterized: the text has $n placeholders and
  * no literals to hide. Returns NULL when not recorded; the new context is
- * in scratch.ctx either way (valid unless TRACEAGENT_DB_REQUIRE_PARENT
- * suppressed it).
+ * in the scratch's ctx either way (valid unless TRACEAGENT_DB_REQUIRE_PARENT
+ * suppressed it, or there is no scratch).
  */
 static struct span *stmt_begin(PGconn *conn, const char *text, bool parameterized, const char *fallback_name,
 			       int nparams, const char *const *values, const int *formats)
 {
 	const struct config *c = &config_global;
-	struct pq_scratch *x = &scratch;
+	struct pq_scratch *x = scratch();
 
+	if (!x)
+		return NULL;
 	x->ctx.valid = false;
 	if (!conn || (c->db_require_parent && !context_current()->valid))
 		return NULL;
@@ -265,8 +276,8 @@ static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int6
  * final ';'). Returns the app's own text when off or when it can't be built. */
 static const char *commented(const char *text)
 {
-	struct pq_scratch *x = &scratch;
-	if (!config_global.db_sqlcommenter || !text || !x->ctx.valid)
+	struct pq_scratch *x = scratch_tls;
+	if (!config_global.db_sqlcommenter || !text || !x || !x->ctx.valid)
 		return text;
 	size_t len = strlen(text);
 	if (!sql_is_complete(text, len))
@@ -505,9 +516,10 @@ HOOK PGresult *PQgetResult(PGconn *conn)
 
 static struct span *connect_begin(void)
 {
-	if (!config_global.db_connect_spans)
+	struct pq_scratch *x = config_global.db_connect_spans ? scratch() : NULL;
+	if (!x)
 		return NULL;
-	struct span *sp = span_start(SPAN_KIND_CLIENT, "connect", 7, NULL, &scratch.ctx);
+	struct span *sp = span_start(SPAN_KIND_CLIENT, "connect", 7, NULL, &x->ctx);
 	span_set_cstr(sp, "db.system.name", "postgresql");
 	span_set_cstr(sp, "db.operation.name", "connect");
 	return sp;

@@ -19,6 +19,7 @@
 #include "agent/http.h"
 #include "agent/log.h"
 #include "agent/ownfd.h"
+#include "agent/perthread.h"
 #include "agent/propagation.h"
 #include "agent/span.h"
 #include "hooks/init.h"
@@ -137,7 +138,6 @@ struct binding {
 	uint8_t remote_parent[8];   /* ...with this parent-id */
 	struct context_token tok;
 };
-static __thread struct binding binding AGENT_TLS;
 
 /* Large temporaries live per thread, not on the stack of a read() hook:
  * app threads may have small stacks. */
@@ -147,7 +147,21 @@ struct scratch {
 	char name[HTTP_METHOD_MAX + HTTP_TARGET_MAX + 2];
 	char url[HTTP_HOST_MAX + HTTP_TARGET_MAX + 16];
 };
-static __thread struct scratch scratch AGENT_TLS;
+
+/* Both per thread, in memory made on the thread's first use of them, not in
+ * static TLS, which every thread of the app would pay for (agent/perthread.h). */
+struct socket_thread {
+	struct binding binding;
+	struct scratch scratch;
+};
+static __thread struct socket_thread *sock_tls AGENT_TLS;
+
+/* NULL when there is no memory for it: the caller stops following the
+ * connection, and the app's calls pass through. */
+static inline struct socket_thread *sock_thread(void)
+{
+	return perthread_get((void **)&sock_tls, sizeof *sock_tls);
+}
 
 static inline struct fd_state *fd_lookup(int fd)
 {
@@ -294,37 +308,50 @@ static void record_response(struct span *sp, const struct http_response *resp, u
 
 static void binding_release(struct fd_state *st)
 {
-	if (binding.active && binding.st == st && binding.gen == st->gen) {
-		context_detach(&binding.tok);
-		binding.active = false;
+	struct binding *b = sock_tls ? &sock_tls->binding : NULL;
+	if (b && b->active && b->st == st && b->gen == st->gen) {
+		context_detach(&b->tok);
+		b->active = false;
 	}
 }
 
 /* remote_parent: the parent-id of the request's traceparent, or NULL. */
 static void binding_set(struct fd_state *st, const struct trace_context *ctx, const uint8_t *remote_parent)
 {
+	struct socket_thread *t = sock_thread();
+	if (!t)
+		return;
+	struct binding *b = &t->binding;
 	/* A thread serving requests one after another (or an event loop moving
 	 * to another connection) replaces, never stacks, the request context. */
-	if (binding.active) {
-		context_detach(&binding.tok);
-		binding.active = false;
+	if (b->active) {
+		context_detach(&b->tok);
+		b->active = false;
 	}
-	context_attach(ctx, &binding.tok);
-	binding.st = st;
-	binding.gen = st->gen;
-	binding.active = true;
-	binding.has_remote = remote_parent != NULL;
+	context_attach(ctx, &b->tok);
+	b->st = st;
+	b->gen = st->gen;
+	b->active = true;
+	b->has_remote = remote_parent != NULL;
 	if (remote_parent)
-		memcpy(binding.remote_parent, remote_parent, 8);
+		memcpy(b->remote_parent, remote_parent, 8);
 }
 
 /* --- server side --- */
 
-static void srv_request_begin(struct fd_state *st)
+static void srv_give_up(struct fd_state *st);
+
+/* False when the connection could not be followed further (given up). */
+static bool srv_request_begin(struct fd_state *st)
 {
 	struct server_side *s = &st->u.srv;
 	struct http_request *r = &s->req;
-	struct scratch *x = &scratch;
+	struct socket_thread *t = sock_thread();
+	if (!t) {
+		srv_give_up(st);
+		return false;
+	}
+	struct scratch *x = &t->scratch;
 
 	/* Extract: an invalid or repeated traceparent starts a new trace and
 	 * drops tracestate (W3C); never inherit whatever the thread had. */
@@ -397,7 +424,7 @@ static void srv_request_begin(struct fd_state *st)
 		if (head || connect)
 			last->skip_blind = true;
 		span_drop(sp);
-		return;
+		return true;
 	}
 	unsigned i = (s->fifo_first + s->fifo_len++) % PIPELINE_MAX;
 	struct pending *pend = &s->fifo[i];
@@ -417,6 +444,7 @@ static void srv_request_begin(struct fd_state *st)
 	 * the responses before them complete (srv_finish). */
 	if (s->fifo_len == 1 && !s->skip_head)
 		binding_set(st, &x->ctx, x->parent.valid ? x->parent.span_id : NULL);
+	return true;
 }
 
 /* The oldest unanswered request has its whole response: its span ends (an
@@ -446,11 +474,12 @@ static void srv_finish(struct fd_state *st)
 	if (!s->skip_head)
 		s->skip_head_blind = false;
 	/* While untracked requests are answered, no request context is current. */
-	if (s->fifo_len && !s->skip_head) {
+	struct socket_thread *t = s->fifo_len && !s->skip_head ? sock_thread() : NULL;
+	if (t) {
 		/* The next pipelined request is now being handled (tracestate and
 		 * baggage of pipelined requests after the first are not kept). */
 		struct pending *next = &s->fifo[s->fifo_first];
-		struct trace_context *c = &scratch.ctx;
+		struct trace_context *c = &t->scratch.ctx;
 		context_clear(c);
 		memcpy(c->trace_id, next->trace_id, 16);
 		memcpy(c->span_id, next->span_id, 8);
@@ -497,7 +526,8 @@ static void srv_incoming(struct fd_state *st, const char *p, size_t n)
 				srv_give_up(st);
 				return;
 			}
-			srv_request_begin(st);
+			if (!srv_request_begin(st))
+				return;
 			http_body_for_request(&s->req_body, &s->req);
 			s->in_body = !s->req_body.done;
 			if (!s->in_body)
@@ -612,22 +642,33 @@ static void srv_close(struct fd_state *st)
  * span's context, as the exec hooks do for an inherited TRACEPARENT. Any
  * other value (the app's own context, another trace) is the app's choice.
  */
-static bool forwarded_traceparent(const struct http_request *r, struct scratch *x)
+static bool forwarded_traceparent(const struct http_request *r, struct socket_thread *t)
 {
-	if (!inject_tracecontext || !binding.active || !binding.has_remote || r->traceparent_count != 1 ||
+	const struct binding *b = &t->binding;
+	struct scratch *x = &t->scratch;
+	if (!inject_tracecontext || !b->active || !b->has_remote || r->traceparent_count != 1 ||
 	    r->traceparent_len != TRACEPARENT_LEN || memcmp(r->traceparent, "00-", 3) != 0)
 		return false;
 	const struct trace_context *cur = context_current();
 	return propagation_parse_traceparent(r->traceparent, r->traceparent_len, &x->parent) && cur->valid &&
 	       memcmp(x->parent.trace_id, cur->trace_id, 16) == 0 &&
-	       memcmp(x->parent.span_id, binding.remote_parent, 8) == 0;
+	       memcmp(x->parent.span_id, b->remote_parent, 8) == 0;
 }
 
-static void cli_request_begin(struct fd_state *st)
+/* False when the connection could not be followed further (no memory for
+ * this thread's state): it is passed through from then on. */
+static bool cli_request_begin(struct fd_state *st)
 {
 	struct client_side *c = &st->u.cli;
 	struct http_request *r = &c->req;
-	struct scratch *x = &scratch;
+	struct socket_thread *t = sock_thread();
+	if (!t) {
+		c->inject_len = c->inject_sent = 0;
+		c->inject_pos = UINT64_MAX;
+		atomic_store(&st->kind, FD_IGNORED);
+		return false;
+	}
+	struct scratch *x = &t->scratch;
 	bool known = known_method(r->method, r->method_len);
 
 	struct span *sp = span_start(SPAN_KIND_CLIENT, known ? r->method : "HTTP",
@@ -680,16 +721,16 @@ static void cli_request_begin(struct fd_state *st)
 	if (r->traceparent_count) {
 		uint64_t at = c->head_start_pos + r->traceparent_off;
 		/* A head written in pieces may have sent it already: then it stays. */
-		if (forwarded_traceparent(r, x) && at >= c->stream_pos) {
+		if (forwarded_traceparent(r, t) && at >= c->stream_pos) {
 			propagation_format_traceparent(&x->ctx, c->inject);
 			c->inject_len = TRACEPARENT_LEN;
 			c->inject_pos = at;
 			c->inject_replaces = true;
 		}
-		return;
+		return true;
 	}
 	if (!inject_tracecontext && !inject_baggage)
-		return;
+		return true;
 	bool crlf;
 	uint32_t at = http_request_end_of_headers(r, &crlf);
 	const char *eol = crlf ? "\r\n" : "\n";
@@ -706,9 +747,10 @@ static void cli_request_begin(struct fd_state *st)
 		len += (size_t)snprintf(c->inject + len, sizeof c->inject - len, "baggage: %.*s%s",
 					(int)x->ctx.baggage_len, context_baggage(&x->ctx), eol);
 	if (len >= sizeof c->inject)
-		return;  /* can't happen with the caps above; never send a cut header */
+		return true;  /* can't happen with the caps above; never send a cut header */
 	c->inject_len = (uint16_t)len;
 	c->inject_pos = c->head_start_pos + at;
+	return true;
 }
 
 static void cli_finish(struct fd_state *st)
@@ -753,7 +795,8 @@ static void cli_parse_out(struct fd_state *st, const char *p, size_t n, uint64_t
 				atomic_store(&st->kind, FD_IGNORED);
 				return;
 			}
-			cli_request_begin(st);
+			if (!cli_request_begin(st))
+				return;
 			http_body_for_request(&c->req_body, &c->req);
 			c->req_in_body = !c->req_body.done;
 			if (!c->req_in_body)
@@ -1134,7 +1177,10 @@ static void connect_outcome(struct fd_state *st, int err)
 	pthread_mutex_unlock(&st->mu);
 	if (!was || !err || !context_current()->valid)
 		return;
-	struct trace_context *ctx = &scratch.ctx;
+	struct socket_thread *t = sock_thread();
+	if (!t)
+		return;
+	struct trace_context *ctx = &t->scratch.ctx;
 	struct span *sp = span_start(SPAN_KIND_CLIENT, "connect", 7, NULL, ctx);
 	if (!sp)
 		return;
@@ -1661,7 +1707,8 @@ void socket_init(const struct config *c)
 void socket_after_fork_child(void)
 {
 	table_pid = getpid();
-	binding.active = false;
+	if (sock_tls)
+		sock_tls->binding.active = false;
 	for (size_t i = 0; i < MAX_FD >> CHUNK_BITS; i++) {
 		struct fd_state *c = atomic_load_explicit(&chunks[i], memory_order_relaxed);
 		if (!c)
