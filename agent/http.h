@@ -112,7 +112,9 @@ struct http_request {
 	uint8_t traceparent_count;
 	char traceparent[TRACEPARENT_RAW_MAX];
 	uint8_t traceparent_len;
-	char tracestate[TRACESTATE_MAX + 64];  /* several headers joined with ","; cut marks tracestate_truncated */
+	/* several headers joined with ","; a list longer than this loses the
+	 * member at the cut and everything after it (tracestate_truncated) */
+	char tracestate[TRACESTATE_MAX + 64];
 	uint16_t tracestate_len;
 	bool tracestate_truncated;
 	char baggage[BAGGAGE_MAX];
