@@ -8,7 +8,7 @@
 # are matched to its steps by start time (the calls are sequential). Its
 # output must be the same with and without the agent, whatever the settings.
 #   (a) one CLIENT span per call, attributes per step   (b) TRACEAGENT_DB_REQUIRE_PARENT
-#   (c) psql -X -c 'SELECT 1': one span                 (d) missing_table: 42P01
+#   (c) psql -X -c 'SELECT 1': one span                 (d) missing_table: 42P01, 'relation ? does not exist'
 #   (e) get_metrics(24): summary and returned_rows      (f) pgbench -i, tpcb, -M prepared, -S
 #   (g) TRACEAGENT_DB_SQLCOMMENTER                      (h) TRACEAGENT_DB_CAPTURE_PARAMETERS
 #   (i) OTEL_INSTRUMENTATION_COMMON_DB_STATEMENT_SANITIZER_ENABLED=false
