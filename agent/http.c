@@ -327,7 +327,11 @@ static void value_start(struct hp *h, uint32_t at)
 
 	if (k == K_TP)
 		r->traceparent_off = at;
-	if (k == K_TS && r->tracestate_len) {
+	if (k == K_TS && r->tracestate_truncated) {
+		/* a member was already dropped at the cut: keeping later values
+		 * would drop entries from the middle, not from the end */
+		h->hdr_idx = set_kind(h->hdr_idx, K_NONE);
+	} else if (k == K_TS && r->tracestate_len) {
 		if (r->tracestate_len + 2u > sizeof r->tracestate) {
 			r->tracestate_truncated = true;
 			h->hdr_idx = set_kind(h->hdr_idx, K_NONE);
@@ -458,9 +462,14 @@ static void value_bytes(struct hp *h, const char *s, size_t n)
 	case K_TS:
 		r->tracestate_len = (uint16_t)put(r->tracestate, sizeof r->tracestate, r->tracestate_len, s, n, &cut);
 		if (cut) {
-			/* the W3C parser decides what a cut list is worth */
+			/* W3C: "the vendor MUST truncate whole entries". The
+			 * member being cut would pass on a changed value if its
+			 * prefix happened to be valid, so it goes whole: back to
+			 * the comma before it (or to nothing). */
+			const char *comma = memrchr(r->tracestate, ',', r->tracestate_len);
+
 			r->tracestate_truncated = true;
-			r->tracestate_len = (uint16_t)trim_end(r->tracestate, r->tracestate_len);
+			r->tracestate_len = (uint16_t)trim_end(r->tracestate, comma ? (size_t)(comma - r->tracestate) : 0);
 		}
 		break;
 	case K_BAGGAGE:

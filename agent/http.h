@@ -116,7 +116,9 @@ struct http_request {
 	 * the start of the head: a proxy forwarding its client's traceparent has
 	 * it replaced there, in place (hooks/socket.c). 0 when there is none. */
 	uint32_t traceparent_off;
-	char tracestate[TRACESTATE_MAX + 64];  /* several headers joined with ","; cut marks tracestate_truncated */
+	/* several headers joined with ","; a list longer than this loses the
+	 * member at the cut and everything after it (tracestate_truncated) */
+	char tracestate[TRACESTATE_MAX + 64];
 	uint16_t tracestate_len;
 	bool tracestate_truncated;
 	char baggage[BAGGAGE_MAX];

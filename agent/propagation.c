@@ -175,17 +175,15 @@ size_t propagation_format_traceparent(const struct trace_context *ctx, char *out
 
 #define TS_MAX_MEMBERS   32
 #define TS_MAX_VALUE     256
-#define TS_SIMPLE_MAX    256   /* lcalpha 0*255(keychar) */
-#define TS_TENANT_MAX    241   /* (lcalpha / DIGIT) 0*240(keychar) */
-#define TS_SYSTEM_MAX    14    /* lcalpha 0*13(keychar) */
+#define TS_MAX_KEY       256   /* (lcalpha / DIGIT) 0*255(keychar) */
 #define TS_LONG_MEMBER   128   /* "Entries larger than 128 characters long SHOULD be removed first" */
 
 /*
  * The scratch buffer holds the normalised members ("k=v,k=v") before
  * truncation. Its tail keeps a 64-bit hash of the key of every member that
- * had to be evicted because even scratch was full, so a later duplicate of
- * an evicted key is still caught (a duplicate anywhere invalidates the whole
- * header). At most TS_MAX_MEMBERS members exist, so the table has a fixed size.
+ * had to be evicted because even scratch was full, so a later repeat of an
+ * evicted key is still recognised as a repeat (and dropped). At most
+ * TS_MAX_MEMBERS members exist, so the table has a fixed size.
  */
 #define TS_HASH_BYTES    (TS_MAX_MEMBERS * sizeof(uint64_t))
 #define TS_SCRATCH_CAP   (sizeof(((struct tracestate_parser *)0)->scratch) - TS_HASH_BYTES)
@@ -200,42 +198,25 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-static bool ts_keychar(char c)
-{
-	return is_lcalpha(c) || is_digit(c) || c == '_' || c == '-' || c == '*' || c == '/';
-}
-
-/* One key part: first character checked by the caller's rule, the rest keychar
- * (which excludes '@', so "a@b@c" fails in the system-id). */
-static bool ts_key_part(const char *k, size_t n, size_t max, bool digit_first)
-{
-	if (n == 0 || n > max)
-		return false;
-	if (!is_lcalpha(k[0]) && !(digit_first && is_digit(k[0])))
-		return false;
-	for (size_t i = 1; i < n; i++)
-		if (!ts_keychar(k[i]))
-			return false;
-	return true;
-}
-
 /*
- * key = simple-key / multi-tenant-key, as published in the Level 1
- * Recommendation and the Level 2 Candidate Recommendation:
- *   simple-key       = lcalpha 0*255( lcalpha / DIGIT / "_" / "-" / "*" / "/" )
- *   multi-tenant-key = tenant-id "@" system-id
- *   tenant-id        = ( lcalpha / DIGIT ) 0*240( keychar )
- *   system-id        = lcalpha 0*13( keychar )
+ * Level 2's key grammar, which replaced Level 1's simple-key /
+ * tenant-id "@" system-id split (so "foo@", "foo@@bar", "1foo" and a
+ * 256-character key with an '@' anywhere after the first character are
+ * all keys now):
+ *   key     = ( lcalpha / DIGIT ) 0*255( keychar )
+ *   keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"
  */
 static bool ts_valid_key(const char *k, size_t n)
 {
-	const char *at = memchr(k, '@', n);
+	if (n == 0 || n > TS_MAX_KEY || !(is_lcalpha(k[0]) || is_digit(k[0])))
+		return false;
+	for (size_t i = 1; i < n; i++) {
+		char c = k[i];
 
-	if (!at)
-		return ts_key_part(k, n, TS_SIMPLE_MAX, false);
-	size_t tenant = (size_t)(at - k);
-	return ts_key_part(k, tenant, TS_TENANT_MAX, true) &&
-	       ts_key_part(at + 1, n - tenant - 1, TS_SYSTEM_MAX, false);
+		if (!(is_lcalpha(c) || is_digit(c) || c == '_' || c == '-' || c == '*' || c == '/' || c == '@'))
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -344,21 +325,17 @@ static void ts_remove_last(struct tracestate_parser *p)
 	p->scratch_len = list_remove(p->scratch, p->scratch_len, start, mlen);
 }
 
-static unsigned ts_evicted_count(const struct tracestate_parser *p)
-{
-	return p->members - list_count(p->scratch, p->scratch_len);
-}
-
-/* Records the key hash of a member that was just counted in p->members but
- * is not (or no longer) in scratch: it is the newest evicted one. */
+/* Records the key hash of a member that is not (or no longer) in scratch. */
 static void ts_remember_evicted(struct tracestate_parser *p, uint64_t hash)
 {
-	unsigned slot = ts_evicted_count(p) - 1;
-
-	memcpy(p->scratch + TS_SCRATCH_CAP + slot * sizeof hash, &hash, sizeof hash);
+	/* every member is evicted at most once and there are at most
+	 * TS_MAX_MEMBERS, so the table never fills; the test is defence only */
+	if (p->evicted < TS_MAX_MEMBERS)
+		memcpy(p->scratch + TS_SCRATCH_CAP + p->evicted++ * sizeof hash, &hash, sizeof hash);
 }
 
-static bool ts_is_duplicate(const struct tracestate_parser *p, const char *k, size_t klen)
+/* Whether key k was already seen in this list, kept in scratch or evicted. */
+static bool ts_is_repeat(const struct tracestate_parser *p, const char *k, size_t klen)
 {
 	size_t pos = 0, start, mlen;
 
@@ -369,12 +346,10 @@ static bool ts_is_duplicate(const struct tracestate_parser *p, const char *k, si
 		if ((size_t)(eq - m) == klen && memcmp(m, k, klen) == 0)
 			return true;
 	}
-
-	unsigned evicted = ts_evicted_count(p);
-	if (evicted) {
+	if (p->evicted) {
 		uint64_t h = ts_key_hash(k, klen), e;
 
-		for (unsigned i = 0; i < evicted; i++) {
+		for (unsigned i = 0; i < p->evicted; i++) {
 			memcpy(&e, p->scratch + TS_SCRATCH_CAP + i * sizeof e, sizeof e);
 			if (e == h)
 				return true;
@@ -398,7 +373,6 @@ static void ts_append(struct tracestate_parser *p, const char *k, size_t klen, c
 	size_t mlen = klen + 1 + vlen;
 	uint64_t hash;
 
-	/* Invariant: p->members = members in scratch + evicted members. */
 	for (;;) {
 		size_t need = mlen + (p->scratch_len ? 1 : 0);
 
@@ -406,7 +380,6 @@ static void ts_append(struct tracestate_parser *p, const char *k, size_t klen, c
 			break;
 		p->overflow = true;
 		if (mlen > TS_LONG_MEMBER || !ts_remove_rightmost_long(p, &hash)) {
-			p->members++;
 			ts_remember_evicted(p, ts_key_hash(k, klen));
 			return;
 		}
@@ -420,13 +393,14 @@ static void ts_append(struct tracestate_parser *p, const char *k, size_t klen, c
 	d[klen] = '=';
 	memcpy(d + klen + 1, v, vlen);
 	p->scratch_len = (size_t)(d + mlen - p->scratch);
-	p->members++;
 }
 
 void propagation_tracestate_begin(struct tracestate_parser *p, struct trace_context *ctx)
 {
 	p->ctx = ctx;
 	p->members = 0;
+	p->repeats = 0;
+	p->evicted = 0;
 	p->invalid = false;
 	p->overflow = false;
 	p->scratch_len = 0;
@@ -479,14 +453,25 @@ void propagation_tracestate_add(struct tracestate_parser *p, const char *s, size
 		const char *v = eq + 1;
 		size_t vlen = n - klen - 1;
 
-		/* The whole header is discarded on any invalid member, on the
-		 * 33rd member and on a repeated key ("Only one entry per key"). */
-		if (!ts_valid_key(m, klen) || !ts_valid_value(v, vlen) ||
-		    p->members == TS_MAX_MEMBERS || ts_is_duplicate(p, m, klen)) {
+		/* The whole header is discarded on any invalid member and on
+		 * the 33rd member (the list grammar allows 32, repeats
+		 * included), as W3C's test suite expects. */
+		if (!ts_valid_key(m, klen) || !ts_valid_value(v, vlen) || p->members == TS_MAX_MEMBERS) {
 			p->invalid = true;
 			return;
 		}
-		ts_append(p, m, klen, v, vlen);
+		p->members++;
+		/* A repeated key is not a reason to drop the header: Level 2
+		 * lets a vendor "discard duplicate keys that were not
+		 * generated by them". We keep the first (leftmost) entry,
+		 * which the mutation rules make the most recent one, and drop
+		 * the repeats, so that a downstream parser that rejects a
+		 * list with repeats (as Level 1 allowed) still gets one. */
+		if (ts_is_repeat(p, m, klen)) {
+			p->repeats++;
+		} else {
+			ts_append(p, m, klen, v, vlen);
+		}
 		if (!comma)
 			break;
 	}

@@ -35,18 +35,23 @@ size_t propagation_format_traceparent(const struct trace_context *ctx, char *out
  * Tracestate extraction across one or more header occurrences.
  * Call propagation_tracestate_begin, then _add once per header value in
  * order (several headers combine as if joined with ','), then _end.
- * Validates the key grammar (simple and multi-tenant keys), the value grammar,
- * duplicate keys, and the 32 list-member limit; any invalid member discards
- * the whole tracestate (tracestate_len = 0). Empty list-members and optional
- * whitespace are accepted and normalised away. If the result exceeds
- * TRACESTATE_MAX, members longer than 128 characters are dropped first,
- * then members from the right, as the spec recommends.
+ * Validates W3C Trace Context Level 2's key grammar
+ * ((lcalpha / DIGIT) 0*255(keychar), keychar including '@'), the value
+ * grammar and the 32 list-member limit; an invalid member or a 33rd one
+ * discards the whole tracestate (tracestate_len = 0). A repeated key keeps
+ * its first entry and drops the repeats (they still count towards the 32).
+ * Empty list-members and optional whitespace are accepted and normalised
+ * away. If the result exceeds TRACESTATE_MAX, members longer than 128
+ * characters are dropped first, then members from the right, as the spec
+ * recommends.
  * The result is stored in ctx->buf with ctx->tracestate_len; ctx->baggage_len
  * must be 0 during extraction (extract tracestate before baggage).
  */
 struct tracestate_parser {
 	struct trace_context *ctx;
-	unsigned members;
+	unsigned members;         /* list-members read, repeats included */
+	unsigned repeats;         /* of those, dropped as repeated keys */
+	unsigned evicted;         /* key hashes kept at the end of scratch */
 	bool invalid;
 	bool overflow;            /* set when members had to be dropped to fit */
 	/* scratch for the pre-truncation list: members beyond TRACESTATE_MAX are

@@ -1,4 +1,4 @@
-/* SQL text as pure functions: a PostgreSQL lexer, the query summary with operation/collection names, and literal sanitising. */
+/* SQL text as pure functions: a PostgreSQL lexer, the query summary with operation/collection names, literal sanitising, and values hidden in error messages. */
 #include "sql.h"
 
 #include <stdint.h>
@@ -1218,6 +1218,197 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
 			st = S_NORMAL;
 	}
 	put(&k, s + prev, lx.n - prev);  /* the pending run, trailing whitespace and comments */
+done:
+	out[k.len] = '\0';
+	if (truncated)
+		*truncated = k.full;
+	return k.len;
+}
+
+/* --- error messages --- */
+
+static inline bool msg_alnum(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+static inline bool msg_hex(unsigned char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* A quote that ends a value is followed by the end or by a byte that can't
+ * continue a word: a quote inside a value ("a"b", 'O'Brien') is not taken
+ * for the end of it. Bytes >= 0x80 count as ends (Japanese messages glue
+ * their text to the quote). */
+static inline bool msg_ends_value(const unsigned char *s, size_t n, size_t i)
+{
+	return i >= n || !msg_alnum(s[i]);
+}
+
+/* How many bytes c are in s[from..to). */
+static size_t msg_count(const unsigned char *s, size_t from, size_t to, unsigned char c)
+{
+	size_t k = 0;
+
+	if (from >= to)
+		return 0;
+	for (const unsigned char *p = s + from; (p = memchr(p, c, (size_t)(s + to - p))) != NULL; p++)
+		k++;
+	return k;
+}
+
+/*
+ * Quotes of PostgreSQL's translations (checked in the 15.x catalogs): the
+ * German »...«, the French and Spanish «...», and the “...” and „...“ of a
+ * few messages. They don't occur inside a value in practice, so the first
+ * closing mark ends it.
+ */
+static const struct {
+	unsigned char open[3], close[3];
+	uint8_t open_len, close_len;
+} msg_marks[] = {
+	{ { 0xC2, 0xAB }, { 0xC2, 0xBB }, 2, 2 },               /* « » */
+	{ { 0xC2, 0xBB }, { 0xC2, 0xAB }, 2, 2 },               /* » « */
+	{ { 0xE2, 0x80, 0x9C }, { 0xE2, 0x80, 0x9D }, 3, 3 },   /* “ ” */
+	{ { 0xE2, 0x80, 0x9E }, { 0xE2, 0x80, 0x9C }, 3, 3 },   /* „ “ */
+};
+
+struct msg_value {
+	size_t start, end;   /* the bytes replaced */
+	bool paren;          /* by "(?)" (or "(?" when not closed) rather than "?" */
+	bool closed;
+};
+
+/*
+ * Whether a value PostgreSQL quoted into a message starts at s[i]; if so,
+ * fills v (a value that is never closed runs to the end of the message).
+ * dq: the number of '"' in s[i..n).
+ */
+static bool msg_value(const unsigned char *s, size_t n, size_t i, size_t dq, struct msg_value *v)
+{
+	unsigned char c = s[i];
+	size_t j;
+
+	v->start = i;
+	v->end = n;
+	v->paren = false;
+	v->closed = false;
+	if (c == '"') {
+		/* PostgreSQL writes "%s" without escaping, so a value may hold
+		 * quotes. The closing quote is the first that ends a word and
+		 * leaves an even number of quotes after it: the rest of the
+		 * message must still pair up. */
+		for (j = i + 1, dq--; j < n; j++) {
+			if (s[j] != '"')
+				continue;
+			dq--;
+			if (msg_ends_value(s, n, j + 1) && dq % 2 == 0) {
+				v->end = j + 1;
+				break;
+			}
+		}
+		return true;
+	}
+	if (c == '\'') {
+		/* 'literal' (quote_literal, %L), E'...', X'...': an apostrophe
+		 * inside a word ("table's") is not a quote. A doubled quote is
+		 * one quote of the value; in E'...' a backslash escapes. */
+		bool prefix = i > 0 && memchr("EeXxBbNn", s[i - 1], 8) && (i == 1 || !msg_alnum(s[i - 2]));
+		bool backslash = prefix && (s[i - 1] == 'E' || s[i - 1] == 'e');
+
+		if (i > 0 && msg_alnum(s[i - 1]) && !prefix)
+			return false;
+		if (prefix)
+			v->start = i - 1;
+		for (j = i + 1; j < n; j++) {
+			if (s[j] == '\\' && backslash) {
+				j++;
+			} else if (s[j] == '\'') {
+				if (j + 1 < n && s[j + 1] == '\'') {
+					j++;
+				} else if (msg_ends_value(s, n, j + 1)) {
+					v->end = j + 1;
+					break;
+				}
+			}
+		}
+		return true;
+	}
+	if (c == '(' && i > 0 && s[i - 1] == '=') {
+		/* DETAIL's "Key (id)=(42) already exists.": the values after
+		 * "=", nested parentheses counted */
+		unsigned depth = 1;
+
+		if (i + 1 < n && s[i + 1] == ')')
+			return false;   /* "=()" holds nothing */
+		v->paren = true;
+		for (j = i + 1; j < n; j++) {
+			if (s[j] == '(') {
+				depth++;
+			} else if (s[j] == ')' && --depth == 0) {
+				if (msg_ends_value(s, n, j + 1)) {
+					v->end = j + 1;
+					v->closed = true;
+					break;
+				}
+				depth = 1;   /* "a)b": still inside */
+			}
+		}
+		return i + 1 < n;
+	}
+	if (c == '0' && i + 2 < n && (s[i + 1] == 'x' || s[i + 1] == 'X') && msg_hex(s[i + 2]) &&
+	    (i == 0 || !msg_alnum(s[i - 1]))) {
+		/* bytes of a value in encoding errors: 0xc3 0x28 */
+		for (j = i + 2; j < n && msg_alnum(s[j]); j++)
+			;
+		v->end = j;
+		return true;
+	}
+	for (size_t m = 0; m < sizeof msg_marks / sizeof msg_marks[0]; m++) {
+		size_t ol = msg_marks[m].open_len, cl = msg_marks[m].close_len;
+
+		if (n - i < ol || memcmp(s + i, msg_marks[m].open, ol) != 0)
+			continue;
+		for (j = i + ol; j + cl <= n; j++) {
+			if (memcmp(s + j, msg_marks[m].close, cl) == 0) {
+				v->end = j + cl;
+				break;
+			}
+		}
+		return true;
+	}
+	return false;
+}
+
+size_t sql_sanitize_message(const char *msg, size_t len, char *out, size_t cap, bool *truncated)
+{
+	static const unsigned char qmark[] = "?", pmark[] = "(?)";
+	struct sink k = { out, cap, 0, false };
+	const unsigned char *s = (const unsigned char *)msg;
+	size_t n = msg ? len : 0, prev = 0, i = 0;
+	size_t dq = msg_count(s, 0, n, '"');   /* '"' in s[i..n) */
+	struct msg_value v;
+
+	if (!out || cap == 0) {
+		if (truncated)
+			*truncated = n > 0;
+		return 0;
+	}
+	while (i < n) {
+		if (!msg_value(s, n, i, dq, &v)) {
+			i++;
+			continue;
+		}
+		/* every replacement is no longer than what it replaces, so the
+		 * output never outgrows the message */
+		if (!put(&k, s + prev, v.start - prev) ||
+		    !put(&k, v.paren ? pmark : qmark, v.paren ? (v.closed ? 3 : 2) : 1))
+			goto done;
+		dq -= msg_count(s, i, v.end, '"');
+		prev = i = v.end;
+	}
+	put(&k, s + prev, n - prev);
 done:
 	out[k.len] = '\0';
 	if (truncated)

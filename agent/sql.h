@@ -1,4 +1,4 @@
-/* SQL text as pure functions: the query summary and operation/collection names, and literal sanitising. */
+/* SQL text as pure functions: the query summary and operation/collection names, literal sanitising, and values hidden in error messages. */
 #ifndef TRACEAGENT_SQL_H
 #define TRACEAGENT_SQL_H
 
@@ -57,6 +57,26 @@ void sql_summarize(const char *text, size_t len, struct sql_summary *out);
  * the input did not fit (or len exceeded what was read).
  */
 size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *truncated);
+
+/*
+ * An error message of PostgreSQL or libpq with the values quoted in it
+ * replaced by '?', so that it can go into a span without the data that made
+ * a statement fail (invalid input syntax for type integer: "SECRET").
+ * Replaced: "..." (the closing quote is the first one that ends a word and
+ * leaves the rest of the quotes paired, since PostgreSQL doesn't escape
+ * quotes inside values), '...' and E'...' not preceded by a letter (an
+ * apostrophe stays), the translations' «...», »...«, “...” and „...“,
+ * the value list of DETAIL's Key (k)=(v) (kept as "(?)"), and 0x byte
+ * sequences of encoding errors. An unclosed quote hides the rest of the
+ * message. PostgreSQL quotes names of relations, columns and constraints the
+ * same way as values, and nothing in the message tells them apart, so they
+ * are replaced too (relation ? does not exist); the SQLSTATE, the summary
+ * and db.query.text still name them. Text the application composed itself
+ * (RAISE EXCEPTION 'card % declined') is kept except for quoted parts.
+ * Output as for sql_sanitize: at most cap-1 bytes and a NUL, never longer
+ * than the message, cut at a character boundary (*truncated then set).
+ */
+size_t sql_sanitize_message(const char *msg, size_t len, char *out, size_t cap, bool *truncated);
 
 /* True when text ends outside any literal, quoted name or comment and on a
  * whole UTF-8 character: appending a comment then can't change its meaning. */

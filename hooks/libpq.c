@@ -228,6 +228,22 @@ static struct span *stmt_begin(PGconn *conn, const char *text, bool parameterize
 	return sp;
 }
 
+/* Status Error with msg (and an exception event when type is not NULL).
+ * Values quoted in the message are replaced by '?' unless the app opted in
+ * to parameters being recorded: PostgreSQL quotes the input it rejects. */
+static void set_error(struct span *sp, const char *type, const char *msg, size_t len)
+{
+	if (msg && !config_global.db_capture_parameters) {
+		struct pq_scratch *x = &scratch;
+		bool cut;
+		len = sql_sanitize_message(msg, len, x->text, sizeof x->text, &cut);
+		msg = x->text;
+	}
+	span_set_status(sp, SPAN_STATUS_ERROR, msg, len);
+	if (type)
+		span_add_exception(sp, type, msg ? msg : "", msg ? len : 0);
+}
+
 /* Records one result into the span; rows accumulate over results. */
 static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int64_t *rows)
 {
@@ -239,8 +255,7 @@ static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int6
 		bool bad = REAL_PQ(status) && REAL_PQ(status)(conn) == CONNECTION_BAD;
 		size_t ml = msg ? strcspn(msg, "\n") : 0;
 		span_set_cstr(sp, "error.type", bad ? "08006" : "_OTHER");
-		span_set_status(sp, SPAN_STATUS_ERROR, msg, ml);
-		span_add_exception(sp, bad ? "08006" : "_OTHER", msg ? msg : "", ml);
+		set_error(sp, bad ? "08006" : "_OTHER", msg, ml);
 		return;
 	}
 	ExecStatusType st = REAL_PQ(result_status)(res);
@@ -262,8 +277,7 @@ static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int6
 		if (strcmp(code, "_OTHER") != 0)
 			span_set_cstr(sp, "db.response.status_code", code);
 		span_set_cstr(sp, "error.type", code);
-		span_set_status(sp, SPAN_STATUS_ERROR, msg, msg ? strlen(msg) : 0);
-		span_add_exception(sp, code, msg ? msg : "", msg ? strlen(msg) : 0);
+		set_error(sp, code, msg, msg ? strnlen(msg, 1u << 16) : 0);
 		break;
 	}
 	default:
@@ -536,7 +550,7 @@ static void connect_end(struct span *sp, PGconn *c)
 		const char *msg = c ? REAL_PQ(error_message)(c) : "out of memory";
 		size_t ml = msg ? strcspn(msg, "\n") : 0;
 		span_set_cstr(sp, "error.type", "08006");
-		span_set_status(sp, SPAN_STATUS_ERROR, msg, ml);
+		set_error(sp, NULL, msg, ml);
 	}
 	span_end(sp);
 }

@@ -112,6 +112,27 @@ static size_t split_lines(const uint8_t *data, size_t size, struct line *lines)
 	return n;
 }
 
+/* A stored list has each key once (repeats are dropped, first kept). */
+static void check_unique_keys(const char *s, size_t n)
+{
+	for (size_t a = 0; a < n;) {
+		const char *ea = memchr(s + a, '=', n - a);
+		CHECK(ea != NULL);
+		size_t ka = (size_t)(ea - (s + a));
+		const char *ca = memchr(s + a, ',', n - a);
+		size_t next = ca ? (size_t)(ca - s) + 1 : n;
+
+		for (size_t b = next; b < n;) {
+			const char *cb = memchr(s + b, ',', n - b);
+			size_t end = cb ? (size_t)(cb - s) : n;
+
+			CHECK(!(end - b > ka && s[b + ka] == '=' && memcmp(s + a, s + b, ka) == 0));
+			b = end + 1;
+		}
+		a = next;
+	}
+}
+
 /* Re-parsing a stored tracestate gives it back unchanged. */
 static void check_tracestate_idempotent(const struct trace_context *ctx, struct tracestate_parser *p)
 {
@@ -162,10 +183,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	CHECK(ctx.tracestate_len <= TRACESTATE_MAX);
 	CHECK(ctx.baggage_len == 0);
 	CHECK(p.members <= 32);
+	CHECK(p.repeats <= p.members && p.evicted <= p.members);
 	if (!ok)
 		CHECK(ctx.tracestate_len == 0);
 	check_normalised_list(context_tracestate(&ctx), ctx.tracestate_len);
-	CHECK(count_members(context_tracestate(&ctx), ctx.tracestate_len) <= p.members);
+	CHECK(count_members(context_tracestate(&ctx), ctx.tracestate_len) <= p.members - p.repeats);
+	check_unique_keys(context_tracestate(&ctx), ctx.tracestate_len);
 	if (ok)
 		check_tracestate_idempotent(&ctx, &p);
 

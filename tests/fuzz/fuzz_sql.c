@@ -1,4 +1,4 @@
-/* libFuzzer harness for agent/sql.c: summaries and sanitising of arbitrary bytes at several output caps, checked against their invariants. */
+/* libFuzzer harness for agent/sql.c: summaries, sanitising and error-message sanitising of arbitrary bytes at several output caps, checked against their invariants. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,12 +74,49 @@ static void fuzz_sanitize(const char *in, size_t size)
 	free(full);
 }
 
+/* Error messages: never longer, prefix-stable under small caps, and no
+ * opening quote survives (every '"', «, », “ and „ starts a value that is
+ * replaced, closed or not). */
+static void fuzz_message(const char *in, size_t size)
+{
+	static const size_t caps[] = { 1, 2, 3, 7, 64 };
+	char *full = malloc(size + 1);
+	bool trunc = true, t2;
+	size_t fn;
+
+	CHECK(full != NULL);
+	fn = sql_sanitize_message(in, size, full, size + 1, &trunc);
+	CHECK(!trunc);
+	CHECK(fn <= size && full[fn] == '\0');
+	CHECK(memchr(full, '"', fn) == NULL);
+	for (size_t i = 0; i + 1 < fn; i++)
+		CHECK(!((unsigned char)full[i] == 0xC2 && ((unsigned char)full[i + 1] == 0xAB ||
+							 (unsigned char)full[i + 1] == 0xBB)));
+	for (size_t i = 0; i + 2 < fn; i++)
+		CHECK(!((unsigned char)full[i] == 0xE2 && (unsigned char)full[i + 1] == 0x80 &&
+			((unsigned char)full[i + 2] == 0x9C || (unsigned char)full[i + 2] == 0x9E)));
+	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		size_t cap = caps[i];
+		char *out = malloc(cap);
+		size_t n;
+
+		CHECK(out != NULL);
+		n = sql_sanitize_message(in, size, out, cap, &t2);
+		CHECK(n < cap && out[n] == '\0');
+		CHECK(t2 == (fn >= cap));
+		CHECK(memcmp(out, full, n) == 0);
+		free(out);
+	}
+	free(full);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *in = copy(data, size);
 
 	fuzz_summary(in, size);
 	fuzz_sanitize(in, size);
+	fuzz_message(in, size);
 	/* every prefix must work too for short inputs: prefixes of huge
 	 * queries are what the hooks see */
 	if (size <= 256)
@@ -88,6 +125,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			fuzz_summary(p, n);
 			fuzz_sanitize(p, n);
+			fuzz_message(p, n);
 			free(p);
 		}
 	free(in);

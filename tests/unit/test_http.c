@@ -961,13 +961,27 @@ START_TEST(test_tracestate_overflow)
 	ck_assert(!r->tracestate_truncated);
 	ck_assert(r->tracestate[cap - 100] == ',');
 
-	/* one more byte: truncated, the rest is the cut list */
+	/* one more byte: truncated; the member cut is dropped whole (W3C:
+	 * "MUST truncate whole entries"), back to the comma before it */
 	off = (size_t)sprintf(in, R11);
 	off = add_field(in, off, "tracestate", 'a', cap - 100);
 	off = add_field(in, off, "tracestate", 'b', 100);
 	memcpy(in + off, "\r\n", 2);
 	ck_assert_int_eq(req_all_ways("tracestate over", in, off + 2, NULL, r, &used), HTTP_HEAD_DONE);
-	ck_assert_uint_eq(r->tracestate_len, cap);
+	ck_assert_uint_eq(r->tracestate_len, cap - 100);
+	ck_assert(r->tracestate_truncated);
+
+	/* a cut inside one value: the members before it stay, the cut one and
+	 * every later value go (dropping from the end, never the middle), and
+	 * the OWS before its comma is trimmed */
+	off = (size_t)sprintf(in, R11);
+	off += (size_t)sprintf(in + off, "tracestate: a=1 , b=2,c=");
+	memset(in + off, 'x', cap);
+	off += cap;
+	off += (size_t)sprintf(in + off, "\r\ntracestate: d=4\r\n\r\n");
+	ck_assert_int_eq(req_all_ways("tracestate cut in a member", in, off, NULL, r, &used), HTTP_HEAD_DONE);
+	ck_assert_uint_eq(r->tracestate_len, 9);
+	ck_assert(memcmp(r->tracestate, "a=1 , b=2", 9) == 0);
 	ck_assert(r->tracestate_truncated);
 
 	/* a full buffer leaves no room for the comma of another value */

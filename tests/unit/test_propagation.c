@@ -312,43 +312,58 @@ static const struct ts_case ts_cases[] = {
 	{ "three headers", { "foo=1,bar=2", "rojo=1,congo=2", "baz=3" }, true,
 	  "foo=1,bar=2,rojo=1,congo=2,baz=3" },
 	{ "split at commas", { "foo=1,", ",bar=2" }, true, "foo=1,bar=2" },
-	/* duplicates anywhere discard everything (test_tracestate_duplicated_keys) */
-	{ "duplicate same value", { "foo=1,foo=1" }, false, NULL },
-	{ "duplicate other value", { "foo=1,foo=2" }, false, NULL },
-	{ "duplicate across headers", { "foo=1", "foo=1" }, false, NULL },
-	{ "duplicate across headers 2", { "foo=1", "foo=2" }, false, NULL },
-	{ "duplicate multi-tenant", { "t@v=1,x=2,t@v=3" }, false, NULL },
+	/* Repeated keys (test_tracestate_duplicated_keys: "kept as-is or one of
+	 * them discarded"): the first entry stays, the repeats are dropped,
+	 * the rest of the list is kept. */
+	{ "duplicate same value", { "foo=1,foo=1" }, true, "foo=1" },
+	{ "duplicate other value", { "foo=1,foo=2" }, true, "foo=1" },
+	{ "duplicate across headers", { "foo=1", "foo=1" }, true, "foo=1" },
+	{ "duplicate across headers 2", { "foo=1", "foo=2" }, true, "foo=1" },
+	{ "duplicate keeps the others", { "foo=1,bar=2,foo=3,baz=4" }, true, "foo=1,bar=2,baz=4" },
+	{ "duplicate three times", { "a=1,b=2", "a=3,b=4,a=5" }, true, "a=1,b=2" },
+	{ "duplicate key with @", { "t@v=1,x=2,t@v=3" }, true, "t@v=1,x=2" },
+	{ "duplicate then invalid", { "foo=1,foo=2,BAD=3" }, false, NULL },
 	{ "not duplicate: prefix", { "foo=1,foob=2,fo=3" }, true, "foo=1,foob=2,fo=3" },
-	{ "not duplicate: tenant vs simple", { "foo=1,foo@bar=2,bar=3" }, true, "foo=1,foo@bar=2,bar=3" },
-	/* simple-key grammar (test_tracestate_key_illegal_characters) */
+	{ "not duplicate: @ suffix", { "foo=1,foo@bar=2,foo@=3,bar=4" }, true, "foo=1,foo@bar=2,foo@=3,bar=4" },
+	/* Level 2 key grammar: key = (lcalpha / DIGIT) 0*255(keychar),
+	 * keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"
+	 * (test_tracestate_key_illegal_characters) */
 	{ "key space before =", { "foo =1" }, false, NULL },
 	{ "key uppercase", { "FOO=1" }, false, NULL },
 	{ "key mixed case", { "Foo=1" }, false, NULL },
+	{ "key uppercase later", { "fOo=1" }, false, NULL },
+	{ "key uppercase after @", { "foo@Bar=1" }, false, NULL },
 	{ "key dot", { "foo.bar=1" }, false, NULL },
-	{ "key digit first", { "1foo=1" }, false, NULL },
+	{ "key digit first", { "1foo=1" }, true, "1foo=1" },
+	{ "key only digits", { "42=1" }, true, "42=1" },
 	{ "key underscore first", { "_foo=1" }, false, NULL },
 	{ "key dash first", { "-foo=1" }, false, NULL },
 	{ "key star first", { "*foo=1" }, false, NULL },
+	{ "key slash first", { "/foo=1" }, false, NULL },
 	{ "key inner space", { "foo bar=1" }, false, NULL },
 	{ "key empty", { "=1" }, false, NULL },
 	{ "key non-ascii", { "f\xc3\xb6o=1" }, false, NULL },
+	{ "key colon", { "foo:bar=1" }, false, NULL },
 	{ "no equals sign", { "foo" }, false, NULL },
 	{ "no equals later", { "foo=1,bar" }, false, NULL },
 	{ "bad member poisons earlier headers", { "foo=1", "BAR=2" }, false, NULL },
-	{ "key all keychars", { "a0_-*/=1" }, true, "a0_-*/=1" },
+	{ "key all keychars", { "a0_-*/@=1" }, true, "a0_-*/@=1" },
 	{ "key single letter", { "z=1" }, true, "z=1" },
-	/* multi-tenant-key grammar (test_tracestate_key_illegal_vendor_format) */
-	{ "tenant ok", { "foo@bar=1" }, true, "foo@bar=1" },
-	{ "tenant starts with digit", { "1foo@bar=1" }, true, "1foo@bar=1" },
-	{ "tenant all keychars", { "0a_-*/@z9_-*/=1" }, true, "0a_-*/@z9_-*/=1" },
-	{ "system starts with digit", { "foo@1bar=1" }, false, NULL },
-	{ "system starts with dash", { "foo@-bar=1" }, false, NULL },
-	{ "system uppercase", { "foo@Bar=1" }, false, NULL },
-	{ "tenant starts with underscore", { "_foo@bar=1" }, false, NULL },
-	{ "empty system", { "foo@=1,bar=2" }, false, NULL },
-	{ "empty tenant", { "@foo=1,bar=2" }, false, NULL },
-	{ "double at", { "foo@@bar=1,bar=2" }, false, NULL },
-	{ "two ats", { "foo@bar@baz=1,bar=2" }, false, NULL },
+	{ "key single digit", { "7=1" }, true, "7=1" },
+	/* '@' anywhere after the first character (test_tracestate_key_illegal_vendor_format,
+	 * as fixed for Level 2 in w3c/trace-context#584) */
+	{ "at: tenant@system", { "foo@bar=1" }, true, "foo@bar=1" },
+	{ "at: digit first", { "1foo@bar=1" }, true, "1foo@bar=1" },
+	{ "at: all keychars", { "0a_-*/@z9_-*/=1" }, true, "0a_-*/@z9_-*/=1" },
+	{ "at: digit after @", { "foo@1bar=1" }, true, "foo@1bar=1" },
+	{ "at: dash after @", { "foo@-bar=1" }, true, "foo@-bar=1" },
+	{ "at: underscore first", { "_foo@bar=1" }, false, NULL },
+	{ "at: trailing", { "foo@=1,bar=2" }, true, "foo@=1,bar=2" },
+	{ "at: first", { "@foo=1,bar=2" }, false, NULL },
+	{ "at: only", { "@=1" }, false, NULL },
+	{ "at: double", { "foo@@bar=1,bar=2" }, true, "foo@@bar=1,bar=2" },
+	{ "at: two", { "foo@bar@baz=1,bar=2" }, true, "foo@bar@baz=1,bar=2" },
+	{ "at: letter then ats", { "a@@@=1" }, true, "a@@@=1" },
 	/* value grammar (test_tracestate_value_illegal_characters) */
 	{ "value with =", { "foo=bar=baz" }, false, NULL },
 	{ "value empty", { "foo=,bar=3" }, false, NULL },
@@ -435,7 +450,7 @@ END_TEST
 /* Length limits of each key part and of the value (test_tracestate_key_length_limit). */
 struct ts_len_case {
 	const char *name;
-	size_t tenant;      /* 0: simple key of `simple` chars */
+	size_t tenant;      /* 0: a key of `simple` chars, else `tenant` '@' `system` */
 	size_t simple;
 	size_t system;
 	size_t value;
@@ -443,12 +458,17 @@ struct ts_len_case {
 };
 
 static const struct ts_len_case ts_len_cases[] = {
-	{ "simple key 256", 0, 256, 0, 1, true },
-	{ "simple key 257", 0, 257, 0, 1, false },
-	{ "tenant 241 system 14", 241, 0, 14, 1, true },
-	{ "tenant 242", 242, 0, 1, 1, false },
-	{ "system 15", 1, 0, 15, 1, false },
-	{ "system 14 tenant 1", 1, 0, 14, 1, true },
+	{ "key 256", 0, 256, 0, 1, true },
+	{ "key 257", 0, 257, 0, 1, false },
+	{ "key 241@14 (256)", 241, 0, 14, 1, true },
+	{ "key 242@1 (Level 1's tenant limit is gone)", 242, 0, 1, 1, true },
+	{ "key 1@15 (Level 1's system limit is gone)", 1, 0, 15, 1, true },
+	{ "key 1@14", 1, 0, 14, 1, true },
+	{ "key 250@5 (256 with @)", 250, 0, 5, 1, true },
+	{ "key 255@0 (256 ending in @)", 255, 0, 0, 1, true },
+	{ "key 250@6 (257 with @)", 250, 0, 6, 1, false },
+	{ "key 1@255 (257 with @)", 1, 0, 255, 1, false },
+	{ "key 256 + value 256", 0, 256, 0, 256, true },
 	{ "value 256", 0, 3, 0, 256, true },
 	{ "value 257", 0, 3, 0, 257, false },
 };
@@ -612,7 +632,8 @@ static size_t make_keyed(char *dst, int i, size_t klen, size_t vlen)
 }
 
 /* More than the 4 KiB scratch: the result is as if scratch were unbounded,
- * and duplicate detection still covers members evicted from scratch. */
+ * and repeated keys are still recognised when their first entry was
+ * evicted from scratch. */
 START_TEST(test_tracestate_scratch_overflow)
 {
 	static char hdr[20000], want[1024];
@@ -670,15 +691,19 @@ START_TEST(test_tracestate_scratch_overflow)
 	ck_assert(propagation_tracestate_end(&p));
 	assert_tracestate(&ctx, want);
 
-	/* ... and a 32nd member repeating the evicted 30th key is a duplicate */
+	/* ... and a 32nd member repeating the evicted 30th key is recognised
+	 * as a repeat and dropped (the output is the same either way: it is
+	 * the counter that shows the key was remembered) */
 	char dup[600];
 	size_t dn = make_keyed(dup, 29, 64, 1);
 	memset(&ctx, 0, sizeof ctx);
 	propagation_tracestate_begin(&p, &ctx);
 	propagation_tracestate_add(&p, hdr, n);
 	propagation_tracestate_add(&p, dup, dn);
-	ck_assert(!propagation_tracestate_end(&p));
-	ck_assert_uint_eq(ctx.tracestate_len, 0);
+	ck_assert(propagation_tracestate_end(&p));
+	assert_tracestate(&ctx, want);
+	ck_assert_uint_eq(p.members, 32);
+	ck_assert_uint_eq(p.repeats, 1);
 
 	/* a long member evicted from scratch is remembered too (the 10th) */
 	n = 0;
@@ -692,17 +717,19 @@ START_TEST(test_tracestate_scratch_overflow)
 	propagation_tracestate_begin(&p, &ctx);
 	propagation_tracestate_add(&p, hdr, n);
 	propagation_tracestate_add(&p, dup, dn);
-	ck_assert(!propagation_tracestate_end(&p));
+	ck_assert(propagation_tracestate_end(&p));
+	ck_assert_uint_eq(p.repeats, 1);
 
-	/* and a duplicate of a member still in scratch (the 1st) */
+	/* and a repeat of a member still in scratch (the 1st) */
 	dn = make_keyed(dup, 0, 256, 1);
 	memset(&ctx, 0, sizeof ctx);
 	propagation_tracestate_begin(&p, &ctx);
 	propagation_tracestate_add(&p, hdr, n);
 	propagation_tracestate_add(&p, dup, dn);
-	ck_assert(!propagation_tracestate_end(&p));
+	ck_assert(propagation_tracestate_end(&p));
+	ck_assert_uint_eq(p.repeats, 1);
 
-	/* whereas a new key after the evictions is fine */
+	/* whereas a new key after the evictions is kept */
 	dn = make_keyed(dup, 20, 3, 1);
 	memset(&ctx, 0, sizeof ctx);
 	propagation_tracestate_begin(&p, &ctx);
@@ -710,6 +737,45 @@ START_TEST(test_tracestate_scratch_overflow)
 	propagation_tracestate_add(&p, dup, dn);
 	ck_assert(propagation_tracestate_end(&p));
 	assert_tracestate(&ctx, "auk=v");
+	ck_assert_uint_eq(p.repeats, 0);
+}
+END_TEST
+
+/* Repeats count towards the 32 list-members (the list grammar's limit):
+ * 32 members with a repeat keep 31, a 33rd member of any kind discards the
+ * header, and a repeat never makes a list that fits lose anything else. */
+START_TEST(test_tracestate_repeats_and_limits)
+{
+	static char hdr[1024];
+	static struct tracestate_parser p;
+	struct trace_context ctx;
+	size_t n = 0;
+
+	for (int i = 0; i < 31; i++)
+		n += (size_t)snprintf(hdr + n, sizeof hdr - n, "%sk%02d=%d", i ? "," : "", i, i);
+	size_t base = n;
+
+	/* 31 members + a repeat of the first = 32: fine, 31 kept */
+	n += (size_t)snprintf(hdr + n, sizeof hdr - n, ",k00=x");
+	memset(&ctx, 0, sizeof ctx);
+	propagation_tracestate_begin(&p, &ctx);
+	propagation_tracestate_add(&p, hdr, n);
+	ck_assert(propagation_tracestate_end(&p));
+	ck_assert_uint_eq(p.members, 32);
+	ck_assert_uint_eq(p.repeats, 1);
+	ck_assert_uint_eq(ctx.tracestate_len, base);
+	ck_assert(memcmp(context_tracestate(&ctx), hdr, base) == 0);
+
+	/* ... and one more member, new or repeated, is the 33rd */
+	static const char *const extra[] = { "k99=1", "k01=1" };
+	for (int i = 0; i < 2; i++) {
+		memset(&ctx, 0, sizeof ctx);
+		propagation_tracestate_begin(&p, &ctx);
+		propagation_tracestate_add(&p, hdr, n);
+		propagation_tracestate_add(&p, extra[i], strlen(extra[i]));
+		ck_assert(!propagation_tracestate_end(&p));
+		ck_assert_uint_eq(ctx.tracestate_len, 0);
+	}
 }
 END_TEST
 
@@ -1004,6 +1070,7 @@ Suite *propagation_suite(void)
 	tcase_add_test(ts, test_tracestate_member_count);
 	tcase_add_loop_test(ts, test_tracestate_truncation, 0, N_ELEMS(trunc_cases));
 	tcase_add_test(ts, test_tracestate_scratch_overflow);
+	tcase_add_test(ts, test_tracestate_repeats_and_limits);
 	tcase_add_test(ts, test_tracestate_reads_only_len);
 	tcase_add_test(ts, test_tracestate_replaces_and_keeps_baggage);
 	suite_add_tcase(s, ts);

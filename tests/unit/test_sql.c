@@ -471,6 +471,155 @@ START_TEST(test_sanitize_prefixes)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Error messages                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Messages as PostgreSQL 15 sends them (collected from a real server; the
+ * translated ones are the catalogs' msgstr with the value filled in). */
+static const struct {
+	const char *in, *out;
+} msg_cases[] = {
+	/* values */
+	{ "invalid input syntax for type integer: \"SECRET\"", "invalid input syntax for type integer: ?" },
+	{ "invalid input value for enum mood: \"SECRET\"", "invalid input value for enum mood: ?" },
+	{ "value \"99999999999\" is out of range for type integer", "value ? is out of range for type integer" },
+	{ "date/time field value out of range: \"2020-13-45\"", "date/time field value out of range: ?" },
+	{ "malformed array literal: \"{1,2\"", "malformed array literal: ?" },
+	{ "invalid input syntax for type integer: \"it's\"", "invalid input syntax for type integer: ?" },
+	{ "invalid input syntax for type integer: \"back\\slash\"", "invalid input syntax for type integer: ?" },
+	{ "syntax error at or near \"'x'\"", "syntax error at or near ?" },
+	{ "unterminated quoted string at or near \"'abc\"", "unterminated quoted string at or near ?" },
+	{ "invalid byte sequence for encoding \"UTF8\": 0xc3 0x28", "invalid byte sequence for encoding ?: ? ?" },
+	{ "Token \"SECRET\" is invalid.", "Token ? is invalid." },
+	/* names are quoted the same way: replaced too */
+	{ "relation \"foo\" does not exist", "relation ? does not exist" },
+	{ "duplicate key value violates unique constraint \"t_pkey\"",
+	  "duplicate key value violates unique constraint ?" },
+	{ "new row for relation \"t\" violates check constraint \"t_c_check\"",
+	  "new row for relation ? violates check constraint ?" },
+	{ "column \"nosuchcol\" does not exist", "column ? does not exist" },
+	/* DETAIL's key values */
+	{ "Key (id)=(42) already exists.", "Key (id)=(?) already exists." },
+	{ "Key (tid)=(777) is not present in table \"t\".", "Key (tid)=(?) is not present in table ?." },
+	{ "Key (a, b)=(1, (2,3)) already exists.", "Key (a, b)=(?) already exists." },
+	{ "Key (k)=(a)b) already exists.", "Key (k)=(?) already exists." },
+	{ "Key (k)=(open", "Key (k)=(?" },
+	{ "x=() y", "x=() y" },
+	/* no values: kept as they are */
+	{ "division by zero", "division by zero" },
+	{ "value too long for type character varying(5)", "value too long for type character varying(5)" },
+	{ "integer out of range", "integer out of range" },
+	{ "BEFORE trigger's WHEN condition cannot reference NEW values",
+	  "BEFORE trigger's WHEN condition cannot reference NEW values" },
+	{ "pipeline aborted by an earlier error", "pipeline aborted by an earlier error" },
+	{ "", "" },
+	/* single quotes: RAISE with quote_literal / %L, E'' and X'' forms */
+	{ "card '4111 1111' declined", "card ? declined" },
+	{ "user 'O''Brien' not found", "user ? not found" },
+	{ "user 'O'Brien' not found", "user ? not found" },
+	{ "got E'a\\'b' here", "got ? here" },
+	{ "bits X'1F' and B'101'", "bits ? and ?" },
+	{ "it's Max's 'x'", "it's Max's ?" },
+	{ "'lead", "?" },
+	/* quotes inside values: PostgreSQL doesn't escape them */
+	{ "invalid input syntax for type integer: \"a\"b\"", "invalid input syntax for type integer: ?" },
+	{ "invalid input syntax for type integer: \"a\" b\"", "invalid input syntax for type integer: ?" },
+	{ "column \"x\" has \"a\" b\"", "column ?" },
+	{ "a \"doubled\"\"name\" b", "a ?? b" },
+	{ "unclosed \"SECRET and more", "unclosed ?" },
+	{ "\"", "?" },
+	/* translations */
+	{ "ung\xc3\xbcltige Eingabesyntax f\xc3\xbcr Typ integer: \xc2\xbbSECRET\xc2\xab",
+	  "ung\xc3\xbcltige Eingabesyntax f\xc3\xbcr Typ integer: ?" },
+	{ "syntaxe en entr\xc3\xa9" "e invalide pour le type integer : \xc2\xab SECRET \xc2\xbb",
+	  "syntaxe en entr\xc3\xa9" "e invalide pour le type integer : ?" },
+	{ "la sintaxis de entrada no es v\xc3\xa1lida para tipo integer: \xc2\xabSECRET\xc2\xbb",
+	  "la sintaxis de entrada no es v\xc3\xa1lida para tipo integer: ?" },
+	{ "\"integer\"\xe5\x9e\x8b\xe3\x81\xae\xe5\x85\xa5\xe5\x8a\x9b\xe6\xa7\x8b\xe6\x96\x87\xe3\x81\x8c\xe4\xb8\x8d"
+	  "\xe6\xad\xa3\xe3\x81\xa7\xe3\x81\x99: \"SECRET\"",
+	  "?\xe5\x9e\x8b\xe3\x81\xae\xe5\x85\xa5\xe5\x8a\x9b\xe6\xa7\x8b\xe6\x96\x87\xe3\x81\x8c\xe4\xb8\x8d"
+	  "\xe6\xad\xa3\xe3\x81\xa7\xe3\x81\x99: ?" },
+	{ "x \xe2\x80\x9eSECRET\xe2\x80\x9c y \xe2\x80\x9cS2\xe2\x80\x9d z", "x ? y ? z" },
+	{ "open \xc2\xabSECRET", "open ?" },
+	/* libpq's own messages (first line of PQerrorMessage) */
+	{ "connection to server at \"127.0.0.1\", port 1 failed: Connection refused",
+	  "connection to server at ?, port 1 failed: Connection refused" },
+	{ "FATAL:  password authentication failed for user \"alice\"",
+	  "FATAL:  password authentication failed for user ?" },
+	/* 0x only as a token of its own */
+	{ "a0xff 0x 0xZZ 0x1F.", "a0xff 0x 0xZZ ?." },
+};
+
+static size_t sanitize_message(const char *m, size_t n, char *out, size_t cap, bool *trunc)
+{
+	char *c = exact_copy(m, n);
+	size_t r;
+
+	*trunc = !*trunc;  /* must always be written */
+	r = sql_sanitize_message(c, n, out, cap, trunc);
+	free(c);
+	if (cap) {
+		ck_assert_uint_lt(r, cap);
+		ck_assert_uint_eq(strlen(out), r);
+	}
+	return r;
+}
+
+START_TEST(test_message_table)
+{
+	const char *in = msg_cases[_i].in, *want = msg_cases[_i].out;
+	char out[1024];
+	bool trunc = false;
+	size_t n = sanitize_message(in, strlen(in), out, sizeof(out), &trunc);
+
+	ck_assert_msg(strcmp(out, want) == 0, "in [%s]: [%s], want [%s]", in, out, want);
+	ck_assert_uint_eq(n, strlen(want));
+	ck_assert_uint_le(n, strlen(in));
+	ck_assert(!trunc);
+}
+END_TEST
+
+/* Small outputs: a prefix of the whole result, cut on a character. */
+START_TEST(test_message_caps)
+{
+	const char *in = "ung\xc3\xbcltiger Wert \xc2\xbbSECRET\xc2\xab f\xc3\xbcr \"x\" \xe2\x82\xac";
+	char full[256], out[256];
+	bool trunc = false;
+	size_t fn = sanitize_message(in, strlen(in), full, sizeof(full), &trunc);
+
+	ck_assert_str_eq(full, "ung\xc3\xbcltiger Wert ? f\xc3\xbcr ? \xe2\x82\xac");
+	for (size_t cap = 1; cap <= fn + 2; cap++) {
+		size_t n = sanitize_message(in, strlen(in), out, cap, &trunc);
+
+		ck_assert_int_eq(memcmp(out, full, n), 0);
+		ck_assert(trunc == (cap <= fn));
+		ck_assert(strstr(out, "SECRET") == NULL);
+		if (n < fn)
+			ck_assert_msg(((unsigned char)full[n] & 0xC0) != 0x80, "cap %zu cuts a character", cap);
+	}
+	trunc = false;
+	ck_assert_uint_eq(sql_sanitize_message(in, strlen(in), out, 0, &trunc), 0);
+	ck_assert(trunc);
+	ck_assert_uint_eq(sql_sanitize_message(NULL, 0, out, 8, &trunc), 0);
+	ck_assert_str_eq(out, "");
+	ck_assert(!trunc);
+}
+END_TEST
+
+/* Only len bytes are read: a value whose closing quote lies beyond len
+ * runs to the end of what was given. */
+START_TEST(test_message_reads_only_len)
+{
+	static const char msg[] = "value \"SECRET\" here";
+	char out[64];
+	bool trunc = false;
+
+	ck_assert_uint_eq(sanitize_message(msg, 10, out, sizeof out, &trunc), 7);
+	ck_assert_str_eq(out, "value ?");
+}
+END_TEST
+
 /* sql_is_complete: whether a comment can be appended without changing the statement. */
 static const struct {
 	const char *text;
@@ -524,6 +673,12 @@ Suite *sql_suite(void)
 	tcase_add_test(tc, test_sanitize_caps);
 	tcase_add_test(tc, test_sanitize_huge);
 	tcase_add_test(tc, test_sanitize_prefixes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("message");
+	tcase_add_loop_test(tc, test_message_table, 0, (int)N_ELEMS(msg_cases));
+	tcase_add_test(tc, test_message_caps);
+	tcase_add_test(tc, test_message_reads_only_len);
 	suite_add_tcase(s, tc);
 	return s;
 }
