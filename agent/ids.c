@@ -13,6 +13,7 @@
 struct ids_state {
 	uint64_t s[4];
 	unsigned generation;   /* matches ids_generation while the seed is valid */
+	uint32_t span_ids;     /* span ids made by this thread (wrapping) */
 	bool seeded;
 };
 
@@ -99,6 +100,12 @@ void ids_new_span_id(uint8_t out[8])
 		a = next();
 	} while (!a);
 	memcpy(out, &a, 8);
+	ids_tls.span_ids++;
+}
+
+uint32_t ids_thread_span_ids(void)
+{
+	return ids_tls.span_ids;
 }
 
 void ids_after_fork(void)

@@ -10,6 +10,11 @@
 void ids_new_trace_id(uint8_t out[16]);
 /* 8 random bytes, never all zero. */
 void ids_new_span_id(uint8_t out[8]);
+/* How many span ids this thread has made (wrapping). Every span starts
+ * with one, so two reads that differ mean a span was started on the thread
+ * in between (hooks/rdkafka.c tells a handled message from one not yet
+ * handled by it). */
+uint32_t ids_thread_span_ids(void);
 /* 64 random bits from the same generator (jitter, tests). */
 uint64_t ids_random_u64(void);
 

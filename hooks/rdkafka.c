@@ -11,6 +11,7 @@
 
 #include "agent/config.h"
 #include "agent/context.h"
+#include "agent/ids.h"
 #include "agent/log.h"
 #include "agent/propagation.h"
 #include "agent/span.h"
@@ -1222,6 +1223,15 @@ HOOK void rd_kafka_topic_destroy(rd_kafka_topic_t *rkt)
  * message, commits, polls again or closes, and the next message of a batch
  * then becomes current. Messages are read only when they are returned:
  * afterwards their pointers serve as names, never dereferenced.
+ *
+ * A binding copies each message and destroys it before the app sees it
+ * (confluent-kafka-python does so inside poll()): the app handles it only
+ * after the destroy. So a single message destroyed before any span started
+ * on the thread while it was current (nothing of its handling seen yet)
+ * keeps its span current, no longer tied to the message, until the next
+ * consume call, commit, close or client destroy on the thread (or its
+ * exit). A C program that destroys the message after the SQL or HTTP calls
+ * of its handling ends the span there, as before.
  */
 #define PENDING_MAX 256
 
@@ -1235,8 +1245,9 @@ struct pending_msg {
 struct consume_state {
 	unsigned n, next;              /* pending[next..n) not yet current */
 	bool attached;
-	const rd_kafka_message_t *current;
+	const rd_kafka_message_t *current;   /* NULL once a held span outlives its message */
 	struct span *current_sp;
+	uint32_t span_ids;             /* ids_thread_span_ids() when the call returned */
 	struct context_token tok;
 	struct trace_context ctx;      /* the current message's context */
 	struct trace_context parent;   /* extraction scratch */
@@ -1414,7 +1425,7 @@ static const struct handle *handle_of_message(const rd_kafka_message_t *m, const
 static void consume_finish_thread(void)
 {
 	struct consume_state *st = cstate;
-	if (!st || (!st->current && st->next >= st->n))
+	if (!st || (!st->current && !st->current_sp && !st->attached && st->next >= st->n))
 		return;
 	int saved = errno;
 	bool guarded = context_guard_enter();
@@ -1451,6 +1462,7 @@ static void consume_returned(rd_kafka_message_t **msgs, size_t n, const struct h
 			process_attach(st, &st->pending[0], false);
 			st->next = 1;
 		}
+		st->span_ids = ids_thread_span_ids();
 	}
 	errno = saved;
 	context_guard_leave();
@@ -1569,7 +1581,11 @@ HOOK void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage)
 	if (st && rkmessage && (st->current == rkmessage || st->next < st->n)) {
 		int saved = errno;
 		bool guarded = context_guard_enter();
-		if (st->current == rkmessage) {
+		if (st->current == rkmessage && st->n == 1 && ids_thread_span_ids() == st->span_ids) {
+			/* Destroyed before its handling started: a binding's copy.
+			 * Its span stays current for the handling to come. */
+			st->current = NULL;
+		} else if (st->current == rkmessage) {
 			process_end_current(st);
 			while (st->next < st->n) {
 				struct pending_msg *pm = &st->pending[st->next++];
@@ -1610,6 +1626,18 @@ HOOK rd_kafka_resp_err_t rd_kafka_commit_message(rd_kafka_t *rk, const rd_kafka_
 	RK_ENTRY(commit_message, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
 	consume_finish_thread();
 	return REAL_RK(commit_message)(rk, rkmessage, async);
+}
+
+/* confluent-kafka-python's commit(), synchronous or not. */
+HOOK rd_kafka_resp_err_t rd_kafka_commit_queue(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *offsets,
+					       rd_kafka_queue_t *rkqu,
+					       void (*cb)(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+							  rd_kafka_topic_partition_list_t *offsets, void *commit_opaque),
+					       void *commit_opaque)
+{
+	RK_ENTRY(commit_queue, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
+	consume_finish_thread();
+	return REAL_RK(commit_queue)(rk, offsets, rkqu, cb, commit_opaque);
 }
 
 HOOK rd_kafka_resp_err_t rd_kafka_consumer_close(rd_kafka_t *rk)

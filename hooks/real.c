@@ -162,6 +162,7 @@ static void resolve_rk(void)
 	R(message_destroy, "rd_kafka_message_destroy");
 	R(commit, "rd_kafka_commit");
 	R(commit_message, "rd_kafka_commit_message");
+	R(commit_queue, "rd_kafka_commit_queue");
 	R(consumer_close, "rd_kafka_consumer_close");
 	R(conf_get, "rd_kafka_conf_get");
 	R(conf_set_dr_msg_cb, "rd_kafka_conf_set_dr_msg_cb");

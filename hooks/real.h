@@ -131,6 +131,10 @@ struct real_rk_fns {
 	void (*message_destroy)(rd_kafka_message_t *);
 	rd_kafka_resp_err_t (*commit)(rd_kafka_t *, const rd_kafka_topic_partition_list_t *, int);
 	rd_kafka_resp_err_t (*commit_message)(rd_kafka_t *, const rd_kafka_message_t *, int);
+	rd_kafka_resp_err_t (*commit_queue)(rd_kafka_t *, const rd_kafka_topic_partition_list_t *, rd_kafka_queue_t *,
+					    void (*)(rd_kafka_t *, rd_kafka_resp_err_t,
+						     rd_kafka_topic_partition_list_t *, void *),
+					    void *);
 	rd_kafka_resp_err_t (*consumer_close)(rd_kafka_t *);
 	/* not hooked, only called */
 	rd_kafka_conf_res_t (*conf_get)(const rd_kafka_conf_t *, const char *, char *, size_t *);

@@ -3,6 +3,7 @@
  * usage: kafka-consumer [--brokers HOST:PORT] --topic NAME [--count N]
  *                       [--api poll|consume|consume_queue|batch|batch_queue|callback|callback_queue]
  *                       [--group ID] [--timeout SECONDS] [--sql DATABASE_URL]
+ *                       [--sql-when handle|after|both]
  *
  * Brokers: --brokers, else $KAFKA_BROKERS. --count defaults to 1, --api to
  * poll, --timeout to 15 (the whole run is bounded by it).
@@ -20,6 +21,12 @@
  *   headers: count=C NAME=VALUE ...       (own line: the agent adds traceparent)
  *   sql: 1                                (with --sql: SELECT 1 via PQexec, run
  *                                          while the message is being handled)
+ *   after: 2                              (with --sql and --sql-when after or
+ *                                          both: SELECT 2, run right after the
+ *                                          single-message APIs' destroy, before
+ *                                          the next consume call)
+ * --sql-when (default handle): after alone is a program that copies the
+ * message and destroys it before it does anything with it, as a binding does.
  * Key and payload are printed with bytes outside printable ASCII (and '\')
  * as \xNN; a missing key or payload or header value is (null).
  * Last line: "consumed N". Exit status 0 when N messages were consumed, 1 on
@@ -39,6 +46,7 @@
 static int want = 1, got;
 static PGconn *pg;
 static int sql_failed;
+static int sql_handle = 1, sql_after;   /* --sql-when */
 static rd_kafka_t *g_rk;
 
 static double now_s(void)
@@ -63,17 +71,18 @@ static void put_bytes(const void *p, size_t len)
 	}
 }
 
-static void run_sql(void)
+static void run_sql(const char *label, const char *query)
 {
-	PGresult *r = PQexec(pg, "SELECT 1");
+	PGresult *r = PQexec(pg, query);
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
-		printf("sql: %s\n", PQgetvalue(r, 0, 0));
+		printf("%s: %s\n", label, PQgetvalue(r, 0, 0));
 	} else {
-		fprintf(stderr, "kafka-consumer: SELECT 1: %s", PQerrorMessage(pg));
-		printf("sql: failed\n");
+		fprintf(stderr, "kafka-consumer: %s: %s", query, PQerrorMessage(pg));
+		printf("%s: failed\n", label);
 		sql_failed = 1;
 	}
 	PQclear(r);
+	fflush(stdout);
 }
 
 /* Handles one message (not destroyed here). Returns 1 if it was counted. */
@@ -109,8 +118,8 @@ static int handle(const rd_kafka_message_t *m)
 		put_bytes(val, size);
 	}
 	putchar('\n');
-	if (pg)
-		run_sql();
+	if (pg && sql_handle)
+		run_sql("sql", "SELECT 1");
 	fflush(stdout);
 	return 1;
 }
@@ -127,7 +136,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: kafka-consumer [--brokers HOST:PORT] --topic NAME [--count N]\n"
 			"    [--api poll|consume|consume_queue|batch|batch_queue|callback|callback_queue]\n"
-			"    [--group ID] [--timeout SECONDS] [--sql DATABASE_URL]\n");
+			"    [--group ID] [--timeout SECONDS] [--sql DATABASE_URL] [--sql-when handle|after|both]\n");
 	exit(2);
 }
 
@@ -163,7 +172,13 @@ int main(int argc, char **argv)
 			timeout = atof(argv[++i]);
 		else if (strcmp(a, "--sql") == 0)
 			sql = argv[++i];
-		else
+		else if (strcmp(a, "--sql-when") == 0) {
+			const char *w = argv[++i];
+			sql_handle = strcmp(w, "handle") == 0 || strcmp(w, "both") == 0;
+			sql_after = strcmp(w, "after") == 0 || strcmp(w, "both") == 0;
+			if (!sql_handle && !sql_after)
+				usage();
+		} else
 			usage();
 	}
 	if (!topic || want < 1 || timeout <= 0)
@@ -281,8 +296,10 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (m) {
-			handle(m);
+			int counted = handle(m);
 			rd_kafka_message_destroy(m);
+			if (counted && pg && sql_after)
+				run_sql("after", "SELECT 2");
 		}
 	}
 	printf("consumed %d\n", got);

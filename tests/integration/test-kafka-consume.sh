@@ -14,6 +14,12 @@
 #   (c) a consumer timing out: output as without the agent, no extra span
 #   (d) end to end: kafka-producer under the agent, then kafka-consumer under
 #       the agent: each CONSUMER span's parent is its message's PRODUCER span
+#   (e) when the span ends, single-message APIs (poll, consume_queue):
+#       --sql-when both (SELECT 1 while handling, the message destroyed, then
+#       SELECT 2): the span ended at the destroy, as before, so SELECT 2 is
+#       in no message's trace; --sql-when after (the message destroyed before
+#       anything is done with it, as a binding does, then SELECT 2): the span
+#       stays current, SELECT 2 is its child, within it
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
@@ -318,6 +324,64 @@ for off in range(11):
     kids = [d for d in dbs if d.get('parent_span_id') == c['span_id'] and d.get('trace_id') == c.get('trace_id')]
     expect(l + ': its SELECT is the CONSUMER span\'s child', 1, len(kids))
 PY
+done
+
+echo "== (e) a message handled then destroyed, and one destroyed before it is handled"
+for when in both after; do
+	rc=0
+	env -u LD_PRELOAD $CONSUMER --topic kc-in --count 6 --api consume --sql "$DATABASE_URL" --sql-when $when \
+		>"$WORK/when-$when-plain.out" 2>"$WORK/when-$when-plain.err" || rc=$?
+	expect "(e) --sql-when $when without the agent: exit status" 0 "$rc"
+	expect "(e) --sql-when $when without the agent: SELECT 2 once per message" 6 \
+		"$(grep -c '^after: 2$' "$WORK/when-$when-plain.out" || true)"
+	for api in poll consume_queue; do
+		svc="kw-$when-$api"
+		rc=0
+		agent "$svc" $CONSUMER --topic kc-in --count 6 --api "$api" --group "$svc" --sql "$DATABASE_URL" \
+			--sql-when $when >"$WORK/$svc.out" 2>"$WORK/$svc.err" || rc=$?
+		expect "(e) --api $api --sql-when $when: exit status" 0 "$rc"
+		check "(e) --api $api --sql-when $when: output identical to the run without the agent" \
+			diff -u "$WORK/when-$when-plain.out" "$WORK/$svc.out"
+		n=$([[ $when == both ]] && echo 18 || echo 12)
+		check "(e) --api $api --sql-when $when: 6 CONSUMER spans and $((n - 6)) SQL spans" \
+			wait_spans "$SINK_JSONL" $n "s.get('service.name') == '$svc'" 10
+		pycheck "$SINK_JSONL" "$svc" "$when" <<'PY'
+from kcons import *
+path, svc, when = sys.argv[1:4]
+label = '(e) %s' % svc
+spans = of_service(path, svc)
+cs = consumer_spans(spans)
+offs = by_offset(label, cs)
+dbs = [s for s in spans if A(s).get('db.system.name') == 'postgresql']
+expect(label + ': 6 CONSUMER spans, 6 SQL spans per statement run, nothing else',
+       (6, 12 if when == 'both' else 6, 18 if when == 'both' else 12), (len(cs), len(dbs), len(spans)))
+by_id = {c['span_id']: c for c in cs}
+# The statements in the order they ran (one connection, one thread).
+dbs.sort(key=lambda d: d['start_ns'])
+afters = dbs[1::2] if when == 'both' else dbs
+handles = dbs[0::2] if when == 'both' else []
+for off in sorted(MSGS):
+    c = offs.get(off)
+    l = '%s offset %d' % (label, off)
+    if c is None or off >= len(afters):
+        check(False, l + ': a CONSUMER span and its statements')
+        continue
+    a = afters[off]
+    if when == 'both':
+        h = handles[off]
+        expect(l + ': SELECT 1 while handling: the CONSUMER span\'s child', (c['trace_id'], c['span_id']),
+               (h['trace_id'], h['parent_span_id']))
+        check(a['parent_span_id'] not in by_id and not any(a['trace_id'] == x['trace_id'] for x in cs),
+              l + ': SELECT 2 after the destroy: in no message\'s trace (the span ended at the destroy)', show(a))
+        check(c['end_ns'] <= a['start_ns'], l + ': the CONSUMER span ended before SELECT 2 started',
+              (c['end_ns'], a['start_ns']))
+    else:
+        expect(l + ': SELECT 2 after a destroy before any handling: the CONSUMER span\'s child',
+               (c['trace_id'], c['span_id']), (a['trace_id'], a['parent_span_id']))
+        check(c['start_ns'] <= a['start_ns'] and a['end_ns'] <= c['end_ns'],
+              l + ': SELECT 2 lies within the CONSUMER span', (c['start_ns'], a['start_ns'], a['end_ns'], c['end_ns']))
+PY
+	done
 done
 
 finish

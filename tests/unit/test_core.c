@@ -483,6 +483,45 @@ START_TEST(test_ids_fork_without_reseed_repeats)
 }
 END_TEST
 
+/* The count hooks compare to tell whether a span started on the thread in
+ * between: one per span id (whatever the sampler decides, since every span
+ * gets its id first), none for trace ids, and per thread. */
+static void *span_ids_other_thread(void *arg)
+{
+	uint8_t s[8];
+	uint32_t before = ids_thread_span_ids();
+	ids_new_span_id(s);
+	*(uint32_t *)arg = ids_thread_span_ids() - before;
+	return NULL;
+}
+
+START_TEST(test_ids_thread_span_ids)
+{
+	uint8_t t[16], s[8];
+	uint32_t before = ids_thread_span_ids();
+	ids_new_trace_id(t);
+	ids_random_u64();
+	ck_assert_uint_eq(ids_thread_span_ids(), before);
+	ids_new_span_id(s);
+	ids_new_span_id(s);
+	ck_assert_uint_eq(ids_thread_span_ids(), before + 2);
+	core_init(16, 4);
+	span_discard(root_span("recorded"));
+	config_global.sampler = SAMPLER_ALWAYS_OFF;
+	struct trace_context out;
+	ck_assert_ptr_null(span_start(SPAN_KIND_INTERNAL, "x", 1, &no_parent, &out));
+	ck_assert_uint_eq(ids_thread_span_ids(), before + 4);
+
+	pthread_t th;
+	uint32_t other = 0;
+	before = ids_thread_span_ids();
+	ck_assert_int_eq(pthread_create(&th, NULL, span_ids_other_thread, &other), 0);
+	pthread_join(th, NULL);
+	ck_assert_uint_eq(other, 1);
+	ck_assert_uint_eq(ids_thread_span_ids(), before);
+}
+END_TEST
+
 Suite *ids_suite(void)
 {
 	Suite *s = suite_create("ids");
@@ -494,6 +533,7 @@ Suite *ids_suite(void)
 	tcase_add_test(tc, test_ids_unique_across_threads);
 	tcase_add_test(tc, test_ids_fork_reseeds);
 	tcase_add_test(tc, test_ids_fork_without_reseed_repeats);
+	tcase_add_test(tc, test_ids_thread_span_ids);
 	suite_add_tcase(s, tc);
 	return s;
 }
