@@ -234,10 +234,15 @@ static struct span *stmt_begin(PGconn *conn, const char *text, bool parameterize
 static void set_error(struct span *sp, const char *type, const char *msg, size_t len)
 {
 	if (msg && !config_global.db_capture_parameters) {
-		struct pq_scratch *x = &scratch;
+		struct pq_scratch *x = scratch();
 		bool cut;
-		len = sql_sanitize_message(msg, len, x->text, sizeof x->text, &cut);
-		msg = x->text;
+		if (x) {
+			len = sql_sanitize_message(msg, len, x->text, sizeof x->text, &cut);
+			msg = x->text;
+		} else {
+			msg = NULL;   /* no room to mask it: not recorded at all */
+			len = 0;
+		}
 	}
 	span_set_status(sp, SPAN_STATUS_ERROR, msg, len);
 	if (type)
