@@ -424,14 +424,14 @@ void exporter_shutdown(uint32_t timeout_ms)
 	if (log_threshold >= LOG_LEVEL_DEBUG) {
 		struct span_stats s;
 		span_stats_get(&s);
-		log_debug("spans started %llu, unsampled %llu, exported %llu, dropped %llu, failed %llu "
-			  "(of which unsent while backing off %llu), rejected %llu",
+		log_debug("spans started %llu, unsampled %llu, exported %llu, dropped %llu, failed %llu, rejected %llu, "
+			  "failed unsent while backing off %llu",
 			  (unsigned long long)s.started, (unsigned long long)s.unsampled,
 			  (unsigned long long)atomic_load(&stats.exported),
 			  (unsigned long long)(s.dropped_full + s.dropped_pool + s.dropped_unfollowed),
 			  (unsigned long long)atomic_load(&stats.failed),
-			  (unsigned long long)atomic_load(&stats.backed_off),
-			  (unsigned long long)atomic_load(&stats.rejected));
+			  (unsigned long long)atomic_load(&stats.rejected),
+			  (unsigned long long)atomic_load(&stats.backed_off));
 	}
 }
 
