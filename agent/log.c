@@ -43,22 +43,6 @@ static size_t format(char *buf, size_t size, enum log_level level, const char *f
 	return (size_t)(n + m);
 }
 
-void log_write(enum log_level level, const char *fmt, ...)
-{
-	char buf[1024];
-	int saved = errno;
-
-	if (level > log_threshold || level == LOG_LEVEL_NONE)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	size_t len = format(buf, sizeof buf, level, fmt, ap);
-	va_end(ap);
-	buf[len] = '\n';
-	emit(buf, len + 1);
-	errno = saved;
-}
-
 static uint64_t hash(const char *p, size_t n)
 {
 	uint64_t h = 1469598103934665603ull;   /* FNV-1a */
@@ -67,48 +51,70 @@ static uint64_t hash(const char *p, size_t n)
 	return h | 1;   /* never 0, the "no message yet" value */
 }
 
-void log_write_limited(struct log_limit *lim, enum log_level level, const char *fmt, ...)
+/* Whether the site may write this line now; *held gets how many it held back. */
+static bool limit_pass(struct log_limit *lim, const char *line, size_t len, uint32_t *held)
 {
-	char buf[1024];
-	int saved = errno;
-
-	if (level > log_threshold || level == LOG_LEVEL_NONE)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	size_t len = format(buf, sizeof buf - 80, level, fmt, ap);
-	va_end(ap);
-	uint64_t h = hash(buf, len);
+	uint64_t h = hash(line, len);
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 
-	if (atomic_flag_test_and_set_explicit(&lim->busy, memory_order_acquire)) {
-		errno = saved;   /* another thread is writing this very warning */
-		return;
-	}
+	*held = 0;
+	if (atomic_flag_test_and_set_explicit(&lim->busy, memory_order_acquire))
+		return false;   /* another thread is writing this very warning */
 	if (!lim->window_start || now - lim->window_start >= LOG_LIMIT_WINDOW_NS) {
 		lim->window_start = now;
 		lim->written = 0;
 		lim->last_hash = 0;
 	}
-	bool write = h != lim->last_hash && lim->written < LOG_LIMIT_DISTINCT;
+	bool pass = h != lim->last_hash && lim->written < LOG_LIMIT_DISTINCT;
 	lim->last_hash = h;
-	uint32_t held = 0;
-	if (write) {
+	if (pass) {
 		lim->written++;
-		held = lim->held;
+		*held = lim->held;
 		lim->held = 0;
 	} else {
 		lim->held++;
 	}
 	atomic_flag_clear_explicit(&lim->busy, memory_order_release);
-	if (write) {
-		if (held)
-			len += (size_t)snprintf(buf + len, sizeof buf - len,
-						" (%u more like this held back since the last one)", held);
-		buf[len] = '\n';
-		emit(buf, len + 1);
-	}
+	return pass;
+}
+
+/* One line; lim NULL: not limited. */
+static void vwrite(struct log_limit *lim, enum log_level level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	uint32_t held = 0;
+
+	if (level > log_threshold || level == LOG_LEVEL_NONE)
+		return;
+	/* Room kept for the held-back count. */
+	size_t len = format(buf, sizeof buf - 80, level, fmt, ap);
+	if (lim && !limit_pass(lim, buf, len, &held))
+		return;
+	if (held)
+		len += (size_t)snprintf(buf + len, sizeof buf - len, " (%u more like this held back since the last one)",
+					held);
+	buf[len] = '\n';
+	emit(buf, len + 1);
+}
+
+void log_write(enum log_level level, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	vwrite(NULL, level, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+void log_write_limited(struct log_limit *lim, enum log_level level, const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	vwrite(lim, level, fmt, ap);
+	va_end(ap);
 	errno = saved;
 }

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/log.h"
 
 /* The entry points we use, typed from OpenSSL's own prototypes. */
 static struct {
