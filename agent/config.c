@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ascii.h"
 #include "url.h"
 
 extern char *program_invocation_short_name;
@@ -61,12 +62,6 @@ static bool env_set(config_getenv_fn getenv_fn, const char *name)
 	return name && env_get(getenv_fn, name).n != 0;
 }
 
-/* ASCII only: strcasecmp follows the locale, and the app may have set an odd one. */
-static char lower(char ch)
-{
-	return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
-}
-
 static bool slice_is(struct slice s, const char *lit)
 {
 	size_t n = strlen(lit);
@@ -74,7 +69,7 @@ static bool slice_is(struct slice s, const char *lit)
 	if (s.n != n)
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (lower(s.p[i]) != lit[i])
+		if (ascii_lower(s.p[i]) != lit[i])
 			return false;
 	return true;
 }
@@ -276,16 +271,6 @@ enum decode_err {
 	DECODE_BAD_CHAR,
 };
 
-static int hex_digit(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	ch = lower(ch);
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	return -1;
-}
-
 /* Percent-decodes s; writes to dst unless it is NULL (a dry run that only
  * validates and measures). Header names must decode to a token and header
  * values to printable text: a decoded CR or LF would inject headers. */
@@ -301,8 +286,8 @@ static enum decode_err pct_decode(char *dst, struct slice s, enum kv_kind kind, 
 
 			if (i + 2 >= s.n)
 				return DECODE_BAD_ESCAPE;
-			hi = hex_digit(s.p[i + 1]);
-			lo = hex_digit(s.p[i + 2]);
+			hi = ascii_hex(s.p[i + 1]);
+			lo = ascii_hex(s.p[i + 2]);
 			if (hi < 0 || lo < 0)
 				return DECODE_BAD_ESCAPE;
 			ch = (unsigned char)(hi << 4 | lo);
@@ -898,6 +883,27 @@ static void load_path(char *dst, config_getenv_fn g, const char *traces, const c
 	}
 }
 
+/* The endpoint's user:password, percent-decoded, for Basic authorization
+ * (as curl sent it from the same URL). A bad escape is kept as written. */
+static void load_endpoint_userinfo(struct config *c)
+{
+	struct url u;
+	size_t n = 0;
+	c->endpoint_userinfo_len = 0;
+	if (!url_parse(c->endpoint, strlen(c->endpoint), &u) || !u.userinfo)
+		return;
+	struct slice ui = { u.userinfo, u.userinfo_len };
+	if (ui.n >= sizeof c->endpoint_userinfo)
+		return;
+	if (pct_decode(NULL, ui, KV_RESOURCE, false, &n) == DECODE_OK) {
+		pct_decode(c->endpoint_userinfo, ui, KV_RESOURCE, false, &n);
+	} else {
+		memcpy(c->endpoint_userinfo, ui.p, ui.n);
+		n = ui.n;
+	}
+	c->endpoint_userinfo_len = n;
+}
+
 static void load_otlp(struct config *c, config_getenv_fn g)
 {
 	static const struct u32_var timeout = {
@@ -916,6 +922,7 @@ static void load_otlp(struct config *c, config_getenv_fn g)
 			log_warn_config("%s=grpc: gRPC is not supported, using http/protobuf", grpc);
 	}
 	url_redact(c->endpoint, strlen(c->endpoint), c->endpoint_shown, sizeof c->endpoint_shown);
+	load_endpoint_userinfo(c);
 	load_headers(c, g);
 	load_compression(c, g);
 	load_u32(g, &timeout, &c->timeout_ms);

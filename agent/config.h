@@ -77,6 +77,8 @@ struct config {
 	/* OTLP exporter; the _TRACES_ form of each variable wins over the generic one. */
 	char endpoint[CONFIG_PATH_MAX];    /* full URL of the traces endpoint: http://localhost:4318/v1/traces */
 	char endpoint_shown[CONFIG_PATH_MAX];  /* the same, credentials masked (url_redact): the only form ever printed */
+	char endpoint_userinfo[256];       /* its user:password, percent-decoded (Basic authorization); never printed */
+	size_t endpoint_userinfo_len;      /* 0: none */
 	struct config_kv_list headers;     /* never printed: values hold credentials */
 	enum otlp_compression compression; /* none|gzip, default none */
 	uint32_t timeout_ms;               /* OTEL_EXPORTER_OTLP_TIMEOUT, 10000 */

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "ascii.h"
+
 /*
  * Everything here runs inside read()/send() hooks of production servers, so
  * it is pure (no I/O, allocation or mutable globals), reads only p[0..len)
@@ -31,26 +33,12 @@ static inline bool is_tchar(char c)
 	return tchar_tab[(unsigned char)c];
 }
 
-static inline char lower(char c)
-{
-	return (unsigned char)(c - 'A') < 26u ? (char)(c + 32) : c;
-}
-
 /* OWS, plus the CR of a CRLF: what is trimmed from the edges of a value. */
 static inline bool is_trim(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r';
 }
 
-static inline int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = lower(c);
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
 
 /* --- detection --- */
 
@@ -204,7 +192,7 @@ static uint32_t capture_slot(const struct http_capture_names *c, const char *n, 
 		if (c->len[i] != len || !c->name[i])
 			continue;
 		uint32_t j = 0;
-		while (j < len && lower(c->name[i][j]) == n[j])
+		while (j < len && ascii_lower(c->name[i][j]) == n[j])
 			j++;
 		if (j == len)
 			return i + 1;
@@ -428,7 +416,7 @@ static void token_bytes(struct hp *h, uint32_t k, const char *s, size_t n)
 			if (h->flags & F_TOK_WS)
 				h->flags |= F_TOK_BAD;
 			if (h->name_len < NAME_CAP)
-				h->name[h->name_len] = lower(c);
+				h->name[h->name_len] = ascii_lower(c);
 			h->name_len++;
 		}
 	}
@@ -716,7 +704,7 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 
 			while (i < avail && is_tchar(p[i])) {
 				if (n < NAME_CAP)
-					h->name[n] = lower(p[i]);
+					h->name[n] = ascii_lower(p[i]);
 				n++;
 				i++;
 			}
@@ -996,7 +984,7 @@ static size_t chunked_feed(struct http_body *b, const char *p, size_t len)
 	while (i < len) {
 		switch (b->st) {
 		case CH_SIZE_START:
-			if ((d = hex_value(p[i])) < 0)
+			if ((d = ascii_hex(p[i])) < 0)
 				goto error;
 			b->remaining = (uint64_t)d;
 			b->line_len = 1;
@@ -1004,7 +992,7 @@ static size_t chunked_feed(struct http_body *b, const char *p, size_t len)
 			i++;
 			break;
 		case CH_SIZE:
-			while (i < len && (d = hex_value(p[i])) >= 0) {
+			while (i < len && (d = ascii_hex(p[i])) >= 0) {
 				/* leading zeros are fine; 64 bits of size are not */
 				if (b->remaining >> 60 || b->line_len >= CHUNK_LINE_MAX)
 					goto error;
@@ -1141,9 +1129,9 @@ static size_t scheme_len(const char *s, size_t len)
 {
 	size_t i = 0;
 
-	if (!len || (unsigned char)(lower(s[0]) - 'a') >= 26u)
+	if (!len || (unsigned char)(ascii_lower(s[0]) - 'a') >= 26u)
 		return 0;
-	while (i < len && ((unsigned char)(lower(s[i]) - 'a') < 26u || (s[i] >= '0' && s[i] <= '9') ||
+	while (i < len && ((unsigned char)(ascii_lower(s[i]) - 'a') < 26u || (s[i] >= '0' && s[i] <= '9') ||
 			   s[i] == '+' || s[i] == '-' || s[i] == '.'))
 		i++;
 	if (len - i < 3 || memcmp(s + i, "://", 3) != 0)

@@ -6,8 +6,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "clock.h"
 
 enum log_level log_threshold = LOG_LEVEL_INFO;
 
@@ -55,9 +56,7 @@ static uint64_t hash(const char *p, size_t n)
 static bool limit_pass(struct log_limit *lim, const char *line, size_t len, uint32_t *held)
 {
 	uint64_t h = hash(line, len);
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	uint64_t now = clock_mono_ns();
 
 	*held = 0;
 	if (atomic_flag_test_and_set_explicit(&lim->busy, memory_order_acquire))

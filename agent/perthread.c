@@ -2,6 +2,7 @@
 #include "perthread.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -13,12 +14,18 @@
 #define SLOTS_MAX 8
 
 struct arena {
-	size_t used;                /* bytes of the mapping taken, header included */
-	unsigned nslots;
-	void **slots[SLOTS_MAX];    /* the __thread pointers to clear at exit */
+	_Atomic size_t used;          /* bytes of the mapping taken, header included */
+	_Atomic unsigned nslots;
+	void **slots[SLOTS_MAX];      /* the __thread pointers to clear at exit */
 };
 
-static __thread struct arena *arena AGENT_TLS;
+/*
+ * A signal handler may run a hook, and so come here, while the thread it
+ * interrupted is in here too: every step is an atomic claim (a second mapping
+ * made meanwhile is given back, a block is claimed by fetch-and-add, the
+ * slot pointer is set by compare-and-swap), so the two never share memory.
+ */
+static __thread struct arena *_Atomic arena AGENT_TLS;
 static __thread bool exiting AGENT_TLS;
 static pthread_key_t key;
 static bool key_ok;
@@ -27,14 +34,16 @@ static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static void release(void *unused)
 {
 	(void)unused;
-	struct arena *a = arena;
+	struct arena *a = atomic_load(&arena);
 	if (!a)
 		return;
 	/* Later hooks on this thread (other destructors) find nothing and pass through. */
 	exiting = true;
-	for (unsigned i = 0; i < a->nslots; i++)
-		*a->slots[i] = NULL;
-	arena = NULL;
+	unsigned n = atomic_load(&a->nslots);
+	for (unsigned i = 0; i < n && i < SLOTS_MAX; i++)
+		if (a->slots[i])
+			*a->slots[i] = NULL;
+	atomic_store(&arena, NULL);
 	munmap(a, ARENA_SIZE);
 }
 
@@ -50,34 +59,43 @@ void perthread_init(void)
 
 void *perthread_get(void **slot, size_t size)
 {
-	if (*slot)
-		return *slot;
+	void *have = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (have)
+		return have;
 	if (exiting)
 		return NULL;
 	if (!key_ok)
 		perthread_init();   /* the agent's constructor did it; a program linking the core may not */
 	if (!key_ok)
 		return NULL;
-	struct arena *a = arena;
+	struct arena *a = atomic_load(&arena);
 	if (!a) {
 		void *p = mmap(NULL, ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (p == MAP_FAILED)
 			return NULL;
-		a = p;
-		a->used = (sizeof *a + 63) & ~(size_t)63;
-		/* Any non-NULL value makes the destructor run at thread exit. */
-		if (pthread_setspecific(key, a) != 0) {
-			munmap(p, ARENA_SIZE);
-			return NULL;
+		struct arena *fresh = p;
+		atomic_store(&fresh->used, (sizeof *fresh + 63) & ~(size_t)63);
+		struct arena *none = NULL;
+		if (atomic_compare_exchange_strong(&arena, &none, fresh)) {
+			a = fresh;
+			/* Any non-NULL value makes the destructor run at thread exit. */
+			pthread_setspecific(key, a);
+		} else {
+			munmap(p, ARENA_SIZE);   /* a signal handler on this thread made one meanwhile */
+			a = none;
 		}
-		arena = a;
 	}
 	size = (size + 63) & ~(size_t)63;
-	if (a->nslots == SLOTS_MAX || size > ARENA_SIZE - a->used)
-		return NULL;
-	void *b = (char *)a + a->used;
-	a->used += size;
-	a->slots[a->nslots++] = slot;
-	*slot = b;
+	size_t off = atomic_fetch_add(&a->used, size);
+	unsigned k = atomic_fetch_add(&a->nslots, 1);
+	if (off + size > ARENA_SIZE || k >= SLOTS_MAX)
+		return NULL;   /* more than the agent ever asks for: not expected */
+	void *b = (char *)a + off;
+	a->slots[k] = slot;
+	void *none = NULL;
+	if (!__atomic_compare_exchange_n(slot, &none, b, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		a->slots[k] = NULL;   /* a handler on this thread set it first: use that one */
+		return none;
+	}
 	return b;
 }

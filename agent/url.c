@@ -3,17 +3,14 @@
 
 #include <string.h>
 
-static char lower(char ch)
-{
-	return ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
-}
+#include "ascii.h"
 
 static bool prefix_nocase(const char *s, size_t n, const char *lit, size_t litn)
 {
 	if (n < litn)
 		return false;
 	for (size_t i = 0; i < litn; i++)
-		if (lower(s[i]) != lit[i])
+		if (ascii_lower(s[i]) != lit[i])
 			return false;
 	return true;
 }

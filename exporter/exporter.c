@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent/clock.h"
 #include "agent/context.h"
 #include "agent/log.h"
 #include "agent/queue.h"
@@ -66,13 +67,6 @@ static void init_sync(void)
 	pthread_condattr_destroy(&a);
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static void wait_until(uint64_t mono_deadline)
 {
 	struct timespec ts = { .tv_sec = (time_t)(mono_deadline / 1000000000u),
@@ -117,7 +111,8 @@ static void write_stderr(const char *p, size_t n)
 	}
 }
 
-static void export_batch(size_t n)
+/* final: the process is ending (exit, _exit, a signal): one attempt, no backoff wait. */
+static void export_batch(size_t n, bool final)
 {
 	atomic_fetch_add(&stats.batches, 1);
 	if (cfg->exporter == EXPORTER_CONSOLE) {
@@ -154,7 +149,7 @@ static void export_batch(size_t n)
 	pthread_mutex_unlock(&mu);
 
 	struct transport_outcome o;
-	transport_send(body.p, body.len, deadline, &o);
+	transport_send(body.p, body.len, deadline, final, &o);
 	if (o.backed_off) {
 		atomic_fetch_add(&stats.backed_off, n);
 		log_warn("the collector at %s is failing; while exports back off, batches are dropped unsent "
@@ -168,7 +163,7 @@ static void export_batch(size_t n)
 	}
 }
 
-static void drain(void)
+static void drain(bool final)
 {
 	size_t max = cfg->bsp_max_export_batch_size;
 	size_t n;
@@ -184,7 +179,7 @@ static void drain(void)
 	}
 	while ((n = queue_pop(batch, max)) > 0) {
 		atomic_store(&batch_n, n);
-		export_batch(n);
+		export_batch(n, final);
 		for (size_t i = 0; i < n; i++)
 			span_pool_free(batch[i]);
 		atomic_store(&batch_n, 0);
@@ -218,7 +213,7 @@ static void *thread_main(void *arg)
 	}
 	pthread_mutex_unlock(&mu);
 
-	uint64_t next = mono_ns() + (uint64_t)cfg->bsp_schedule_delay_ms * 1000000u;
+	uint64_t next = clock_mono_ns() + (uint64_t)cfg->bsp_schedule_delay_ms * 1000000u;
 	for (;;) {
 		uint32_t w = atomic_load(&wake_word);
 		uint32_t sreq = atomic_load(&sig_req);
@@ -230,7 +225,7 @@ static void *thread_main(void *arg)
 		if (sreq == atomic_load(&sig_done)) {
 			pthread_mutex_lock(&mu);
 			bool ready = stopping || flush_req != flush_done ||
-				     queue_length() >= cfg->bsp_max_export_batch_size || mono_ns() >= next;
+				     queue_length() >= cfg->bsp_max_export_batch_size || clock_mono_ns() >= next;
 			target = flush_req;
 			stop = stopping;
 			pthread_mutex_unlock(&mu);
@@ -243,8 +238,10 @@ static void *thread_main(void *arg)
 		}
 
 		span_clock_reanchor();
-		drain();
-		next = mono_ns() + (uint64_t)cfg->bsp_schedule_delay_ms * 1000000u;
+		/* Signal flushes come only from the process's end (SIGTERM,
+		 * SIGINT, _exit): as at exit, no batch waits out a backoff. */
+		drain(stop || !other);
+		next = clock_mono_ns() + (uint64_t)cfg->bsp_schedule_delay_ms * 1000000u;
 		/* Everything queued when sreq was read has been sent (or given up). */
 		atomic_store(&sig_done, sreq);
 		sig_publish();
@@ -323,7 +320,7 @@ void exporter_init(const struct config *c)
 
 bool exporter_flush(uint32_t timeout_ms)
 {
-	uint64_t deadline = mono_ns() + (uint64_t)timeout_ms * 1000000u;
+	uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
 	bool done;
 
 	pthread_mutex_lock(&mu);
@@ -333,7 +330,7 @@ bool exporter_flush(uint32_t timeout_ms)
 	}
 	uint64_t want = ++flush_req;
 	kick();
-	while (flush_done < want && mono_ns() < deadline)
+	while (flush_done < want && clock_mono_ns() < deadline)
 		wait_until(deadline);
 	done = flush_done >= want;
 	pthread_mutex_unlock(&mu);
@@ -347,7 +344,7 @@ void exporter_set_on_start(void (*fn)(void))
 
 uint64_t exporter_final_deadline(uint32_t timeout_ms)
 {
-	uint64_t mine = mono_ns() + (uint64_t)timeout_ms * 1000000u, first = 0;
+	uint64_t mine = clock_mono_ns() + (uint64_t)timeout_ms * 1000000u, first = 0;
 	if (atomic_compare_exchange_strong(&final_deadline, &first, mine))
 		return mine;
 	return first;
@@ -376,7 +373,7 @@ bool exporter_flush_signal(uint64_t mono_deadline)
 		uint32_t g = atomic_load(&sig_gen);
 		if ((int32_t)(atomic_load(&sig_done) - want) >= 0)
 			return true;
-		if (!atomic_load(&alive) || mono_ns() >= mono_deadline)
+		if (!atomic_load(&alive) || clock_mono_ns() >= mono_deadline)
 			return false;
 		futex_wait_until(&sig_gen, g, mono_deadline);
 	}
@@ -395,7 +392,7 @@ void exporter_shutdown(uint32_t timeout_ms)
 {
 	/* Shared with a flush at SIGTERM/SIGINT: the process gets one bound. */
 	uint64_t deadline = exporter_final_deadline(timeout_ms);
-	uint64_t now = mono_ns();
+	uint64_t now = clock_mono_ns();
 
 	pthread_mutex_lock(&mu);
 	if (!started || exited || stopping) {
@@ -405,7 +402,7 @@ void exporter_shutdown(uint32_t timeout_ms)
 	stopping = true;
 	stop_deadline_ns = span_now_ns() + (deadline > now ? deadline - now : 0);
 	kick();
-	while (!exited && mono_ns() < deadline)
+	while (!exited && clock_mono_ns() < deadline)
 		wait_until(deadline);
 	bool done = exited;
 	pthread_mutex_unlock(&mu);
@@ -414,9 +411,9 @@ void exporter_shutdown(uint32_t timeout_ms)
 		/* The collector is slow or gone: give up on the send in flight, and
 		 * wait only briefly for the thread to leave libcurl. */
 		transport_abort();
-		uint64_t grace = mono_ns() + 200000000u;
+		uint64_t grace = clock_mono_ns() + 200000000u;
 		pthread_mutex_lock(&mu);
-		while (!exited && mono_ns() < grace)
+		while (!exited && clock_mono_ns() < grace)
 			wait_until(grace);
 		pthread_mutex_unlock(&mu);
 		log_debug("exit flush did not finish within %u ms; remaining spans dropped", timeout_ms);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <zlib.h>
 
+#include "agent/clock.h"
 #include "agent/http.h"
 #include "agent/ids.h"
 #include "agent/log.h"
@@ -42,7 +43,8 @@
 #define BACKOFF_FIRST_MS   1000u
 #define BACKOFF_CAP_MS     30000u
 /* A Retry-After larger than this is taken as this: a collector's answer
- * must not switch export off for hours. */
+ * must not switch export off for hours. A smaller one than the backoff's own
+ * wait is the backoff's. */
 #define RETRY_AFTER_CAP_MS (300u * 1000u)
 /* Waits are cut into slices this long, so transport_abort is seen promptly. */
 #define SLICE_MS 50
@@ -92,13 +94,6 @@ struct attempt {
 };
 
 static const struct http_capture_names retry_after_name = { 1, { "retry-after" }, { 11 } };
-
-static uint64_t mono_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
 
 static bool aborted(void)
 {
@@ -163,31 +158,15 @@ static bool gzip_body(const void *body, size_t len)
 
 /* --- the request head, built once --- */
 
-static int unhex(char c)
-{
-	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* "Authorization: Basic ..." from the URL's user:password (percent-decoded),
- * as curl sent it from the same URL. */
-static void put_basic_auth(struct buf *b, const char *ui, size_t n)
+/* "Authorization: Basic ..." from the URL's user:password (decoded by the
+ * configuration), as curl sent it from the same URL. */
+static void put_basic_auth(struct buf *b, const char *plain, size_t m)
 {
 	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	unsigned char plain[512];
-	size_t m = 0;
-	for (size_t i = 0; i < n && m < sizeof plain; i++) {
-		int hi, lo;
-		if (ui[i] == '%' && i + 2 < n && (hi = unhex(ui[i + 1])) >= 0 && (lo = unhex(ui[i + 2])) >= 0) {
-			plain[m++] = (unsigned char)(hi << 4 | lo);
-			i += 2;
-		} else {
-			plain[m++] = (unsigned char)ui[i];
-		}
-	}
+	const unsigned char *u = (const unsigned char *)plain;
 	buf_puts(b, "Authorization: Basic ");
 	for (size_t i = 0; i < m; i += 3) {
-		uint32_t v = (uint32_t)plain[i] << 16 | (i + 1 < m ? (uint32_t)plain[i + 1] << 8 : 0) |
-			     (i + 2 < m ? plain[i + 2] : 0);
+		uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < m ? (uint32_t)u[i + 1] << 8 : 0) | (i + 2 < m ? u[i + 2] : 0);
 		char q[4] = { b64[v >> 18 & 63], b64[v >> 12 & 63], i + 1 < m ? b64[v >> 6 & 63] : '=',
 			      i + 2 < m ? b64[v & 63] : '=' };
 		buf_append(b, q, 4);
@@ -240,8 +219,8 @@ static bool build_head(void)
 		buf_puts(&head, v);
 		buf_puts(&head, "\r\n");
 	}
-	if (ep.userinfo && !have_auth)
-		put_basic_auth(&head, ep.userinfo, ep.userinfo_len);
+	if (cfg->endpoint_userinfo_len && !have_auth)
+		put_basic_auth(&head, cfg->endpoint_userinfo, cfg->endpoint_userinfo_len);
 	buf_puts(&head, "Content-Length: ");
 	head_fixed = head.len;
 	return !head.oom;
@@ -291,7 +270,7 @@ static int wait_io(short events, uint64_t deadline)
 	for (;;) {
 		if (aborted())
 			return 0;
-		uint64_t now = mono_ns();
+		uint64_t now = clock_mono_ns();
 		if (now >= deadline)
 			return 0;
 		int fd = ownfd_begin(conn.slot);
@@ -732,7 +711,7 @@ static bool sleep_until(uint64_t t)
 	for (;;) {
 		if (aborted())
 			return false;
-		uint64_t now = mono_ns();
+		uint64_t now = clock_mono_ns();
 		if (now >= t)
 			return true;
 		uint64_t left = t - now, slice = (uint64_t)SLICE_MS * 1000000u;
@@ -748,19 +727,21 @@ static void backoff_step(const struct attempt *a, uint64_t now)
 	/* Equal jitter: between half the step and the step, so that processes
 	 * that failed together don't all come back together. */
 	uint64_t wait = backoff.step_ms / 2 + ids_random_u64() % (backoff.step_ms / 2 + 1);
-	if (a->have_retry_after)
+	/* Retry-After lengthens the wait, never shortens it: "0" or a date in
+	 * the past must not bring back a tight loop. */
+	if (a->have_retry_after && a->retry_after_ms > wait)
 		wait = a->retry_after_ms < RETRY_AFTER_CAP_MS ? a->retry_after_ms : RETRY_AFTER_CAP_MS;
 	backoff.blocked_until = now + wait * 1000000u;
 }
 
-void transport_send(const void *body, size_t len, uint64_t deadline_ns, struct transport_outcome *out)
+void transport_send(const void *body, size_t len, uint64_t deadline_ns, bool final, struct transport_outcome *out)
 {
 	memset(out, 0, sizeof *out);
 	out->result = TRANSPORT_FAILED;
 	if (!loaded)
 		return;
 	/* The caller's deadline is on span_now_ns's clock; ours is monotonic. */
-	uint64_t now = mono_ns(), span_now = span_now_ns();
+	uint64_t now = clock_mono_ns(), span_now = span_now_ns();
 	uint64_t deadline = now + (deadline_ns > span_now ? deadline_ns - span_now : 0);
 
 	if (cfg->compression == COMPRESSION_GZIP && zl.init2) {
@@ -772,11 +753,11 @@ void transport_send(const void *body, size_t len, uint64_t deadline_ns, struct t
 		len = gz.len;
 	}
 	for (;;) {
-		now = mono_ns();
+		now = clock_mono_ns();
 		if (now < backoff.blocked_until) {
 			/* One attempt per backoff interval for the whole exporter: a
 			 * batch that cannot wait for it is dropped unsent. */
-			if (backoff.blocked_until >= deadline) {
+			if (backoff.blocked_until >= deadline || final) {
 				out->backed_off = out->attempts == 0;
 				return;
 			}
@@ -786,7 +767,7 @@ void transport_send(const void *body, size_t len, uint64_t deadline_ns, struct t
 			}
 		}
 		struct attempt a;
-		uint64_t per_try = mono_ns() + (uint64_t)cfg->timeout_ms * 1000000u;
+		uint64_t per_try = clock_mono_ns() + (uint64_t)cfg->timeout_ms * 1000000u;
 		attempt(body, len, per_try < deadline ? per_try : deadline, &a);
 		out->attempts++;
 		out->http_status = a.status;
@@ -794,7 +775,7 @@ void transport_send(const void *body, size_t len, uint64_t deadline_ns, struct t
 			out->result = TRANSPORT_ABORTED;
 			return;
 		}
-		now = mono_ns();
+		now = clock_mono_ns();
 		if (a.answered && a.status >= 200 && a.status < 300) {
 			backoff.step_ms = 0;
 			backoff.blocked_until = 0;
@@ -812,8 +793,8 @@ void transport_send(const void *body, size_t len, uint64_t deadline_ns, struct t
 			log_warn("export to %s failed (%s); the batch is dropped, not retried", cfg->endpoint_shown, a.err);
 			return;
 		}
-		if (backoff.blocked_until >= deadline) {
-			log_warn("export to %s failed (%s); exports back off while it lasts, and spans are dropped meanwhile",
+		if (backoff.blocked_until >= deadline || final) {
+			log_warn("export to %s failed (%s); the batch is dropped, and exports back off while failures last",
 				 cfg->endpoint_shown, a.err);
 			return;
 		}

@@ -35,8 +35,11 @@ bool transport_init(const struct config *c);
  * deadline_ns (span_now_ns clock). The backoff belongs to the exporter, not
  * to the batch: while it runs, no batch makes an attempt, and one whose
  * deadline comes first is dropped unsent (backed_off). A success ends it.
+ * final (the process is ending): one attempt at most, none while backing
+ * off, so a collector that is down costs an exiting process one refused
+ * connection, not the exit bound.
  */
-void transport_send(const void *body, size_t len, uint64_t deadline_ns, struct transport_outcome *out);
+void transport_send(const void *body, size_t len, uint64_t deadline_ns, bool final, struct transport_outcome *out);
 
 /* From any thread: abandon the transfer or back-off in progress within ~50 ms. */
 void transport_abort(void);

@@ -2,14 +2,20 @@
  * host-probe: ordinary program behaviours the agent must not disturb, for
  * test-host-safety.sh. No tracing code.
  *
- *   host-probe fds PORT closefrom|loop|range
+ *   host-probe fds PORT closefrom|loop|range SPANS
  *       GET http://127.0.0.1:PORT/ok (a root CLIENT span under the agent),
- *       waits for the export, then closes every descriptor from 3 up, as a
+ *       waits for the export (until the file SPANS, the sink's JSON lines,
+ *       has a line per GET so far), then closes every descriptor from 3 up, as a
  *       daemon does (closefrom(3), close() of 3..1023, or the raw close_range
  *       syscall, which no hook sees), opens
  *       pipes that take the lowest numbers, GETs again (a second span to
  *       export), waits, and checks that each pipe holds exactly what the
  *       probe wrote to it. Prints "pipes intact" or what went wrong.
+ *   host-probe sigclose PORT SPANS
+ *       GET PORT and wait for the export (the agent then holds its
+ *       connection to the collector), then close(-1) in a loop while
+ *       another thread sends SIGUSR1 whose handler calls close(-1) too
+ *       (close is async-signal-safe). Prints "sigclose ok" when it ends.
  *   host-probe threads PORT
  *       threads with PTHREAD_STACK_MIN stacks, each GETs PORT; one thread with
  *       a 64 KiB stack uses 44 KiB of it first. Prints "threads ok".
@@ -20,6 +26,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +37,27 @@
 #define PIPES 6
 
 static int port;
+static const char *spans_file;
+
+/* Waits (at most 10 s) until the sink's file has n lines: the agent exported. */
+static void wait_exported(int n)
+{
+	for (int i = 0; i < 1000; i++) {
+		int fd = open(spans_file, O_RDONLY);
+		int lines = 0;
+		char buf[65536];
+		ssize_t got;
+		if (fd >= 0) {
+			while ((got = read(fd, buf, sizeof buf)) > 0)
+				for (ssize_t k = 0; k < got; k++)
+					lines += buf[k] == '\n';
+			close(fd);
+		}
+		if (lines >= n)
+			return;
+		usleep(10 * 1000);
+	}
+}
 
 /* One GET on a new connection; returns the status code, or -1. */
 static int get(const char *path)
@@ -70,7 +98,7 @@ static int fds(const char *how)
 		printf("first GET failed\n");
 		return 1;
 	}
-	usleep(800 * 1000);   /* the export thread connects and sends */
+	wait_exported(1);   /* the export thread connected and sent: its socket is open */
 	if (strcmp(how, "closefrom") == 0) {
 		closefrom(3);
 	} else if (strcmp(how, "range") == 0) {
@@ -91,12 +119,12 @@ static int fds(const char *how)
 		printf("second GET failed\n");
 		return 1;
 	}
-	usleep(800 * 1000);   /* a second export: the agent must not use the pipes' numbers */
+	wait_exported(2);   /* a second export: the agent must not use the pipes' numbers */
 	if (get("/ok") != 200) {
 		printf("third GET failed\n");
 		return 1;
 	}
-	usleep(800 * 1000);
+	wait_exported(3);
 	int bad = 0;
 	for (int i = 0; i < PIPES; i++) {
 		char mine[16], buf[4096];
@@ -116,6 +144,41 @@ static int fds(const char *how)
 	if (!bad)
 		printf("pipes intact\n");
 	return bad ? 1 : 0;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	close(-1);
+}
+
+static volatile int closing = 1;
+
+static void *signaller(void *arg)
+{
+	pthread_t main_thread = *(pthread_t *)arg;
+	while (closing)
+		pthread_kill(main_thread, SIGUSR1);
+	return NULL;
+}
+
+static int sigclose(void)
+{
+	if (get("/ok") != 200) {
+		printf("GET failed\n");
+		return 1;
+	}
+	wait_exported(1);
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	sigaction(SIGUSR1, &sa, NULL);
+	pthread_t self = pthread_self(), t;
+	pthread_create(&t, NULL, signaller, &self);
+	for (int i = 0; i < 3000000; i++)
+		close(-1);
+	closing = 0;
+	pthread_join(t, NULL);
+	printf("sigclose ok\n");
+	return 0;
 }
 
 static void *small_thread(void *arg)
@@ -168,14 +231,20 @@ static int threads(void)
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
-	if (argc >= 3 && strcmp(argv[1], "fds") == 0) {
+	if (argc >= 5 && strcmp(argv[1], "fds") == 0) {
 		port = atoi(argv[2]);
-		return fds(argc > 3 ? argv[3] : "closefrom");
+		spans_file = argv[4];
+		return fds(argv[3]);
+	}
+	if (argc >= 4 && strcmp(argv[1], "sigclose") == 0) {
+		port = atoi(argv[2]);
+		spans_file = argv[3];
+		return sigclose();
 	}
 	if (argc >= 3 && strcmp(argv[1], "threads") == 0) {
 		port = atoi(argv[2]);
 		return threads();
 	}
-	fprintf(stderr, "usage: host-probe fds PORT closefrom|loop|range | threads PORT\n");
+	fprintf(stderr, "usage: host-probe fds PORT closefrom|loop|range SPANS | sigclose PORT SPANS | threads PORT\n");
 	return 2;
 }

@@ -11,7 +11,7 @@ command -v strace >/dev/null || die "strace is missing (scripts/install-deps)"
 # A collector that misbehaves as told, recording one JSON line per connection
 # and per request (with the time it came, its path and Authorization):
 #   status:CODE[:RETRY-AFTER]  answers CODE (Retry-After only on the first answer, then 200)
-#   status-always:CODE         answers CODE every time
+#   status-always:CODE[:RA]    answers CODE every time (with Retry-After: RA)
 #   garbage                    answers bytes that are not HTTP
 #   reset                      reads the request, then resets the connection
 #   cutoff                     starts a 200 answer and closes halfway
@@ -64,10 +64,10 @@ class H(socketserver.BaseRequestHandler):
             extra = ""
             if parts[0] == "status" and not first:
                 code = 200
-            if parts[0] == "status" and first and len(parts) > 2:
+            if len(parts) > 2 and (parts[0] == "status-always" or first):
                 ra = parts[2]
-                if ra.startswith("date+"):
-                    ra = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + int(ra[5:])))
+                if ra.startswith("date"):
+                    ra = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + int(ra[4:])))
                 extra = "Retry-After: %s\r\n" % ra
             s.sendall(("HTTP/1.1 %d X\r\n%sContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n" % (code, extra)).encode())
 class S(socketserver.ThreadingTCPServer):
@@ -115,6 +115,8 @@ for sc in "${scenarios[@]}"; do
 	wait_line "app-$key" "$BG_PID" 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' || die "mhd-server did not start"
 	app_port[$key]=$LINE
 	app_pid[$key]=$(pgrep -P "$BG_PID" -f mhd-server || echo "$BG_PID")
+	# strace has no kill-on-exit: should the script stop early, the app must not outlive it
+	at_exit "kill -KILL ${app_pid[$key]}"
 done
 # Load: every server gets requests all along (a batch is always ready).
 loads=()
@@ -197,6 +199,22 @@ print("%d %.1f" % (len(t), t[1] - t[0] if len(t) > 1 else -1))' "$log")
 	fi
 	expect "Retry-After: $ra: the spans were exported after the retry" "exported 5 failed 0" "$(tail -n1 "$WORK/ra-$ra.out")"
 done
+# A Retry-After of 0, or a date in the past, never shortens the backoff.
+for ra in 0 date-3600; do
+	log=$WORK/col-ra0-$ra.jsonl
+	start_listening "col-ra0-$ra" "$PY" "$WORK/collector.py" "status-always:503:$ra" "$log"
+	cport=$PORT
+	start_bg "app-ra0-$ra" env LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$cport" \
+		OTEL_SERVICE_NAME=ra0 OTEL_BSP_SCHEDULE_DELAY=50 build/tests/mhd-server --port 0
+	apid=$BG_PID
+	wait_line "app-ra0-$ra" "$apid" 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' || die "mhd-server did not start"
+	wrk -t1 -c2 -d8s "http://127.0.0.1:$LINE/ok" >/dev/null 2>&1
+	stop_pid "$apid"
+	reqn=$(count "$log" request)
+	# backoff 1, 2, 4 s: 4 or 5 attempts in 8 s (plus the exit flush's one)
+	[[ $reqn -ge 1 && $reqn -le 7 ]] && pass "Retry-After: $ra on every 503: $reqn exports in 8 s" ||
+		fail "Retry-After: $ra on every 503: $reqn exports in 8 s (expected at most 7: the backoff stands)"
+done
 
 # --- 4. Credentials in the endpoint: never printed; the path goes before the query ---
 start_listening backend build/tests/mhd-server --port 0
@@ -223,11 +241,51 @@ check "credentials: ... and never print the password or the key" bash -c "! grep
 start_sink
 for how in closefrom loop range; do
 	: >"$SINK_JSONL"
-	out=$(agent fd-probe build/tests/host-probe fds "$backend" "$how" 2>"$WORK/fds-$how.err") && rc=0 || rc=$?
+	out=$(agent fd-probe build/tests/host-probe fds "$backend" "$how" "$SINK_JSONL" 2>"$WORK/fds-$how.err") && rc=0 || rc=$?
 	expect "descriptors ($how): the app's pipes hold only what it wrote" "pipes intact" "$out"
 	expect "descriptors ($how): exit status" 0 "$rc"
 	wait_spans "$SINK_JSONL" 3 's["kind"] == "CLIENT"' 5 || true
 	expect "descriptors ($how): the spans of all three GETs arrived (the agent reconnected)" 3 \
 		"$(count_spans "$SINK_JSONL" 's["kind"] == "CLIENT"')"
 done
+
+# --- 6. close() in a signal handler while the app's thread is in close() too,
+# with the agent holding its collector connection: no hang ---
+: >"$SINK_JSONL"
+out=$(timeout 60 env LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="$SINK_ENDPOINT" OTEL_BSP_SCHEDULE_DELAY=50 \
+	build/tests/host-probe sigclose "$backend" "$SINK_JSONL" 2>&1) && rc=0 || rc=$?
+expect "close() from a signal handler, racing the app's own close(): it ends" "sigclose ok 0" "$out $rc"
+
+# --- 7. A forking server's children, with the collector down: each child
+# makes one attempt at most at its exit, and never waits out a backoff ---
+cat >"$WORK/forking.py" <<'PY'
+import http.server, socketserver
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+    def log_message(self, *a):
+        pass
+class S(socketserver.ForkingMixIn, http.server.HTTPServer):
+    pass
+srv = S(("127.0.0.1", 0), H)
+print("listening on 127.0.0.1:%d" % srv.server_address[1], flush=True)
+srv.serve_forever()
+PY
+dead=$(free_port)
+start_bg forking strace -f --seccomp-bpf -e trace=connect -o "$WORK/forking-connect.txt" \
+	env LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$dead" OTEL_SERVICE_NAME=forking \
+	"$PY" "$WORK/forking.py"
+fpid=$BG_PID
+wait_line forking "$fpid" 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' || die "the forking server did not start"
+pypid=$(pgrep -P "$fpid" | head -n1)
+at_exit "kill -KILL $pypid"
+curl -s -o /dev/null "http://127.0.0.1:$LINE/f[1-40]" || true
+sleep 1
+stop_pid "$pypid" 3
+per_pid=$(grep "htons($dead)" "$WORK/forking-connect.txt" | awk '{print $1}' | sort | uniq -c | sort -rn | head -n1 | awk '{print $1}')
+total=$(grep -c "htons($dead)" "$WORK/forking-connect.txt" || true)
+expect "forking server, collector down: at most one connection attempt per child (40 children: $total in all)" 1 "${per_pid:-0}"
 finish

@@ -849,6 +849,13 @@ START_TEST(test_endpoint_shown_masked)
 	expect_quiet();
 	ck_assert_str_eq(cfg.endpoint, "https://user:hunter2@collector:4318/base/v1/traces?api_key=k&x");
 	ck_assert_str_eq(cfg.endpoint_shown, "https://***@collector:4318/base/v1/traces?api_key=***&***");
+	ck_assert_uint_eq(cfg.endpoint_userinfo_len, 12);
+	ck_assert(memcmp(cfg.endpoint_userinfo, "user:hunter2", 12) == 0);
+	/* percent-decoded for Basic authorization */
+	env_set("OTEL_EXPORTER_OTLP_ENDPOINT", "http://u%3Ax:p%40w@h");
+	load();
+	ck_assert_uint_eq(cfg.endpoint_userinfo_len, 7);
+	ck_assert(memcmp(cfg.endpoint_userinfo, "u:x:p@w", 7) == 0);
 	env_set("OTEL_EXPORTER_OTLP_ENDPOINT", NULL);
 	load();
 	ck_assert_str_eq(cfg.endpoint_shown, "http://localhost:4318/v1/traces");
