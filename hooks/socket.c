@@ -56,13 +56,9 @@ struct pending {
 	/* Enough of the span's context to make it current later, when the
 	 * requests before it in a pipeline have been answered. */
 	uint8_t trace_id[16], span_id[8];
-	/* The parent-id its traceparent carried (has_remote): what a proxy
-	 * forwarding that header sends on (cli_request_begin). */
-	uint8_t remote_parent[8];
 	uint8_t flags;
 	bool head : 1;       /* HEAD request: the response has no body */
 	bool connect : 1;    /* CONNECT: a 2xx answer turns the stream into a tunnel */
-	bool has_remote : 1;
 	bool skip_blind : 1; /* one of the skip_after requests is a HEAD or CONNECT */
 	/* Requests pipelined right after this one while the FIFO was full: they
 	 * have no entry and no span (counted as dropped), but their responses,
@@ -134,8 +130,6 @@ struct binding {
 	struct fd_state *st;
 	uint32_t gen;
 	bool active;
-	bool has_remote;            /* the request carried a valid traceparent... */
-	uint8_t remote_parent[8];   /* ...with this parent-id */
 	struct context_token tok;
 };
 
@@ -148,11 +142,27 @@ struct scratch {
 	char url[HTTP_HOST_MAX + HTTP_TARGET_MAX + 16];
 };
 
-/* Both per thread, in memory made on the thread's first use of them, not in
+/* A request this thread served that carried a traceparent: a proxy
+ * forwarding that header on is recognised by it (forwarded_traceparent). */
+struct received {
+	uint8_t trace_id[16];
+	uint8_t parent_id[8];    /* the parent-id it carried */
+	uint8_t span_id[8];      /* its SERVER span */
+	uint8_t flags;
+	bool used;
+};
+
+/* Requests recognised among the last RECEIVED_MAX begun on a thread: an
+ * event loop (nginx, haproxy) may read other requests before it forwards one. */
+#define RECEIVED_MAX 16
+
+/* All per thread, in memory made on the thread's first use of them, not in
  * static TLS, which every thread of the app would pay for (agent/perthread.h). */
 struct socket_thread {
 	struct binding binding;
 	struct scratch scratch;
+	struct received received[RECEIVED_MAX];
+	unsigned received_next;
 };
 static __thread struct socket_thread *sock_tls AGENT_TLS;
 
@@ -315,8 +325,7 @@ static void binding_release(struct fd_state *st)
 	}
 }
 
-/* remote_parent: the parent-id of the request's traceparent, or NULL. */
-static void binding_set(struct fd_state *st, const struct trace_context *ctx, const uint8_t *remote_parent)
+static void binding_set(struct fd_state *st, const struct trace_context *ctx)
 {
 	struct socket_thread *t = sock_thread();
 	if (!t)
@@ -332,9 +341,6 @@ static void binding_set(struct fd_state *st, const struct trace_context *ctx, co
 	b->st = st;
 	b->gen = st->gen;
 	b->active = true;
-	b->has_remote = remote_parent != NULL;
-	if (remote_parent)
-		memcpy(b->remote_parent, remote_parent, 8);
 }
 
 /* --- server side --- */
@@ -385,6 +391,15 @@ static bool srv_request_begin(struct fd_state *st)
 		nlen = sizeof x->name - 1;
 
 	struct span *sp = span_start(SPAN_KIND_SERVER, x->name, (size_t)nlen, &x->parent, &x->ctx);
+	if (x->parent.valid) {
+		/* Noted for a proxy that forwards this traceparent on. */
+		struct received *rc = &t->received[t->received_next++ % RECEIVED_MAX];
+		memcpy(rc->trace_id, x->parent.trace_id, 16);
+		memcpy(rc->parent_id, x->parent.span_id, 8);
+		memcpy(rc->span_id, x->ctx.span_id, 8);
+		rc->flags = x->ctx.flags;
+		rc->used = true;
+	}
 	if (sp) {
 		span_set_start_time(sp, s->head_start_ns);
 		if (known) {
@@ -434,16 +449,13 @@ static bool srv_request_begin(struct fd_state *st)
 	memcpy(pend->trace_id, x->ctx.trace_id, 16);
 	memcpy(pend->span_id, x->ctx.span_id, 8);
 	pend->flags = x->ctx.flags;
-	pend->has_remote = x->parent.valid;
-	if (x->parent.valid)
-		memcpy(pend->remote_parent, x->parent.span_id, 8);
 	pend->skip_blind = false;
 	pend->skip_after = 0;
 	/* A server handles pipelined requests in order: the oldest unanswered
 	 * one is what the thread works on now. Later ones become current as
 	 * the responses before them complete (srv_finish). */
 	if (s->fifo_len == 1 && !s->skip_head)
-		binding_set(st, &x->ctx, x->parent.valid ? x->parent.span_id : NULL);
+		binding_set(st, &x->ctx);
 	return true;
 }
 
@@ -485,7 +497,7 @@ static void srv_finish(struct fd_state *st)
 		memcpy(c->span_id, next->span_id, 8);
 		c->flags = next->flags;
 		c->valid = true;
-		binding_set(st, c, next->has_remote ? next->remote_parent : NULL);
+		binding_set(st, c);
 	}
 }
 
@@ -637,22 +649,35 @@ static void srv_close(struct fd_state *st)
  * A proxy (nginx, haproxy, lighttpd) forwards its client's traceparent as it
  * is: sent on, it would make the next hop a child of that client, beside
  * the proxy's own spans. A forwarded copy is recognised by value: one
- * version-00 traceparent whose trace-id and parent-id are exactly those the
- * request current on this thread carried. It is replaced by the CLIENT
- * span's context, as the exec hooks do for an inherited TRACEPARENT. Any
- * other value (the app's own context, another trace) is the app's choice.
+ * version-00 traceparent whose trace-id and parent-id are exactly those a
+ * request recently served on this thread carried (an event loop may have
+ * read others since, so not only the current one). Then the CLIENT span is
+ * that request's SERVER span's child, whatever the thread's current context,
+ * and the header is replaced by the CLIENT span's context, as the exec hooks
+ * do for an inherited TRACEPARENT. Any other value (the app's own context,
+ * another trace) is the app's choice. On true, x->parent is the SERVER span's
+ * context.
  */
 static bool forwarded_traceparent(const struct http_request *r, struct socket_thread *t)
 {
-	const struct binding *b = &t->binding;
 	struct scratch *x = &t->scratch;
-	if (!inject_tracecontext || !b->active || !b->has_remote || r->traceparent_count != 1 ||
-	    r->traceparent_len != TRACEPARENT_LEN || memcmp(r->traceparent, "00-", 3) != 0)
+	if (!inject_tracecontext || r->traceparent_count != 1 || r->traceparent_len != TRACEPARENT_LEN ||
+	    memcmp(r->traceparent, "00-", 3) != 0 ||
+	    !propagation_parse_traceparent(r->traceparent, r->traceparent_len, &x->parent))
 		return false;
-	const struct trace_context *cur = context_current();
-	return propagation_parse_traceparent(r->traceparent, r->traceparent_len, &x->parent) && cur->valid &&
-	       memcmp(x->parent.trace_id, cur->trace_id, 16) == 0 &&
-	       memcmp(x->parent.span_id, b->remote_parent, 8) == 0;
+	for (unsigned k = 1; k <= RECEIVED_MAX; k++) {
+		const struct received *rc = &t->received[(t->received_next - k) % RECEIVED_MAX];
+		if (!rc->used || memcmp(rc->trace_id, x->parent.trace_id, 16) != 0 ||
+		    memcmp(rc->parent_id, x->parent.span_id, 8) != 0)
+			continue;
+		context_clear(&x->parent);
+		memcpy(x->parent.trace_id, rc->trace_id, 16);
+		memcpy(x->parent.span_id, rc->span_id, 8);
+		x->parent.flags = rc->flags;
+		x->parent.valid = true;
+		return true;
+	}
+	return false;
 }
 
 /* False when the connection could not be followed further (no memory for
@@ -670,9 +695,10 @@ static bool cli_request_begin(struct fd_state *st)
 	}
 	struct scratch *x = &t->scratch;
 	bool known = known_method(r->method, r->method_len);
+	bool forwarded = r->traceparent_count && forwarded_traceparent(r, t);
 
 	struct span *sp = span_start(SPAN_KIND_CLIENT, known ? r->method : "HTTP",
-				     known ? r->method_len : 4, NULL, &x->ctx);
+				     known ? r->method_len : 4, forwarded ? &x->parent : NULL, &x->ctx);
 	c->sp = sp;
 	c->span_open = true;
 	c->is_head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
@@ -721,7 +747,7 @@ static bool cli_request_begin(struct fd_state *st)
 	if (r->traceparent_count) {
 		uint64_t at = c->head_start_pos + r->traceparent_off;
 		/* A head written in pieces may have sent it already: then it stays. */
-		if (forwarded_traceparent(r, t) && at >= c->stream_pos) {
+		if (forwarded && at >= c->stream_pos) {
 			propagation_format_traceparent(&x->ctx, c->inject);
 			c->inject_len = TRACEPARENT_LEN;
 			c->inject_pos = at;

@@ -189,6 +189,17 @@ for px in nginx haproxy lighttpd; do
 		((${#seen[@]} >= 2)) && break
 	done
 	[[ $px == lighttpd ]] || expect "$px: two workers or threads answered" 2 "${#seen[@]}"
+	if [[ $px != lighttpd ]]; then
+		# r6: 24 clients at once: an event loop reads other requests
+		# before it forwards each one, which must still be recognised.
+		args=()
+		for ((i = 0; i < 24; i++)); do
+			tid=$(printf '%032x' $((0x6000 + i)))
+			((i > 0)) && args+=(--next)
+			args+=(-sS --max-time 10 -o /dev/null -H 'Host: app.test' -H "traceparent: 00-$tid-$P-01" "$B/par?c=$px$i")
+		done
+		curl --parallel --parallel-immediate --parallel-max 24 "${args[@]}" || true
+	fi
 done
 
 # A forwarder in python (under the agent) passes the client's traceparent on
@@ -257,7 +268,7 @@ n=$(lines "$WORK/nginx.who")
 m=$(lines "$WORK/haproxy.who")
 # Spans: 3 per request through a traced proxy (its SERVER and CLIENT, the
 # backend's SERVER), 1 per request through an untraced one.
-want=$((3 * 3 + 2 + 3 * 3 + (3 * 3 + 2) * 2 + 3 * (n + m + 1) + 3 * 4))
+want=$((3 * 3 + 2 + 3 * 3 + (3 * 3 + 2) * 2 + 3 * (n + m + 1) + 3 * 4 + 3 * 24 * 2))
 check "$want spans exported within 15 s" wait_spans "$SINK_JSONL" "$want" \
 	"s['kind'] in ('SERVER', 'CLIENT') and '/ready' not in a.get('url.path', '') + a.get('url.full', '')"
 
@@ -351,6 +362,11 @@ for px, host in (('nginx', 'backend'), ('haproxy', 'app.test'), ('lighttpd', 'ap
         workers = set(int(w[2]) for w in who if len(w) > 2)
         expect('nginx: spans from each worker that answered (process.pid)', workers, pids)
         check(len(pids) == 2, 'nginx: two worker processes', pids)
+
+# 24 requests at once through each event-loop proxy: every chain whole.
+for px in ('nginx', 'haproxy'):
+    for i in range(24):
+        chain(px, 'c=%s%d' % (px, i), '%032x' % (0x6000 + i), P)
 
 # nginx's own traceparent: sent as nginx set it.
 rec = one('nginx r=4: the backend received it once', received('r=4'))
