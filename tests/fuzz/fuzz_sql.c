@@ -38,39 +38,50 @@ static void fuzz_summary(const char *in, size_t size)
 		CHECK(!(s.operation[i] >= 'a' && s.operation[i] <= 'z'));
 }
 
-static void fuzz_sanitize(const char *in, size_t size)
+/* The whole output of san (sql_sanitize or sql_sanitize_message) for in,
+ * into full_cap bytes (malloc'ed; its length in *len): never longer than the
+ * input. Then at each of the ncaps caps: NUL-terminated within the cap,
+ * truncated exactly when the whole did not fit, a prefix of the whole. */
+static char *sanitized(size_t (*san)(const char *, size_t, char *, size_t, bool *), const char *in,
+		       size_t size, size_t full_cap, const size_t *caps, size_t ncaps, size_t *len)
 {
-	static const size_t caps[] = { 1, 2, 3, 7, 64, 2048 };
-	char *full = malloc(size + 2);
+	char *full = malloc(full_cap);
 	bool trunc = true, t2;
 	size_t fn;
 
 	CHECK(full != NULL);
-	/* an output never grows beyond the input plus the NUL */
-	fn = sql_sanitize(in, size, full, size + 2, &trunc);
+	fn = san(in, size, full, full_cap, &trunc);
 	CHECK(!trunc);
 	CHECK(fn <= size && full[fn] == '\0');
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+	for (size_t i = 0; i < ncaps; i++) {
 		size_t cap = caps[i];
 		char *out = malloc(cap);
 		size_t n;
 
 		CHECK(out != NULL);
-		n = sql_sanitize(in, size, out, cap, &t2);
+		n = san(in, size, out, cap, &t2);
 		CHECK(n < cap && out[n] == '\0');
 		CHECK(t2 == (fn >= cap));
 		/* a truncated output is a prefix of the whole one */
 		CHECK(memcmp(out, full, n) == 0);
 		free(out);
 	}
-	/* sanitising a sanitised text never makes it longer */
-	{
-		char *again = malloc(fn + 1);
+	*len = fn;
+	return full;
+}
 
-		CHECK(again != NULL);
-		CHECK(sql_sanitize(full, fn, again, fn + 1, &t2) <= fn);
-		free(again);
-	}
+static void fuzz_sanitize(const char *in, size_t size)
+{
+	static const size_t caps[] = { 1, 2, 3, 7, 64, 2048 };
+	size_t fn;
+	char *full = sanitized(sql_sanitize, in, size, size + 2, caps, sizeof(caps) / sizeof(caps[0]), &fn);
+	char *again = malloc(fn + 1);
+	bool t2;
+
+	/* sanitising a sanitised text never makes it longer */
+	CHECK(again != NULL);
+	CHECK(sql_sanitize(full, fn, again, fn + 1, &t2) <= fn);
+	free(again);
 	free(full);
 }
 
@@ -80,14 +91,9 @@ static void fuzz_sanitize(const char *in, size_t size)
 static void fuzz_message(const char *in, size_t size)
 {
 	static const size_t caps[] = { 1, 2, 3, 7, 64 };
-	char *full = malloc(size + 1);
-	bool trunc = true, t2;
 	size_t fn;
+	char *full = sanitized(sql_sanitize_message, in, size, size + 1, caps, sizeof(caps) / sizeof(caps[0]), &fn);
 
-	CHECK(full != NULL);
-	fn = sql_sanitize_message(in, size, full, size + 1, &trunc);
-	CHECK(!trunc);
-	CHECK(fn <= size && full[fn] == '\0');
 	CHECK(memchr(full, '"', fn) == NULL);
 	for (size_t i = 0; i + 1 < fn; i++)
 		CHECK(!((unsigned char)full[i] == 0xC2 && ((unsigned char)full[i + 1] == 0xAB ||
@@ -95,18 +101,6 @@ static void fuzz_message(const char *in, size_t size)
 	for (size_t i = 0; i + 2 < fn; i++)
 		CHECK(!((unsigned char)full[i] == 0xE2 && (unsigned char)full[i + 1] == 0x80 &&
 			((unsigned char)full[i + 2] == 0x9C || (unsigned char)full[i + 2] == 0x9E)));
-	for (size_t i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
-		size_t cap = caps[i];
-		char *out = malloc(cap);
-		size_t n;
-
-		CHECK(out != NULL);
-		n = sql_sanitize_message(in, size, out, cap, &t2);
-		CHECK(n < cap && out[n] == '\0');
-		CHECK(t2 == (fn >= cap));
-		CHECK(memcmp(out, full, n) == 0);
-		free(out);
-	}
 	free(full);
 }
 

@@ -335,6 +335,112 @@ $script" "$@" 2>&1) || rc=$?
 	fi
 }
 
+# --- the tests' own python HTTP peers ---
+
+# $WORK/testhttp.py, a module for the python servers and clients the tests
+# write to $WORK (python puts a script's own directory first on sys.path; a
+# `-c` or stdin script needs PYTHONPATH=$WORK):
+#   serve(handler, server=ThreadingHTTPServer): serves on a free port of
+#       127.0.0.1, printing "listening on 127.0.0.1:PORT" (start_listening),
+#       until SIGTERM; returns the server (still open: server_close() joins
+#       the handler threads)
+#   listen(handler, server): the server on a free port of 127.0.0.1, its
+#       port printed as above (for servers left at SIGTERM's default)
+#   stop_on_sigterm(): SIGTERM raises KeyboardInterrupt
+#   Handler: a BaseHTTPRequestHandler that logs nothing, with
+#       reply(code, body, content_type=None): status, headers, body
+#   recv_all(sock): every byte until the peer closes
+# $WORK/http_server.py ARGS...: `python3 -m http.server ARGS...` with
+# SIGTERM raising KeyboardInterrupt.
+cat >"$WORK/testhttp.py" <<'PY'
+import http.server, signal
+
+def stop_on_sigterm():
+    """SIGTERM raises KeyboardInterrupt: the program ends through sys.exit
+    (atexit, the agent's flush) rather than dying by the signal."""
+    def stop(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
+
+def listen(handler, server):
+    srv = server(('127.0.0.1', 0), handler)
+    print('listening on 127.0.0.1:%d' % srv.server_address[1], flush=True)
+    return srv
+
+def serve(handler, server=http.server.ThreadingHTTPServer):
+    stop_on_sigterm()
+    srv = listen(handler, server)
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return srv
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass   # the program's stderr stays its own
+
+    def reply(self, code, body, content_type=None):
+        self.send_response(code)
+        if content_type:
+            self.send_header('Content-Type', content_type)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+def recv_all(sock):
+    data = b''
+    while True:
+        b = sock.recv(65536)
+        if not b:
+            return data
+        data += b
+PY
+cat >"$WORK/http_server.py" <<'PY'
+import runpy, sys
+from testhttp import stop_on_sigterm
+stop_on_sigterm()
+sys.argv = ['http.server'] + sys.argv[1:]
+runpy.run_module('http.server', run_name='__main__', alter_sys=True)
+PY
+
+# $WORK/relay.py DOWN LEG...: a CPython HTTP/1.1 service (threading, ended
+# by SIGTERM through sys.exit) that answers GET /work?Q by calling DOWN/LEG?Q
+# for each LEG with urllib.request (a connection each), and GET /work-ka?Q
+# by calling DOWN/ka1?Q and DOWN/ka2?Q on one kept-alive http.client
+# connection: 200 with the bodies it got, joined by spaces, and a newline;
+# any other path is 404. Prints "listening on 127.0.0.1:PORT".
+cat >"$WORK/relay.py" <<'PY'
+import http.client, sys, urllib.parse, urllib.request
+from testhttp import Handler, serve
+
+DOWN, LEGS = sys.argv[1], sys.argv[2:]
+
+class H(Handler):
+    protocol_version = 'HTTP/1.1'
+    def do_GET(self):
+        tag = self.path.partition('?')[2]
+        if self.path.startswith('/work-ka'):
+            u = urllib.parse.urlsplit(DOWN)
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+            got = []
+            for leg in ('ka1', 'ka2'):
+                conn.request('GET', '/%s?%s' % (leg, tag))
+                got.append(conn.getresponse().read().decode())
+            conn.close()
+        elif self.path.startswith('/work'):
+            got = []
+            for leg in LEGS:
+                with urllib.request.urlopen('%s/%s?%s' % (DOWN, leg, tag), timeout=10) as r:
+                    got.append(r.read().decode())
+        else:
+            self.reply(404, b'no\n', 'text/plain')
+            return
+        self.reply(200, ('%s\n' % ' '.join(got)).encode(), 'text/plain')
+
+serve(H).server_close()
+PY
+
 # --- header-recording server (never under the agent) ---
 
 # A python3 HTTP/1.1 server that appends, for every request, one JSON line to
@@ -344,7 +450,8 @@ $script" "$@" 2>&1) || rc=$?
 # /chunked... -> "ok" chunked, with a trailer; /close... -> "ok" delimited by
 # closing the connection. Prints "listening on 127.0.0.1:PORT".
 cat >"$WORK/recorder.py" <<'PY'
-import http.server, json, signal, sys, threading
+import json, sys, threading
+from testhttp import Handler, serve
 
 LOG = sys.argv[1]
 lock = threading.Lock()
@@ -355,10 +462,8 @@ def fnv(data):
         h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
     return '%016x' % h
 
-class H(http.server.BaseHTTPRequestHandler):
+class H(Handler):
     protocol_version = 'HTTP/1.1'
-    def log_message(self, *a):
-        pass
     def handle_any(self):
         body = b''
         te = (self.headers.get('Transfer-Encoding') or '').lower()
@@ -408,16 +513,7 @@ class H(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(out)
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = handle_any
 
-def stop(*_):
-    raise KeyboardInterrupt
-signal.signal(signal.SIGTERM, stop)
-srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
-srv.daemon_threads = True
-print('listening on 127.0.0.1:%d' % srv.server_address[1], flush=True)
-try:
-    srv.serve_forever()
-except KeyboardInterrupt:
-    pass
+serve(H)
 PY
 
 # start_recorder NAME: starts the recorder with its log in $WORK/NAME.requests;
@@ -429,6 +525,19 @@ start_recorder() {
 	start_listening "$name" env -u LD_PRELOAD "$PY" "$WORK/recorder.py" "$REC_LOG"
 	REC_PORT=$PORT
 	REC_PID=$BG_PID
+}
+
+# start_relay SERVICE LEG...: the header-recording downstream (start_recorder
+# downstream; DOWN is its URL) and relay.py DOWN LEG... under the agent as
+# SERVICE; sets RELAY_PID and RELAY_URL.
+start_relay() {
+	local service=$1
+	shift
+	start_recorder downstream
+	DOWN=http://127.0.0.1:$REC_PORT
+	start_listening relay agent "$service" "$PY" "$WORK/relay.py" "$DOWN" "$@"
+	RELAY_PID=$BG_PID
+	RELAY_URL=http://127.0.0.1:$PORT
 }
 
 # --- PostgreSQL (scripts/dev-postgres) ---

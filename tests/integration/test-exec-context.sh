@@ -107,21 +107,14 @@ expect "script started with TRACEPARENT: ran" "script saw TRACEPARENT=00-$SCRIPT
 
 cat >"$WORK/handler.py" <<'PY'
 import http.server, subprocess, sys
+from testhttp import Handler, listen
 SCRIPT = sys.argv[1]
-class H(http.server.BaseHTTPRequestHandler):
+class H(Handler):
     protocol_version = 'HTTP/1.1'
-    def log_message(self, *a):
-        pass
     def do_GET(self):
         r = subprocess.run(['bash', SCRIPT, 'viahandler'], capture_output=True)
-        body = r.stdout + r.stderr + b'rc=%d\n' % r.returncode
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-srv = http.server.HTTPServer(('127.0.0.1', 0), H)
-print('listening on 127.0.0.1:%d' % srv.server_address[1], flush=True)
-srv.serve_forever()
+        self.reply(200, r.stdout + r.stderr + b'rc=%d\n' % r.returncode)
+listen(H, http.server.HTTPServer).serve_forever()
 PY
 start_listening handler env LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="$SINK_ENDPOINT" OTEL_SERVICE_NAME=handler \
 	OTEL_BSP_SCHEDULE_DELAY=100 OTEL_LOG_LEVEL=warn "$PY" "$WORK/handler.py" "$WORK/script.sh"

@@ -80,20 +80,13 @@ stop_pid "$nginx_pid"
 # --- children that end with _exit (a forking server: socketserver.ForkingMixIn, os._exit) ---
 cat >"$WORK/forking.py" <<'PY'
 import http.server, socketserver
-class H(http.server.BaseHTTPRequestHandler):
+from testhttp import Handler, listen
+class H(Handler):
     def do_GET(self):
-        body = b"ok\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
+        self.reply(200, b"ok\n")
 class S(socketserver.ForkingMixIn, http.server.HTTPServer):
     pass
-srv = S(("127.0.0.1", 0), H)
-print("listening on 127.0.0.1:%d" % srv.server_address[1], flush=True)
-srv.serve_forever()
+listen(H, S).serve_forever()
 PY
 : >"$SINK_JSONL"
 start_listening forking agent forking "$PY" "$WORK/forking.py"

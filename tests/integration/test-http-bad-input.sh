@@ -11,6 +11,7 @@ start_sink
 # so every byte it reads goes through the read hooks and the HTTP parser.
 cat >"$WORK/record.py" <<'PY'
 import os, socket, sys, threading
+from testhttp import recv_all
 out = sys.argv[1]
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -19,12 +20,7 @@ srv.listen(16)
 print("listening on 127.0.0.1:%d" % srv.getsockname()[1], flush=True)
 n = 0
 def handle(c, i):
-    data = b""
-    while True:
-        b = c.recv(65536)
-        if not b:
-            break
-        data += b
+    data = recv_all(c)
     with open(os.path.join(out, "conn%d" % i), "wb") as f:
         f.write(data)
     try:

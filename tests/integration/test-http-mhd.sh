@@ -16,6 +16,7 @@ start_sink
 # prints the local port, then the status codes read back.
 cat >"$WORK/pipeline.py" <<'PY'
 import re, socket, sys
+from testhttp import recv_all
 port, tag = int(sys.argv[1]), sys.argv[2]
 n = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 reqs = b''
@@ -27,12 +28,7 @@ for i in range(n):
 s = socket.create_connection(('127.0.0.1', port), timeout=10)
 print(s.getsockname()[1])
 s.sendall(reqs)
-data = b''
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    data += b
+data = recv_all(s)
 s.close()
 # Parse the responses in order, using Content-Length.
 codes, pos = [], 0
@@ -72,16 +68,12 @@ for MODE in per-connection pool; do
 	out=$("$PY" "$WORK/pipeline.py" "$PORT" "L$MODE" 12) || true
 	expect "12 pipelined requests: twelve answers, in order" "200 404 500 200 404 500 200 404 500 200 404 500" "${out#*$'\n'}"
 	# HTTP/1.0 without a Host header: server.address/port from the local socket address.
-	out=$("$PY" -c '
+	out=$(PYTHONPATH=$WORK "$PY" -c '
 import socket, sys
+from testhttp import recv_all
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
 s.sendall(b"GET /ok?q=nohost HTTP/1.0\r\n\r\n")
-d = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    d += b
+d = recv_all(s)
 print(d.split(b"\r\n")[0].decode())
 ' "$PORT") || true
 	expect "HTTP/1.0 without Host: answered" "HTTP/1.1 200 OK" "$out"

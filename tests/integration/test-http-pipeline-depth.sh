@@ -27,29 +27,17 @@ echo "== python3 -m http.server: 100 pipelined requests in one send"
 mkdir -p "$WORK/site"
 printf 'hello\n' >"$WORK/site/hello.txt"
 mkdir -p "$WORK/site/sub"   # /sub is answered 301 (to /sub/); errors would close the connection
-SERVE='
-import runpy, signal, sys
-def stop(*_):
-    raise KeyboardInterrupt
-signal.signal(signal.SIGTERM, stop)
-sys.argv = ["http.server"] + sys.argv[1:]
-runpy.run_module("http.server", run_name="__main__", alter_sys=True)
-'
-start_agent_bg python pipe-python "$PY" -u -c "$SERVE" --bind 127.0.0.1 --directory "$WORK/site" --protocol HTTP/1.1 0
+start_agent_bg python pipe-python "$PY" -u "$WORK/http_server.py" --bind 127.0.0.1 --directory "$WORK/site" --protocol HTTP/1.1 0
 PYSRV=$BG_PID
 wait_line python "$PYSRV" 's/^Serving HTTP on 127\.0\.0\.1 port \([0-9][0-9]*\) .*/\1/p' || die "http.server did not start"
-out=$("$PY" - "$LINE" <<'PY'
+out=$(PYTHONPATH=$WORK "$PY" - "$LINE" <<'PY'
 import re, socket, sys
+from testhttp import recv_all
 s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=20)
 paths = ['/hello.txt' if i % 3 else '/sub' for i in range(100)]
 s.sendall(b''.join(b'GET %s?i=%d HTTP/1.1\r\nHost: h\r\n%s\r\n' % (p.encode(), i, b'Connection: close\r\n' if i == 99 else b'')
                    for i, p in enumerate(paths)))
-data = b''
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    data += b
+data = recv_all(s)
 codes = re.findall(rb'HTTP/1\.[01] (\d{3})', data)
 print(' '.join(c.decode() for c in codes) == ' '.join('200' if i % 3 else '301' for i in range(100)))
 PY

@@ -15,21 +15,13 @@ start_sink
 mkdir -p "$WORK/site"
 printf 'hello from the site\n' >"$WORK/site/hello.txt"
 
-# python -m http.server, with SIGTERM turned into KeyboardInterrupt so it
-# exits through sys.exit (atexit, the agent's flush) rather than dying.
-SERVE='
-import runpy, signal, sys
-def stop(*_):
-    raise KeyboardInterrupt
-signal.signal(signal.SIGTERM, stop)
-sys.argv = ["http.server"] + sys.argv[1:]
-runpy.run_module("http.server", run_name="__main__", alter_sys=True)
-'
+# python -m http.server ($WORK/http_server.py: SIGTERM raises KeyboardInterrupt,
+# so it exits through sys.exit (atexit, the agent's flush) rather than dying).
 start_agent_bg server python-http \
 	TRACEAGENT_HTTP_ROUTES='/files/{name},/api/tasks/{id}' \
 	OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_REQUEST_HEADERS='X-Test-Header,Accept' \
 	OTEL_INSTRUMENTATION_HTTP_SERVER_CAPTURE_RESPONSE_HEADERS='Content-Type' \
-	"$PY" -u -c "$SERVE" --bind 127.0.0.1 --directory "$WORK/site" --protocol HTTP/1.1 0
+	"$PY" -u "$WORK/http_server.py" --bind 127.0.0.1 --directory "$WORK/site" --protocol HTTP/1.1 0
 SERVER_PID=$BG_PID
 wait_line server "$SERVER_PID" 's/^Serving HTTP on 127\.0\.0\.1 port \([0-9][0-9]*\) .*/\1/p' || die "http.server did not start"
 PORT=$LINE

@@ -13,62 +13,8 @@ cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 
 start_sink
-start_recorder downstream
-DOWN=http://127.0.0.1:$REC_PORT
-
-cat >"$WORK/service.py" <<'PY'
-import http.client, http.server, signal, sys, urllib.parse, urllib.request
-
-DOWN = sys.argv[1]
-
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-    def log_message(self, *a):
-        pass
-    def do_GET(self):
-        if self.path.startswith('/work-ka'):
-            # two calls on one kept-alive http.client connection
-            tag = self.path.partition('?')[2]
-            u = urllib.parse.urlsplit(DOWN)
-            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
-            got = []
-            for leg in ('ka1', 'ka2'):
-                conn.request('GET', '/%s?%s' % (leg, tag))
-                got.append(conn.getresponse().read().decode())
-            conn.close()
-            body = ('%s\n' % ' '.join(got)).encode()
-            self.send_response(200)
-        elif not self.path.startswith('/work'):
-            body = b'no\n'
-            self.send_response(404)
-        else:
-            tag = self.path.partition('?')[2]
-            got = []
-            for leg in ('a', 'b'):
-                with urllib.request.urlopen('%s/%s?%s' % (DOWN, leg, tag), timeout=10) as r:
-                    got.append(r.read().decode())
-            body = ('%s\n' % ' '.join(got)).encode()
-            self.send_response(200)
-        self.send_header('Content-Type', 'text/plain')
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-def stop(*_):
-    raise KeyboardInterrupt
-signal.signal(signal.SIGTERM, stop)
-srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
-print('listening on 127.0.0.1:%d' % srv.server_address[1], flush=True)
-try:
-    srv.serve_forever()
-except KeyboardInterrupt:
-    pass
-srv.server_close()
-PY
-start_agent_bg service python-service "$PY" "$WORK/service.py" "$DOWN"
-SERVICE_PID=$BG_PID
-wait_line service "$SERVICE_PID" 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' || die "service did not start"
-BASE=http://127.0.0.1:$LINE
+# The service: lib.sh's relay.py; /work calls DOWN/a and DOWN/b.
+start_relay python-service a b
 C=(curl -sS --max-time 20)
 
 T_SAMPLED=0af7651916cd43dd8448eb211c80319c
@@ -84,20 +30,20 @@ T_CONC_PREFIX=c0c0c0c0c0c0c0c0c0c0c0c0
 
 echo "== requests"
 expect "sampled parent: /work answered" "ok ok" \
-	"$("${C[@]}" -H "traceparent: 00-$T_SAMPLED-$P_SAMPLED-01" -H "tracestate: $TS" -H "baggage: $BAGGAGE" "$BASE/work?case=sampled")"
+	"$("${C[@]}" -H "traceparent: 00-$T_SAMPLED-$P_SAMPLED-01" -H "tracestate: $TS" -H "baggage: $BAGGAGE" "$RELAY_URL/work?case=sampled")"
 expect "unsampled parent: /work answered" "ok ok" \
-	"$("${C[@]}" -H "traceparent: 00-$T_UNSAMPLED-$P_UNSAMPLED-00" -H "tracestate: $TS" "$BASE/work?case=unsampled")"
+	"$("${C[@]}" -H "traceparent: 00-$T_UNSAMPLED-$P_UNSAMPLED-00" -H "tracestate: $TS" "$RELAY_URL/work?case=unsampled")"
 expect "version ff traceparent: /work answered" "ok ok" \
-	"$("${C[@]}" -H "traceparent: ff-$T_BADVER-$P_SAMPLED-01" -H "tracestate: $TS" "$BASE/work?case=badver")"
+	"$("${C[@]}" -H "traceparent: ff-$T_BADVER-$P_SAMPLED-01" -H "tracestate: $TS" "$RELAY_URL/work?case=badver")"
 expect "uppercase traceparent: /work answered" "ok ok" \
-	"$("${C[@]}" -H "traceparent: 00-$T_UPPER-$P_SAMPLED-01" -H "tracestate: $TS" "$BASE/work?case=upper")"
-expect "no traceparent: /work answered" "ok ok" "$("${C[@]}" "$BASE/work?case=none")"
+	"$("${C[@]}" -H "traceparent: 00-$T_UPPER-$P_SAMPLED-01" -H "tracestate: $TS" "$RELAY_URL/work?case=upper")"
+expect "no traceparent: /work answered" "ok ok" "$("${C[@]}" "$RELAY_URL/work?case=none")"
 expect "keep-alive downstream: /work-ka answered" "ok ok" \
-	"$("${C[@]}" -H "traceparent: 00-$T_KA-$P_SAMPLED-01" "$BASE/work-ka?case=ka")"
+	"$("${C[@]}" -H "traceparent: 00-$T_KA-$P_SAMPLED-01" "$RELAY_URL/work-ka?case=ka")"
 # Eight concurrent requests, each with its own trace, on the threading server.
 CONC_PIDS=()
 for i in 1 2 3 4 5 6 7 8; do
-	"${C[@]}" -o "$WORK/conc.$i" -H "traceparent: 00-${T_CONC_PREFIX}0000000$i-$P_SAMPLED-01" "$BASE/work?case=conc$i" &
+	"${C[@]}" -o "$WORK/conc.$i" -H "traceparent: 00-${T_CONC_PREFIX}0000000$i-$P_SAMPLED-01" "$RELAY_URL/work?case=conc$i" &
 	CONC_PIDS+=("$!")
 done
 for p in "${CONC_PIDS[@]}"; do wait "$p" || true; done
@@ -108,7 +54,7 @@ echo "== spans"
 # sampled, badver, upper, none, ka and conc1..8: 1 SERVER + 2 CLIENT each; the unsampled
 # request exports nothing.
 check "39 spans exported within 15 s" wait_spans "$SINK_JSONL" 39 "http(s)"
-stop_pid "$SERVICE_PID" 10
+stop_pid "$RELAY_PID" 10
 expect "service exits 0 on SIGTERM under the agent" 0 "$STOP_RC"
 
 pycheck "$SINK_JSONL" "$REC_LOG" "$REC_PORT" "$T_SAMPLED" "$P_SAMPLED" "$T_UNSAMPLED" "$T_BADVER" "$T_UPPER" "$TS" \

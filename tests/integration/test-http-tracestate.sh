@@ -19,43 +19,8 @@ cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 
 start_sink
-start_recorder downstream
-DOWN=http://127.0.0.1:$REC_PORT
-
-cat >"$WORK/service.py" <<'PY'
-import http.server, signal, sys, urllib.request
-
-DOWN = sys.argv[1]
-
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-    def log_message(self, *a):
-        pass
-    def do_GET(self):
-        tag = self.path.partition('?')[2]
-        with urllib.request.urlopen('%s/down?%s' % (DOWN, tag), timeout=10) as r:
-            body = r.read()
-        self.send_response(200)
-        self.send_header('Content-Type', 'text/plain')
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-def stop(*_):
-    raise KeyboardInterrupt
-signal.signal(signal.SIGTERM, stop)
-srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
-print('listening on 127.0.0.1:%d' % srv.server_address[1], flush=True)
-try:
-    srv.serve_forever()
-except KeyboardInterrupt:
-    pass
-srv.server_close()
-PY
-start_agent_bg service ts-service "$PY" "$WORK/service.py" "$DOWN"
-SERVICE_PID=$BG_PID
-wait_line service "$SERVICE_PID" 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' || die "service did not start"
-BASE=http://127.0.0.1:$LINE
+# The service: lib.sh's relay.py; /work?case=NAME calls DOWN/down?case=NAME.
+start_relay ts-service down
 
 # The cases: name, then the tracestate header lines to send, and what must
 # come out (the downstream header and the SERVER span's trace_state; "-" for
@@ -104,7 +69,7 @@ while IFS=$'\x1f' read -r -a row; do
 	for line in "${row[@]:2}"; do hdrs+=(-H "tracestate: $line"); done
 	# curl drops a header given as "name:" with nothing after it; "name;" sends it empty
 	for i in "${!hdrs[@]}"; do [[ ${hdrs[$i]} == 'tracestate: ' ]] && hdrs[$i]='tracestate;'; done
-	expect "$name: answered" ok "$(curl -sS --max-time 20 -H "traceparent: 00-$T-$P-01" "${hdrs[@]}" "$BASE/work?case=$name")"
+	expect "$name: answered" ok "$(curl -sS --max-time 20 -H "traceparent: 00-$T-$P-01" "${hdrs[@]}" "$RELAY_URL/work?case=$name")"
 done <"$WORK/cases"
 N=$(lines "$WORK/cases")
 
@@ -114,7 +79,7 @@ out=$(agent curl-env TRACEPARENT="00-$T-$P-01" TRACESTATE="$ENV_TS" curl -sS --m
 expect "env: answered" ok "$out"
 
 check "$N SERVER spans and $((N + 1)) CLIENT spans exported" wait_spans "$SINK_JSONL" $((2 * N + 1)) "http(s)"
-stop_pid "$SERVICE_PID" 10
+stop_pid "$RELAY_PID" 10
 expect "service exits 0 on SIGTERM under the agent" 0 "$STOP_RC"
 
 pycheck "$SINK_JSONL" "$REC_LOG" "$WORK/cases" "$T" <<'PY'

@@ -171,10 +171,59 @@ def after(label, c, s):
     ok &= check(c['end_ns'] <= s['start_ns'], label + ': the message\'s CONSUMER span ended before it started',
                 'consumer end %d, call start %d' % (c['end_ns'], s['start_ns']))
     return ok
+
+def mode_spans(path, mode):
+    """MODE's spans under the agent: (label, all of them, CONSUMER spans by
+    offset, HTTP CLIENT spans by path, SQL spans)."""
+    label = '(%s)' % mode
+    spans = [s for s in load(path) if s.get('service.name') == 'kpy-' + mode]
+    cs = consumer_by_offset(label, [s for s in spans if s['kind'] == 'CONSUMER'])
+    https = {url_path(s): s for s in spans if s['kind'] == 'CLIENT' and 'url.full' in A(s)}
+    dbs = [s for s in spans if A(s).get('db.system.name') == 'postgresql']
+    return label, spans, cs, https, dbs
+
+def legs(https, mode, off):
+    """The CLIENT spans of the two GETs made while handling message OFF (None where missing)."""
+    return [https.get('/%s/handle?off=%d&leg=%d' % (mode, off, n)) for n in (1, 2)]
+
+def consumer_parent(l, c, ctx):
+    return expect(l + ': CONSUMER parent = the header\'s context', ctx, (c['trace_id'], c['parent_span_id']))
+
+def each_message(label, cs, how=lambda off: ''):
+    """(offset, header context, CONSUMER span, label) of each message whose
+    CONSUMER span is there (checked, and its parent the header's context)."""
+    for off, ctx in sorted(HDR.items()):
+        c = cs.get(off)
+        l = '%s offset %d%s' % (label, off, how(off))
+        if not check(c is not None, l + ': a CONSUMER span'):
+            continue
+        consumer_parent(l, c, ctx)
+        yield off, ctx, c, l
+
+def legs_children(label, mode, cs, https):
+    """Each message's two GETs are its CONSUMER span's children, in the producer's trace, within it."""
+    for off, ctx in sorted(HDR.items()):
+        c = cs.get(off)
+        l = '%s offset %d' % (label, off)
+        gs = legs(https, mode, off)
+        if not check(c is not None and all(gs), l + ': a CONSUMER span and both GETs'):
+            continue
+        expect(l + ': both GETs are the CONSUMER span\'s children, in the producer\'s trace',
+               [(ctx[0], c['span_id'])] * 2, [(g['trace_id'], g['parent_span_id']) for g in gs])
+        within(l, c, gs)
+
+def nothing_else(label, spans, n_http):
+    expect('%s nothing else: 3 CONSUMER + %d HTTP + 3 SQL spans' % (label, n_http), 6 + n_http, len(spans))
 PY
 
-run_mode() { # run_mode MODE
-	local mode=$1 rc=0
+# check_mode MODE N WHAT <<'PY' ... PY: runs consumer.py in MODE without and
+# with the agent (exit status, output as without it), waits for the N spans
+# (WHAT) of the traced run, then runs the python checks (stdin) of them with
+# kpy imported, sys.argv[1:3] the sink's and the downstream's logs, and
+# label, spans, cs, https, dbs set by mode_spans.
+check_mode() {
+	local mode=$1 rc=0 body
+	body=$(cat)
 	env -u LD_PRELOAD "$DPY" "$WORK/consumer.py" "$mode" "plain-$mode" 3 \
 		>"$WORK/$mode-plain.out" 2>"$WORK/$mode-plain.err" || rc=$?
 	expect "($mode) without the agent: exit status" 0 "$rc"
@@ -187,32 +236,23 @@ run_mode() { # run_mode MODE
 		diff -u "$WORK/$mode-plain.out" "$WORK/$mode.out"
 	check "($mode) under the agent: stderr identical to the run without the agent" \
 		diff -u "$WORK/$mode-plain.err" "$WORK/$mode.err"
+	check "($mode) $3 exported" wait_spans "$SINK_JSONL" "$2" "s.get('service.name') == 'kpy-$mode'" 10
+	pycheck "$SINK_JSONL" "$REC_LOG" "$mode" <<PY
+from kpy import *
+label, spans, cs, https, dbs = mode_spans(sys.argv[1], sys.argv[3])
+$body
+PY
 }
 
 echo "== (poll) poll(), a GET and a SELECT and a GET per message, close()"
-run_mode poll
-check "(poll) 3 CONSUMER, 6+1 HTTP and 3 SQL spans exported" \
-	wait_spans "$SINK_JSONL" 13 "s.get('service.name') == 'kpy-poll'" 10
-pycheck "$SINK_JSONL" "$REC_LOG" <<'PY'
-from kpy import *
-path, log = sys.argv[1:3]
-label = '(poll)'
-spans = [s for s in load(path) if s.get('service.name') == 'kpy-poll']
-cs = consumer_by_offset(label, [s for s in spans if s['kind'] == 'CONSUMER'])
-https = {url_path(s): s for s in spans if s['kind'] == 'CLIENT' and 'url.full' in A(s)}
-dbs = [s for s in spans if A(s).get('db.system.name') == 'postgresql']
-rec = recorded(log)
-for off, ctx in sorted(HDR.items()):
-    c = cs.get(off)
-    l = '%s offset %d' % (label, off)
-    if not check(c is not None, l + ': a CONSUMER span'):
-        continue
-    expect(l + ': CONSUMER parent = the header\'s context', ctx, (c['trace_id'], c['parent_span_id']))
-    legs = [https.get('/poll/handle?off=%d&leg=%d' % (off, n)) for n in (1, 2)]
-    if not check(all(legs), l + ': both GETs made while handling it have CLIENT spans', sorted(https)):
+check_mode poll 13 "3 CONSUMER, 6+1 HTTP and 3 SQL spans" <<'PY'
+rec = recorded(sys.argv[2])
+for off, ctx, c, l in each_message(label, cs):
+    gs = legs(https, 'poll', off)
+    if not check(all(gs), l + ': both GETs made while handling it have CLIENT spans', sorted(https)):
         continue
     sql = [d for d in dbs if d.get('parent_span_id') == c['span_id']]
-    for n, g in enumerate(legs, 1):
+    for n, g in enumerate(gs, 1):
         expect('%s: GET leg %d: parent = the CONSUMER span, in the producer\'s trace' % (l, n),
                (ctx[0], c['span_id']), (g['trace_id'], g['parent_span_id']))
         expect('%s: GET leg %d: the downstream received that trace and span' % (l, n),
@@ -220,28 +260,14 @@ for off, ctx in sorted(HDR.items()):
     check(len(sql) == 1 and sql[0]['trace_id'] == ctx[0] and sql[0]['kind'] == 'CLIENT',
           l + ': the SELECT is the CONSUMER span\'s child, in the producer\'s trace',
           [show(d) for d in dbs])
-    within(l, c, legs + sql)
+    within(l, c, gs + sql)
 after('(poll) GET after close()', cs.get(2), https.get('/poll/after-close'))
-expect('(poll) nothing else: 3 CONSUMER + 7 HTTP + 3 SQL spans', 13, len(spans))
+nothing_else(label, spans, 7)
 PY
 
 echo "== (commit) the span ends at commit(): synchronous and asynchronous"
-run_mode commit
-check "(commit) 3 CONSUMER, 6 HTTP and 3 SQL spans exported" \
-	wait_spans "$SINK_JSONL" 12 "s.get('service.name') == 'kpy-commit'" 10
-pycheck "$SINK_JSONL" <<'PY'
-from kpy import *
-label = '(commit)'
-spans = [s for s in load(sys.argv[1]) if s.get('service.name') == 'kpy-commit']
-cs = consumer_by_offset(label, [s for s in spans if s['kind'] == 'CONSUMER'])
-https = {url_path(s): s for s in spans if s['kind'] == 'CLIENT' and 'url.full' in A(s)}
-dbs = [s for s in spans if A(s).get('db.system.name') == 'postgresql']
-for off, ctx in sorted(HDR.items()):
-    c = cs.get(off)
-    l = '%s offset %d (%s commit)' % (label, off, 'synchronous' if off == 0 else 'asynchronous')
-    if not check(c is not None, l + ': a CONSUMER span'):
-        continue
-    expect(l + ': CONSUMER parent = the header\'s context', ctx, (c['trace_id'], c['parent_span_id']))
+check_mode commit 12 "3 CONSUMER, 6 HTTP and 3 SQL spans" <<'PY'
+for off, ctx, c, l in each_message(label, cs, lambda off: ' (%s commit)' % ('synchronous' if off == 0 else 'asynchronous')):
     g = https.get('/commit/handle?off=%d&leg=1' % off)
     sql = [d for d in dbs if d.get('parent_span_id') == c['span_id']]
     if not check(g is not None and len(sql) == 1, l + ': the GET and the SELECT before the commit are its children',
@@ -251,70 +277,30 @@ for off, ctx in sorted(HDR.items()):
            (g['trace_id'], g['parent_span_id']))
     within(l, c, [g] + sql)
     after(l + ': GET after the commit', c, https.get('/commit/after-commit?off=%d' % off))
-expect('(commit) nothing else: 3 CONSUMER + 6 HTTP + 3 SQL spans', 12, len(spans))
+nothing_else(label, spans, 6)
 PY
 
 echo "== (thread) the poll loop in a thread that ends without close()"
-run_mode thread
-check "(thread) 3 CONSUMER, 6+1 HTTP and 3 SQL spans exported" \
-	wait_spans "$SINK_JSONL" 13 "s.get('service.name') == 'kpy-thread'" 10
-pycheck "$SINK_JSONL" <<'PY'
-from kpy import *
-label = '(thread)'
-spans = [s for s in load(sys.argv[1]) if s.get('service.name') == 'kpy-thread']
-cs = consumer_by_offset(label, [s for s in spans if s['kind'] == 'CONSUMER'])
-https = {url_path(s): s for s in spans if s['kind'] == 'CLIENT' and 'url.full' in A(s)}
-for off, ctx in sorted(HDR.items()):
-    c = cs.get(off)
-    l = '%s offset %d' % (label, off)
-    legs = [https.get('/thread/handle?off=%d&leg=%d' % (off, n)) for n in (1, 2)]
-    if not check(c is not None and all(legs), l + ': a CONSUMER span and both GETs'):
-        continue
-    expect(l + ': both GETs are the CONSUMER span\'s children, in the producer\'s trace',
-           [(ctx[0], c['span_id'])] * 2, [(g['trace_id'], g['parent_span_id']) for g in legs])
-    within(l, c, legs)
+check_mode thread 13 "3 CONSUMER, 6+1 HTTP and 3 SQL spans" <<'PY'
+legs_children(label, 'thread', cs, https)
 a = https.get('/thread/after-close')
 check(a is not None and a['parent_span_id'] == '' and a['trace_id'] not in TRACES,
       '(thread) the GET on the main thread after close() is in no message\'s trace', a and show(a))
-expect('(thread) nothing else: 3 CONSUMER + 7 HTTP + 3 SQL spans', 13, len(spans))
+nothing_else(label, spans, 7)
 PY
 
 echo "== (exit) the poll loop, then exit without close()"
-run_mode exit
-check "(exit) 3 CONSUMER, 6 HTTP and 3 SQL spans exported" \
-	wait_spans "$SINK_JSONL" 12 "s.get('service.name') == 'kpy-exit'" 10
-pycheck "$SINK_JSONL" <<'PY'
-from kpy import *
-label = '(exit)'
-spans = [s for s in load(sys.argv[1]) if s.get('service.name') == 'kpy-exit']
-cs = consumer_by_offset(label, [s for s in spans if s['kind'] == 'CONSUMER'])
-https = {url_path(s): s for s in spans if s['kind'] == 'CLIENT' and 'url.full' in A(s)}
-for off, ctx in sorted(HDR.items()):
-    c = cs.get(off)
-    l = '%s offset %d' % (label, off)
-    legs = [https.get('/exit/handle?off=%d&leg=%d' % (off, n)) for n in (1, 2)]
-    if not check(c is not None and all(legs), l + ': a CONSUMER span and both GETs'):
-        continue
-    expect(l + ': both GETs are the CONSUMER span\'s children, in the producer\'s trace',
-           [(ctx[0], c['span_id'])] * 2, [(g['trace_id'], g['parent_span_id']) for g in legs])
-    within(l, c, legs)
-expect('(exit) nothing else: 3 CONSUMER + 6 HTTP + 3 SQL spans', 12, len(spans))
+check_mode exit 12 "3 CONSUMER, 6 HTTP and 3 SQL spans" <<'PY'
+legs_children(label, 'exit', cs, https)
+nothing_else(label, spans, 6)
 PY
 
 echo "== (batch) consume(num_messages=N): no call is parented by another message"
-run_mode batch
-check "(batch) 3 CONSUMER, 6+1 HTTP and 3 SQL spans exported" \
-	wait_spans "$SINK_JSONL" 13 "s.get('service.name') == 'kpy-batch'" 10
-pycheck "$SINK_JSONL" <<'PY'
-from kpy import *
-label = '(batch)'
-spans = [s for s in load(sys.argv[1]) if s.get('service.name') == 'kpy-batch']
-cs = consumer_by_offset(label, [s for s in spans if s['kind'] == 'CONSUMER'])
+check_mode batch 13 "3 CONSUMER, 6+1 HTTP and 3 SQL spans" <<'PY'
 for off, ctx in sorted(HDR.items()):
     c = cs.get(off)
     if c is not None:
-        expect('%s offset %d: CONSUMER parent = the header\'s context' % (label, off), ctx,
-               (c['trace_id'], c['parent_span_id']))
+        consumer_parent('%s offset %d' % (label, off), c, ctx)
 by_id = {c['span_id']: o for o, c in cs.items()}
 calls = [s for s in spans if s['kind'] == 'CLIENT']
 wrong = []
@@ -326,7 +312,7 @@ sql = [s for s in calls if A(s).get('db.system.name') == 'postgresql']
 check(not wrong, label + ': no GET is the child of another message\'s CONSUMER span', wrong)
 check(all(s['parent_span_id'] not in by_id or s['trace_id'] == cs[by_id[s['parent_span_id']]]['trace_id']
           for s in sql), label + ': a SELECT under a CONSUMER span is in its trace')
-expect('(batch) nothing else: 3 CONSUMER + 7 HTTP + 3 SQL spans', 13, len(spans))
+nothing_else(label, spans, 7)
 PY
 
 finish

@@ -43,6 +43,8 @@ INSERT INTO pe_t (id, name) VALUES (2, 'SECRET-too-long');
 SELECT 1 / 0;
 SQL
 cat >"$WORK/want.py" <<'PY'
+from spanq import expect
+
 SANITIZED = [
     'invalid input syntax for type integer: ?',
     'invalid input value for enum pe_mood: ?',
@@ -76,6 +78,17 @@ def messages(s):
     ev = [e for e in s.get('events') or [] if e.get('name') == 'exception']
     em = [(e.get('attributes') or {}).get('exception.message') for e in ev]
     return s.get('status_message'), em
+
+def expect_messages(count_desc, prefix, wants, ss, raw=''):
+    """One error span per wanted message, in order, each with it as status
+    message and exception.message; False when the count is off."""
+    if not expect(count_desc, len(wants), len(ss)):
+        return False
+    for want, s in zip(wants, ss):
+        status, exc = messages(s)
+        expect('%s %s: status message%s' % (prefix, want, raw), want, status)
+        expect('%s %s: exception.message%s' % (prefix, want, raw), [want], exc)
+    return True
 PY
 NSTMT=$(grep -c . "$WORK/errors.sql")
 
@@ -143,12 +156,7 @@ sys.path.insert(0, sys.argv[2])
 from want import *
 spans = load(sys.argv[1])
 
-ss = error_spans(spans, 'psql-errors')
-if expect('(a) one error span per statement', len(SANITIZED), len(ss)):
-    for want, s in zip(SANITIZED, ss):
-        status, exc = messages(s)
-        expect('(a) %s: status message' % want, want, status)
-        expect('(a) %s: exception.message' % want, [want], exc)
+expect_messages('(a) one error span per statement', '(a)', SANITIZED, error_spans(spans, 'psql-errors'))
 for s in (x for x in spans if x.get('service.name') == 'psql-errors'):
     dump = json.dumps(s)
     check(not any(x in dump for x in SECRETS), '(a) %s: no value anywhere in the span' % s.get('name'),
@@ -156,20 +164,13 @@ for s in (x for x in spans if x.get('service.name') == 'psql-errors'):
 
 ss = error_spans(spans, 'pg2-errors')
 want2 = ['invalid input syntax for type integer: ?', 'new row for relation ? violates check constraint ?']
-if expect('(b) psycopg2: two error spans', 2, len(ss)):
+if expect_messages('(b) psycopg2: two error spans', '(b) psycopg2', want2, ss):
     for want, s in zip(want2, ss):
-        status, exc = messages(s)
-        expect('(b) psycopg2 %s: status message' % want, want, status)
-        expect('(b) psycopg2 %s: exception.message' % want, [want], exc)
         check('SECRET' not in json.dumps(s), '(b) psycopg2 %s: no value anywhere in the span' % want)
 expect('(b) psycopg2: error.type is the SQLSTATE', ['22P02', '23514'], [A(s).get('error.type') for s in ss])
 
-ss = error_spans(spans, 'psql-optin')
-if expect('(c) opt-in: one error span per statement', len(RAW), len(ss)):
-    for want, s in zip(RAW, ss):
-        status, exc = messages(s)
-        expect('(c) opt-in %s: status message is the raw message' % want, want, status)
-        expect('(c) opt-in %s: exception.message is the raw message' % want, [want], exc)
+expect_messages('(c) opt-in: one error span per statement', '(c) opt-in', RAW, error_spans(spans, 'psql-optin'),
+                ' is the raw message')
 
 ss = [s for s in spans if s.get('service.name') == 'pq-refused']
 if expect('(d) one connect span', ['connect'], [s.get('name') for s in ss]):

@@ -13,9 +13,10 @@ pg_start
 
 cat >"$WORK/app.py" <<'PY'
 import http.server, os, psycopg2
+from testhttp import Handler, listen
 conn = psycopg2.connect(os.environ["DATABASE_URL"])
 conn.autocommit = True
-class H(http.server.BaseHTTPRequestHandler):
+class H(Handler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
         with conn.cursor() as cur:
@@ -23,16 +24,8 @@ class H(http.server.BaseHTTPRequestHandler):
             n = cur.fetchone()[0]
             if self.path == "/two":
                 cur.execute("SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'x'")
-        body = str(n).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a):
-        pass
-srv = http.server.HTTPServer(("127.0.0.1", 0), H)
-print("listening on 127.0.0.1:%d" % srv.server_address[1], flush=True)
-srv.serve_forever()
+        self.reply(200, str(n).encode())
+listen(H, http.server.HTTPServer).serve_forever()
 PY
 start_listening app agent py-app env DATABASE_URL="$DATABASE_URL" "$DPY" "$WORK/app.py"
 port=$PORT

@@ -217,22 +217,15 @@ echo "== (e) CPython http.server"
 mkdir -p "$WORK/site"
 printf 'hello\n' >"$WORK/site/hello.txt"
 cat >"$WORK/pyserver.py" <<'PY'
-import http.server, json, signal, sys
-def stop(*_):
-    raise KeyboardInterrupt
-signal.signal(signal.SIGTERM, stop)
+import http.server, json, sys
+from testhttp import serve
 class H(http.server.SimpleHTTPRequestHandler):
     def do_GET(self):
         print('handling', self.path)   # under -u: a write() for each word, the space, the newline
         if self.path.startswith('/json'):
             sys.stderr.write(json.dumps({'event': 'json line', 'path': self.path}) + '\n')
         super().do_GET()
-srv = http.server.HTTPServer(('127.0.0.1', 0), lambda *a: H(*a, directory=sys.argv[1]))
-print('listening on 127.0.0.1:%d' % srv.server_address[1])
-try:
-    srv.serve_forever()
-except KeyboardInterrupt:
-    pass
+serve(lambda *a: H(*a, directory=sys.argv[1]), http.server.HTTPServer)
 PY
 start_listening py agent py-http TRACEAGENT_LOG_CORRELATION=true "$PY" -u "$WORK/pyserver.py" "$WORK/site"
 PY_PID=$BG_PID

@@ -31,6 +31,7 @@ start_sink
 # OUT.out and OUT.err get the program's stdout and stderr.
 cat >"$WORK/sigrun.py" <<'PY'
 import json, os, re, signal, socket, subprocess, sys, time
+from testhttp import recv_all
 out, steps = sys.argv[1], sys.argv[2]
 cmd = sys.argv[sys.argv.index('--') + 1:]
 def child_setup():
@@ -64,12 +65,7 @@ def get(path):
     try:
         s = socket.create_connection(('127.0.0.1', port), timeout=10)
         s.sendall(('GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n' % (path, port)).encode())
-        data = b''
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            data += b
+        data = recv_all(s)
         s.close()
         m = re.match(rb'HTTP/1\.[01] (\d{3})', data)
         return int(m.group(1)) if m else 0

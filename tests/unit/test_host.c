@@ -14,12 +14,33 @@ static bool is_open(int fd)
 	return fcntl(fd, F_GETFD) != -1;
 }
 
-START_TEST(ownfd_app_close_makes_it_lost)
+/* A pipe whose read end p[0] the agent registers as its own; returns the slot. */
+static int owned_pipe(int p[2])
 {
-	int p[2];
 	ck_assert_int_eq(pipe(p), 0);
 	int slot = ownfd_add(p[0]);
 	ck_assert_int_ge(slot, 0);
+	return slot;
+}
+
+/* Our descriptor fd was closed behind the agent's back: the app's next file
+ * takes its number, the agent never uses it and forgets the slot without
+ * closing the app's file. */
+static void app_file_takes_number(int slot, int fd)
+{
+	int app = open("/dev/null", O_RDONLY);
+	ck_assert_int_eq(app, fd);
+	ck_assert_int_eq(ownfd_begin(slot), -1);
+	ck_assert(ownfd_lost(slot));
+	ownfd_close(slot);
+	ck_assert(is_open(app));
+	close(app);
+}
+
+START_TEST(ownfd_app_close_makes_it_lost)
+{
+	int p[2];
+	int slot = owned_pipe(p);
 	ck_assert_int_eq(ownfd_begin(slot), p[0]);
 	ownfd_end(slot);
 
@@ -29,12 +50,7 @@ START_TEST(ownfd_app_close_makes_it_lost)
 	ck_assert_uint_ne(m.mask, 0);
 	ck_assert(ownfd_lost(slot));
 	close(p[0]);
-	int again = open("/dev/null", O_RDONLY);   /* the app's file under our old number */
-	ck_assert_int_eq(again, p[0]);
-	ck_assert_int_eq(ownfd_begin(slot), -1);
-	ownfd_close(slot);                        /* forgets, never closes the app's file */
-	ck_assert(is_open(again));
-	close(again);
+	app_file_takes_number(slot, p[0]);
 	close(p[1]);
 }
 END_TEST
@@ -42,8 +58,7 @@ END_TEST
 START_TEST(ownfd_ranges_outside_leave_it)
 {
 	int p[2];
-	ck_assert_int_eq(pipe(p), 0);
-	int slot = ownfd_add(p[0]);
+	int slot = owned_pipe(p);
 	struct ownfd_marks m;
 	ownfd_app_closing((unsigned)p[0] + 1, ~0u, &m);
 	ck_assert_uint_eq(m.mask, 0);
@@ -60,16 +75,9 @@ END_TEST
 START_TEST(ownfd_raw_close_detected)
 {
 	int p[2];
-	ck_assert_int_eq(pipe(p), 0);
-	int slot = ownfd_add(p[0]);
+	int slot = owned_pipe(p);
 	close(p[0]);   /* the test links no hooks: nothing marks it */
-	int other = open("/dev/null", O_RDONLY);
-	ck_assert_int_eq(other, p[0]);
-	ck_assert_int_eq(ownfd_begin(slot), -1);
-	ck_assert(ownfd_lost(slot));
-	ownfd_close(slot);
-	ck_assert(is_open(other));
-	close(other);
+	app_file_takes_number(slot, p[0]);
 	close(p[1]);
 }
 END_TEST
@@ -78,8 +86,7 @@ END_TEST
 START_TEST(ownfd_close_failed_restores)
 {
 	int p[2];
-	ck_assert_int_eq(pipe(p), 0);
-	int slot = ownfd_add(p[0]);
+	int slot = owned_pipe(p);
 	struct ownfd_marks m;
 	ownfd_app_closing((unsigned)p[0], (unsigned)p[0], &m);
 	ck_assert(ownfd_lost(slot));

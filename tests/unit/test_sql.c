@@ -33,19 +33,69 @@ static void summarize(const char *q, size_t n, struct sql_summary *out)
 	ck_assert_uint_eq(strlen(out->procedure), out->procedure_len);
 }
 
-static size_t sanitize(const char *q, size_t n, char *out, size_t cap, bool *trunc)
+/* fn (sql_sanitize or sql_sanitize_message) on an exactly-sized copy of q:
+ * trunc always written, the output NUL-terminated within cap. */
+static size_t checked(size_t (*fn)(const char *, size_t, char *, size_t, bool *),
+		      const char *q, size_t n, char *out, size_t cap, bool *trunc)
 {
 	char *c = exact_copy(q, n);
 	size_t r;
 
 	*trunc = !*trunc;  /* must always be written */
-	r = sql_sanitize(c, n, out, cap, trunc);
+	r = fn(c, n, out, cap, trunc);
 	free(c);
 	if (cap) {
 		ck_assert_uint_lt(r, cap);
 		ck_assert_uint_eq(strlen(out), r);
 	}
 	return r;
+}
+
+static size_t sanitize(const char *q, size_t n, char *out, size_t cap, bool *trunc)
+{
+	return checked(sql_sanitize, q, n, out, cap, trunc);
+}
+
+/* san (sanitize or sanitize_message) of in, given room: want, whole, never
+ * longer than in. */
+static void check_whole(size_t (*san)(const char *, size_t, char *, size_t, bool *),
+			const char *in, const char *want)
+{
+	char out[1024];
+	bool trunc = false;
+	size_t n = san(in, strlen(in), out, sizeof(out), &trunc);
+
+	ck_assert_msg(strcmp(out, want) == 0, "in [%s]: [%s], want [%s]", in, out, want);
+	ck_assert_uint_eq(n, strlen(want));
+	ck_assert_uint_le(n, strlen(in));
+	ck_assert(!trunc);
+}
+
+/* san (sanitize or sanitize_message) of in is full; at every cap from 1 to
+ * two past it: a prefix of full, truncated exactly when it did not fit,
+ * never a cut inside a UTF-8 character, at most a character given back, and
+ * never containing the text never (unless NULL). */
+static void check_caps(size_t (*san)(const char *, size_t, char *, size_t, bool *),
+		       const char *in, const char *full, const char *never)
+{
+	size_t fn = strlen(full);
+	char out[512];
+	bool trunc = false;
+
+	check_whole(san, in, full);
+	ck_assert_uint_le(fn + 2, sizeof(out));
+	for (size_t cap = 1; cap <= fn + 2; cap++) {
+		size_t n = san(in, strlen(in), out, cap, &trunc);
+
+		ck_assert_int_eq(memcmp(out, full, n), 0);
+		ck_assert(trunc == (cap <= fn));
+		if (n < fn)
+			ck_assert_msg(((unsigned char)full[n] & 0xC0) != 0x80, "cap %zu cuts a character", cap);
+		if (trunc)
+			ck_assert_uint_ge(n + 4, cap - 1);  /* at most a character given back */
+		if (never)
+			ck_assert(strstr(out, never) == NULL);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -373,14 +423,7 @@ static const struct san_case san_cases[] = {
 
 START_TEST(test_sanitize_table)
 {
-	const struct san_case *c = &san_cases[_i];
-	char out[1024];
-	bool trunc = false;
-	size_t n = sanitize(c->in, strlen(c->in), out, sizeof(out), &trunc);
-
-	ck_assert_msg(strcmp(out, c->out) == 0, "in [%s]: [%s], want [%s]", c->in, out, c->out);
-	ck_assert_uint_eq(n, strlen(c->out));
-	ck_assert(!trunc);
+	check_whole(sanitize, san_cases[_i].in, san_cases[_i].out);
 }
 END_TEST
 
@@ -390,23 +433,10 @@ END_TEST
 START_TEST(test_sanitize_caps)
 {
 	const char *in = "SELECT 'x', é€𝄞 FROM \"tåble\" WHERE a IN (1, 2) AND b = $1 -- ñ\n";
-	char full[512], out[512];
+	char out[8];
 	bool trunc = false;
-	size_t fn = sanitize(in, strlen(in), full, sizeof(full), &trunc);
 
-	ck_assert_str_eq(full, "SELECT ?, é€𝄞 FROM \"tåble\" WHERE a IN (?) AND b = $1 -- ñ\n");
-	for (size_t cap = 1; cap <= fn + 2; cap++) {
-		size_t n = sanitize(in, strlen(in), out, cap, &trunc);
-
-		ck_assert_uint_lt(n, cap);
-		ck_assert_int_eq(memcmp(out, full, n), 0);
-		ck_assert(trunc == (cap <= fn));
-		if (n < fn)
-			ck_assert_msg(((unsigned char)full[n] & 0xC0) != 0x80, "cap %zu cuts a character", cap);
-		if (trunc)
-			ck_assert_uint_ge(n + 4, cap - 1);  /* at most a character given back */
-	}
-	trunc = false;
+	check_caps(sanitize, in, "SELECT ?, é€𝄞 FROM \"tåble\" WHERE a IN (?) AND b = $1 -- ñ\n", NULL);
 	ck_assert_uint_eq(sql_sanitize(in, strlen(in), out, 0, &trunc), 0);
 	ck_assert(trunc);
 	ck_assert_uint_eq(sql_sanitize("", 0, out, 0, &trunc), 0);
@@ -553,30 +583,12 @@ static const struct {
 
 static size_t sanitize_message(const char *m, size_t n, char *out, size_t cap, bool *trunc)
 {
-	char *c = exact_copy(m, n);
-	size_t r;
-
-	*trunc = !*trunc;  /* must always be written */
-	r = sql_sanitize_message(c, n, out, cap, trunc);
-	free(c);
-	if (cap) {
-		ck_assert_uint_lt(r, cap);
-		ck_assert_uint_eq(strlen(out), r);
-	}
-	return r;
+	return checked(sql_sanitize_message, m, n, out, cap, trunc);
 }
 
 START_TEST(test_message_table)
 {
-	const char *in = msg_cases[_i].in, *want = msg_cases[_i].out;
-	char out[1024];
-	bool trunc = false;
-	size_t n = sanitize_message(in, strlen(in), out, sizeof(out), &trunc);
-
-	ck_assert_msg(strcmp(out, want) == 0, "in [%s]: [%s], want [%s]", in, out, want);
-	ck_assert_uint_eq(n, strlen(want));
-	ck_assert_uint_le(n, strlen(in));
-	ck_assert(!trunc);
+	check_whole(sanitize_message, msg_cases[_i].in, msg_cases[_i].out);
 }
 END_TEST
 
@@ -584,21 +596,10 @@ END_TEST
 START_TEST(test_message_caps)
 {
 	const char *in = "ung\xc3\xbcltiger Wert \xc2\xbbSECRET\xc2\xab f\xc3\xbcr \"x\" \xe2\x82\xac";
-	char full[256], out[256];
+	char out[8];
 	bool trunc = false;
-	size_t fn = sanitize_message(in, strlen(in), full, sizeof(full), &trunc);
 
-	ck_assert_str_eq(full, "ung\xc3\xbcltiger Wert ? f\xc3\xbcr ? \xe2\x82\xac");
-	for (size_t cap = 1; cap <= fn + 2; cap++) {
-		size_t n = sanitize_message(in, strlen(in), out, cap, &trunc);
-
-		ck_assert_int_eq(memcmp(out, full, n), 0);
-		ck_assert(trunc == (cap <= fn));
-		ck_assert(strstr(out, "SECRET") == NULL);
-		if (n < fn)
-			ck_assert_msg(((unsigned char)full[n] & 0xC0) != 0x80, "cap %zu cuts a character", cap);
-	}
-	trunc = false;
+	check_caps(sanitize_message, in, "ung\xc3\xbcltiger Wert ? f\xc3\xbcr ? \xe2\x82\xac", "SECRET");
 	ck_assert_uint_eq(sql_sanitize_message(in, strlen(in), out, 0, &trunc), 0);
 	ck_assert(trunc);
 	ck_assert_uint_eq(sql_sanitize_message(NULL, 0, out, 8, &trunc), 0);
