@@ -108,11 +108,12 @@ expect "--check: no header value on curl's command line" "" "$(grep -o 's3cr3t-v
 wait "$CHECK_PID" || true
 stop_pid "$HOLE_PID" 5
 
-out=$(env -u LD_PRELOAD OTEL_EXPORTER_OTLP_ENDPOINT='http://user:pa55word@127.0.0.1:9' "$TA" --check 2>&1) && rc=0 || rc=$?
+out=$(env -u LD_PRELOAD OTEL_EXPORTER_OTLP_ENDPOINT='http://user:pa55word@127.0.0.1:9/?api_key=k3y' "$TA" --check 2>&1) && rc=0 || rc=$?
 expect "--check with a dead endpoint: status 1" 1 "$rc"
 check "a dead endpoint is reported" grep -q 'endpoint does not answer' <<<"$out"
-check "a password in the endpoint URL is masked" grep -qF 'http://user:***@127.0.0.1:9' <<<"$out"
-expect "the URL's password never printed" "" "$(grep -o pa55word <<<"$out")"
+check "the endpoint URL's userinfo and query values are masked, as the agent masks them" \
+	grep -qF 'http://***@127.0.0.1:9/v1/traces?api_key=***' <<<"$out"
+expect "the URL's password and key never printed" "" "$(grep -o 'pa55word\|k3y' <<<"$out")"
 
 PSQL_BIN=$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -n1 || true)
 if [[ -n $PSQL_BIN ]]; then
