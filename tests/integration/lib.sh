@@ -352,6 +352,8 @@ $script" "$@" 2>&1) || rc=$?
 #   recv_all(sock): every byte until the peer closes
 # $WORK/http_server.py ARGS...: `python3 -m http.server ARGS...` with
 # SIGTERM raising KeyboardInterrupt.
+# $WORK/forking_server.py: a socketserver.ForkingMixIn HTTP server answering
+# every GET "ok": each request in a child that ends with os._exit.
 cat >"$WORK/testhttp.py" <<'PY'
 import http.server, signal
 
@@ -395,6 +397,16 @@ def recv_all(sock):
         if not b:
             return data
         data += b
+PY
+cat >"$WORK/forking_server.py" <<'PY'
+import http.server, socketserver
+from testhttp import Handler, listen
+class H(Handler):
+    def do_GET(self):
+        self.reply(200, b"ok\n")
+class S(socketserver.ForkingMixIn, http.server.HTTPServer):
+    pass
+listen(H, S).serve_forever()
 PY
 cat >"$WORK/http_server.py" <<'PY'
 import runpy, sys

@@ -258,26 +258,10 @@ expect "close() from a signal handler, racing the app's own close(): it ends" "s
 
 # --- 7. A forking server's children, with the collector down: each child
 # makes one attempt at most at its exit, and never waits out a backoff ---
-cat >"$WORK/forking.py" <<'PY'
-import http.server, socketserver
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\n")
-    def log_message(self, *a):
-        pass
-class S(socketserver.ForkingMixIn, http.server.HTTPServer):
-    pass
-srv = S(("127.0.0.1", 0), H)
-print("listening on 127.0.0.1:%d" % srv.server_address[1], flush=True)
-srv.serve_forever()
-PY
 dead=$(free_port)
 start_bg forking strace -f --seccomp-bpf -e trace=connect -o "$WORK/forking-connect.txt" \
 	env LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$dead" OTEL_SERVICE_NAME=forking \
-	"$PY" "$WORK/forking.py"
+	"$PY" "$WORK/forking_server.py"
 fpid=$BG_PID
 wait_line forking "$fpid" 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' || die "the forking server did not start"
 pypid=$(pgrep -P "$fpid" | head -n1)

@@ -78,18 +78,8 @@ PY
 stop_pid "$nginx_pid"
 
 # --- children that end with _exit (a forking server: socketserver.ForkingMixIn, os._exit) ---
-cat >"$WORK/forking.py" <<'PY'
-import http.server, socketserver
-from testhttp import Handler, listen
-class H(Handler):
-    def do_GET(self):
-        self.reply(200, b"ok\n")
-class S(socketserver.ForkingMixIn, http.server.HTTPServer):
-    pass
-listen(H, S).serve_forever()
-PY
 : >"$SINK_JSONL"
-start_listening forking agent forking "$PY" "$WORK/forking.py"
+start_listening forking agent forking "$PY" "$WORK/forking_server.py"
 fport=$PORT
 n=100
 curl -s -o /dev/null "http://127.0.0.1:$fport/f[1-$n]" || true
