@@ -15,7 +15,8 @@
  *       GET PORT and wait for the export (the agent then holds its
  *       connection to the collector), then close(-1) in a loop while
  *       another thread sends SIGUSR1 whose handler calls close(-1) too
- *       (close is async-signal-safe). Prints "sigclose ok" when it ends.
+ *       (close is async-signal-safe), for 2 s. Prints "sigclose ok" when it
+ *       ends (a hang is what it looks for).
  *   host-probe threads PORT
  *       threads with PTHREAD_STACK_MIN stacks, each GETs PORT; one thread with
  *       a 64 KiB stack uses 44 KiB of it first. Prints "threads ok".
@@ -32,6 +33,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PIPES 6
@@ -173,8 +175,18 @@ static int sigclose(void)
 	sigaction(SIGUSR1, &sa, NULL);
 	pthread_t self = pthread_self(), t;
 	pthread_create(&t, NULL, signaller, &self);
-	for (int i = 0; i < 3000000; i++)
+	/* Two seconds of it (a signal storm slows the loop down a lot on a
+	 * loaded machine: a count of iterations could take minutes). */
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (long i = 0;; i++) {
 		close(-1);
+		if (!(i & 1023)) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec - t0.tv_sec >= 2)
+				break;
+		}
+	}
 	closing = 0;
 	pthread_join(t, NULL);
 	printf("sigclose ok\n");
