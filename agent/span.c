@@ -1,4 +1,4 @@
-/* Span records: a lock-free pool of fixed-size records, the start/attribute/event/link/end operations and limits. */
+/* Span records: a lock-free pool of small records whose fields are kept as OTLP bytes; start, attributes, events, links, limits, and the encoding at end. */
 #include "span.h"
 
 #include <pthread.h>
@@ -6,47 +6,50 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #include "config.h"
 #include "ids.h"
 #include "log.h"
+#include "pb.h"
 #include "queue.h"
 #include "sampler.h"
 
-/* --- clock --- */
+/* Span field numbers (opentelemetry-proto trace.proto). */
+enum {
+	F_TRACE_ID = 1, F_SPAN_ID = 2, F_TRACE_STATE = 3, F_PARENT = 4, F_NAME = 5, F_KIND = 6, F_START = 7,
+	F_END = 8, F_ATTR = 9, F_DROPPED_ATTRS = 10, F_EVENT = 11, F_DROPPED_EVENTS = 12, F_LINK = 13,
+	F_DROPPED_LINKS = 14, F_STATUS = 15, F_FLAGS = 16,
+};
+/* AnyValue field numbers */
+enum { AV_STRING = 1, AV_BOOL = 2, AV_INT = 3, AV_DOUBLE = 4, AV_ARRAY = 5 };
 
-/* Offset from CLOCK_MONOTONIC to the wall clock, so a span costs one vDSO read
- * at each end and its duration can never go negative across a clock step. */
-static _Atomic int64_t span_clock_offset;
+/*
+ * The record. Its stream holds the span's variable fields as complete
+ * protobuf fields, in this order: the tracestate (if any), the name, then
+ * attributes; events, links and the status message (a field-15 item holding
+ * only Status.message) come after, possibly between later attributes
+ * (`mixed`). span_encode puts them in field-number order.
+ */
+struct span {
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+	uint8_t parent_span_id[8];
+	uint64_t start_ns;
+	uint64_t bloom;          /* attribute keys set, for the overwrite check */
+	char *stream;            /* data[], or a big block */
+	uint32_t index;          /* in the pool */
+	uint32_t big;            /* big block index + 1; 0: none */
+	uint16_t len, cap;       /* stream bytes used, and room */
+	uint16_t name_at, name_len;
+	uint16_t dropped_attrs, dropped_events, dropped_links;
+	uint8_t trace_flags, kind, status;
+	uint8_t n_attrs, n_events, n_links, n_sub;
+	bool has_parent, parent_remote, mixed, scratch;
+	char data[];
+};
 
-void span_clock_reanchor(void)
-{
-	struct timespec r, m;
-	clock_gettime(CLOCK_REALTIME, &r);
-	clock_gettime(CLOCK_MONOTONIC, &m);
-	int64_t off = ((int64_t)r.tv_sec - (int64_t)m.tv_sec) * 1000000000 + (r.tv_nsec - m.tv_nsec);
-	atomic_store_explicit(&span_clock_offset, off, memory_order_relaxed);
-}
-
-uint64_t span_now_ns(void)
-{
-	struct timespec m;
-	clock_gettime(CLOCK_MONOTONIC, &m);
-	return (uint64_t)((int64_t)m.tv_sec * 1000000000 + m.tv_nsec +
-			  atomic_load_explicit(&span_clock_offset, memory_order_relaxed));
-}
-
-/* --- pool --- */
-
-/* Records live in one anonymous mapping reserved at init; pages are touched
- * only as records are first used. Free records form a Treiber stack whose
- * head carries a tag against ABA: (tag << 32) | (index + 1), 0 = empty. */
-static struct span *pool_base;
-static _Atomic uint32_t *pool_next;
-static uint32_t pool_cap;
-static _Atomic uint32_t pool_fresh;     /* records never used yet start here */
-static _Atomic uint64_t pool_free_head;
+#define DATA_SIZE (SPAN_RECORD_SIZE - sizeof(struct span))
+_Static_assert(sizeof(struct span) <= 128, "the record header grew");
 
 struct span_limits {
 	uint32_t attr_count, attr_len, event_count, link_count, event_attr_count, link_attr_count;
@@ -56,7 +59,7 @@ static struct span_limits limits = {
 };
 
 static struct {
-	_Atomic uint64_t started, unsampled, ended, dropped_full, dropped_pool, dropped_unfollowed;
+	_Atomic uint64_t started, unsampled, ended, dropped_full, dropped_pool, dropped_unfollowed, big;
 } stats;
 
 static uint32_t min_u32(uint32_t a, uint32_t b)
@@ -64,8 +67,92 @@ static uint32_t min_u32(uint32_t a, uint32_t b)
 	return a < b ? a : b;
 }
 
-static uint64_t pool_want;
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+/* --- pools --- */
+
+/* Fixed-size blocks in one anonymous mapping, reserved at init and mapped
+ * at first use; free blocks form a Treiber stack whose head carries a tag
+ * against ABA: (tag << 32) | (index + 1), 0 = empty. */
+struct slab {
+	char *base;
+	_Atomic uint32_t *next;
+	uint32_t cap, size;
+	_Atomic uint32_t fresh;       /* blocks never used yet start here */
+	_Atomic uint64_t free_head;
+	pthread_once_t once;
+	uint32_t want;
+};
+
+static struct slab records = { .once = PTHREAD_ONCE_INIT, .size = SPAN_RECORD_SIZE };
+static struct slab bigs = { .once = PTHREAD_ONCE_INIT, .size = SPAN_BIG_SIZE };
+
+static void slab_map(struct slab *sl)
+{
+	size_t bytes = (size_t)sl->want * sl->size;
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED) {
+		log_warn("could not reserve %zu bytes for spans; tracing stops", bytes);
+		return;
+	}
+	void *n = mmap(NULL, (size_t)sl->want * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (n == MAP_FAILED) {
+		munmap(p, bytes);
+		return;
+	}
+	sl->next = (_Atomic uint32_t *)n;
+	sl->cap = sl->want;
+	atomic_store_explicit((_Atomic(char *) *)&sl->base, (char *)p, memory_order_release);
+}
+
+static void map_records(void)
+{
+	slab_map(&records);
+}
+
+static void map_bigs(void)
+{
+	slab_map(&bigs);
+}
+
+/* A block's index, or -1 when none is free. */
+static int64_t slab_alloc(struct slab *sl, void (*map)(void))
+{
+	uint64_t head = atomic_load_explicit(&sl->free_head, memory_order_acquire);
+
+	while (head & 0xffffffffu) {
+		uint32_t idx = (uint32_t)head - 1;
+		uint64_t nh = (((head >> 32) + 1) << 32) | atomic_load_explicit(&sl->next[idx], memory_order_relaxed);
+		if (atomic_compare_exchange_weak_explicit(&sl->free_head, &head, nh, memory_order_acquire,
+							  memory_order_acquire))
+			return idx;
+	}
+	if (__builtin_expect(!atomic_load_explicit((_Atomic(char *) *)&sl->base, memory_order_acquire), 0)) {
+		if (!sl->want)
+			return -1;
+		pthread_once(&sl->once, map);
+		if (!sl->base)
+			return -1;
+	}
+	uint32_t idx = atomic_load_explicit(&sl->fresh, memory_order_relaxed);
+	while (idx < sl->cap) {
+		if (atomic_compare_exchange_weak_explicit(&sl->fresh, &idx, idx + 1, memory_order_relaxed,
+							  memory_order_relaxed))
+			return idx;
+	}
+	return -1;
+}
+
+static void slab_free(struct slab *sl, uint32_t idx)
+{
+	uint64_t head = atomic_load_explicit(&sl->free_head, memory_order_relaxed);
+	uint64_t nh;
+
+	do {
+		atomic_store_explicit(&sl->next[idx], (uint32_t)head, memory_order_relaxed);
+		nh = (((head >> 32) + 1) << 32) | (idx + 1);
+	} while (!atomic_compare_exchange_weak_explicit(&sl->free_head, &head, nh, memory_order_release,
+							memory_order_relaxed));
+}
 
 bool span_pool_init(uint32_t max_queue)
 {
@@ -77,86 +164,32 @@ bool span_pool_init(uint32_t max_queue)
 	limits.link_count = min_u32(c->span_link_count_limit, SPAN_MAX_LINKS);
 	limits.event_attr_count = min_u32(c->event_attribute_count_limit, SPAN_MAX_SUB_ATTRS);
 	limits.link_attr_count = min_u32(c->link_attribute_count_limit, SPAN_MAX_SUB_ATTRS);
-	/* Queued spans, one export batch held by the exporter while it sends, and
-	 * room for spans still open on app threads. */
-	uint64_t cap = (uint64_t)max_queue + c->bsp_max_export_batch_size + 1024;
-	pool_want = cap > (1u << 22) ? (1u << 22) : cap;
+	/* Records are for open spans only (finished ones are bytes in the
+	 * queue); as many as the queue holds, plus room for a burst, covers
+	 * even producers waiting for many delivery reports. */
+	uint64_t cap = (uint64_t)max_queue + 1024;
+	records.want = (uint32_t)(cap > (1u << 22) ? (1u << 22) : cap);
+	bigs.want = records.want / 8 + 16;
 	return true;
 }
 
 uint32_t span_pool_capacity(void)
 {
-	return (uint32_t)pool_want;
+	return records.want;
 }
 
-/* Mapped with the first recorded span: a process that never records one
- * never pays for the mapping or its page faults. */
-static void pool_map(void)
+static void record_free(struct span *s)
 {
-	size_t bytes = (size_t)pool_want * sizeof(struct span);
-	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		log_warn("could not reserve %zu bytes for spans; tracing stops", bytes);
+	if (s->scratch) {
+		free(s);
 		return;
 	}
-	void *n = mmap(NULL, (size_t)pool_want * sizeof(uint32_t), PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (n == MAP_FAILED) {
-		munmap(p, bytes);
-		return;
-	}
-	pool_next = (_Atomic uint32_t *)n;
-	pool_cap = (uint32_t)pool_want;
-	atomic_store_explicit((_Atomic(struct span *) *)&pool_base, (struct span *)p, memory_order_release);
+	if (s->big)
+		slab_free(&bigs, s->big - 1);
+	slab_free(&records, s->index);
 }
 
-static struct span *pool_alloc(void)
-{
-	uint64_t head = atomic_load_explicit(&pool_free_head, memory_order_acquire);
-
-	while (head & 0xffffffffu) {
-		uint32_t idx = (uint32_t)head - 1;
-		uint64_t tag = (head >> 32) + 1;
-		uint64_t nh = (tag << 32) | atomic_load_explicit(&pool_next[idx], memory_order_relaxed);
-		if (atomic_compare_exchange_weak_explicit(&pool_free_head, &head, nh,
-							  memory_order_acquire, memory_order_acquire)) {
-			pool_base[idx].pool_index = idx;
-			return &pool_base[idx];
-		}
-	}
-	if (__builtin_expect(!atomic_load_explicit((_Atomic(struct span *) *)&pool_base, memory_order_acquire), 0)) {
-		if (!pool_want)
-			return NULL;
-		pthread_once(&pool_once, pool_map);
-		if (!pool_base)
-			return NULL;
-	}
-	uint32_t idx = atomic_load_explicit(&pool_fresh, memory_order_relaxed);
-	while (idx < pool_cap) {
-		if (atomic_compare_exchange_weak_explicit(&pool_fresh, &idx, idx + 1,
-							  memory_order_relaxed, memory_order_relaxed)) {
-			pool_base[idx].pool_index = idx;
-			return &pool_base[idx];
-		}
-	}
-	return NULL;
-}
-
-void span_pool_free(struct span *s)
-{
-	uint32_t idx = s->pool_index;
-	uint64_t head = atomic_load_explicit(&pool_free_head, memory_order_relaxed);
-	uint64_t nh;
-
-	do {
-		atomic_store_explicit(&pool_next[idx], (uint32_t)head, memory_order_relaxed);
-		nh = (((head >> 32) + 1) << 32) | (idx + 1);
-	} while (!atomic_compare_exchange_weak_explicit(&pool_free_head, &head, nh,
-							memory_order_release, memory_order_relaxed));
-}
-
-/* --- strings in the arena --- */
+/* --- UTF-8 --- */
 
 /* Length of the longest prefix of s[0..len) holding at most max_chars UTF-8
  * characters and not ending inside a multi-byte sequence. */
@@ -231,40 +264,76 @@ static void fix_utf8(char *p, size_t len)
 	}
 }
 
-static inline void copy_utf8(char *dst, const char *src, size_t len)
+/* Copies src to dst, repairing UTF-8 in the copy. Checks the source, not the
+ * copy: reading back bytes memcpy has just stored stalls on store forwarding. */
+static inline char *put_utf8(char *dst, const char *src, size_t len)
 {
-	/* Check the source, not the copy: reading back bytes memcpy has just
-	 * stored stalls on store forwarding and cost more than the copy. */
 	bool ascii = is_ascii(src, len);
 	memcpy(dst, src, len);
 	if (!ascii)
 		fix_utf8(dst, len);
+	return dst + len;
 }
 
-/* Stores a string NUL-terminated (the encoder hands arena pointers straight to
- * protobuf-c, which wants C strings). may_cut: truncate to the room left
- * rather than fail. */
-static bool arena_put(struct span *s, const char *p, size_t len, struct span_str *out, bool may_cut)
+/* --- the stream --- */
+
+/* Room for need more bytes: a record whose stream outgrows it moves the
+ * stream, once, to a big block. */
+static bool room(struct span *s, size_t need)
 {
-	size_t room = SPAN_ARENA_SIZE - s->arena_used;
-	if (room == 0)
+	if ((size_t)s->len + need <= s->cap)
+		return true;
+	if (s->big || s->scratch || need > SPAN_BIG_SIZE - (size_t)s->len)
 		return false;
-	room--;  /* the NUL */
-	if (len > room) {
-		if (!may_cut)
-			return false;
-		len = utf8_prefix(p, len, room, UINT32_MAX);
-	}
-	char *dst = s->arena + s->arena_used;
-	copy_utf8(dst, p, len);
-	dst[len] = '\0';
-	out->off = s->arena_used;
-	out->len = (uint16_t)len;
-	s->arena_used += (uint16_t)(len + 1);
+	int64_t b = slab_alloc(&bigs, map_bigs);
+	if (b < 0)
+		return false;
+	char *p = bigs.base + (size_t)b * SPAN_BIG_SIZE;
+	memcpy(p, s->stream, s->len);
+	s->stream = p;
+	s->cap = SPAN_BIG_SIZE;
+	s->big = (uint32_t)b + 1;
+	atomic_fetch_add_explicit(&stats.big, 1, memory_order_relaxed);
 	return true;
 }
 
+/* The most a string of a field can keep when the field's other bytes take
+ * overhead: what is left in the largest stream a span can have. */
+static size_t room_left(const struct span *s, size_t overhead)
+{
+	size_t cap = s->big || s->scratch ? s->cap : SPAN_BIG_SIZE;
+	size_t used = (size_t)s->len + overhead;
+	return used < cap ? cap - used : 0;
+}
+
+/* Reads an item's header at off: its field number and where its payload lies. */
+static bool item_at(const struct span *s, size_t off, unsigned *field, size_t *payload, size_t *end)
+{
+	const unsigned char *p = (const unsigned char *)s->stream + off, *lim = (const unsigned char *)s->stream + s->len;
+	uint64_t key, n;
+	if (!pb_get_varint(&p, lim, &key) || (key & 7) != PB_LEN || !pb_get_varint(&p, lim, &n) ||
+	    n > (uint64_t)(lim - p))
+		return false;
+	*field = (unsigned)(key >> 3);
+	*payload = (size_t)(p - (const unsigned char *)s->stream);
+	*end = *payload + (size_t)n;
+	return true;
+}
+
+static void item_remove(struct span *s, size_t off, size_t end)
+{
+	memmove(s->stream + off, s->stream + end, s->len - end);
+	s->len = (uint16_t)(s->len - (end - off));
+	if (s->name_at > off)
+		s->name_at = (uint16_t)(s->name_at - (end - off));
+}
+
 /* --- start / end --- */
+
+static char *put_name_item(char *p, const char *name, size_t len)
+{
+	return put_utf8(pb_put_len(p, F_NAME, len), name, len);
+}
 
 struct span *span_start(enum span_kind kind, const char *name, size_t name_len,
 			const struct trace_context *parent, struct trace_context *out)
@@ -298,15 +367,17 @@ struct span *span_start(enum span_kind kind, const char *name, size_t name_len,
 	}
 	out->flags |= TRACE_FLAG_SAMPLED;
 
-	struct span *s = pool_alloc();
-	if (!s) {
+	int64_t idx = slab_alloc(&records, map_records);
+	if (idx < 0) {
 		atomic_fetch_add_explicit(&stats.dropped_pool, 1, memory_order_relaxed);
 		return NULL;
 	}
 	atomic_fetch_add_explicit(&stats.started, 1, memory_order_relaxed);
-	/* Only the fixed header is reset; arrays are valid up to their counts. */
-	memset(s, 0, offsetof(struct span, attrs));
-	s->pool_index = (uint32_t)(s - pool_base);
+	struct span *s = (struct span *)(records.base + (size_t)idx * SPAN_RECORD_SIZE);
+	memset(s, 0, sizeof *s);
+	s->index = (uint32_t)idx;
+	s->stream = s->data;
+	s->cap = (uint16_t)DATA_SIZE;
 	memcpy(s->trace_id, out->trace_id, 16);
 	memcpy(s->span_id, out->span_id, 8);
 	if (parent->valid) {
@@ -316,17 +387,38 @@ struct span *span_start(enum span_kind kind, const char *name, size_t name_len,
 	}
 	s->trace_flags = out->flags;
 	s->kind = (uint8_t)kind;
-	if (out->tracestate_len)
-		arena_put(s, out->buf, out->tracestate_len, &s->trace_state, false);
-	arena_put(s, name, name_len, &s->name, true);
-	s->start_ns = span_now_ns();
+	if (out->tracestate_len && room(s, pb_len_field(F_TRACE_STATE, out->tracestate_len))) {
+		char *p = pb_put_len(s->stream, F_TRACE_STATE, out->tracestate_len);
+		memcpy(p, out->buf, out->tracestate_len);
+		s->len = (uint16_t)(p + out->tracestate_len - s->stream);
+	}
+	s->name_at = s->len;
+	name_len = utf8_prefix(name, name_len, room_left(s, 4), UINT32_MAX);
+	if (room(s, pb_len_field(F_NAME, name_len))) {
+		s->len = (uint16_t)(put_name_item(s->stream + s->len, name, name_len) - s->stream);
+		s->name_len = (uint16_t)(s->len - s->name_at);
+	}
+	s->start_ns = clock_now_ns();
 	return s;
 }
 
 void span_set_name(struct span *s, const char *name, size_t len)
 {
-	if (s)
-		arena_put(s, name, len, &s->name, true);
+	if (!s)
+		return;
+	/* The old item out, the new one in its place (tracestate, then name,
+	 * then the rest: the order span_encode relies on). */
+	size_t at = s->name_at;
+	item_remove(s, at, at + s->name_len);
+	s->name_len = 0;
+	len = utf8_prefix(name, len, room_left(s, 4), UINT32_MAX);
+	size_t need = pb_len_field(F_NAME, len);
+	if (!room(s, need))
+		return;
+	memmove(s->stream + at + need, s->stream + at, s->len - at);
+	put_name_item(s->stream + at, name, len);
+	s->len = (uint16_t)(s->len + need);
+	s->name_len = (uint16_t)need;
 }
 
 void span_set_start_time(struct span *s, uint64_t ns)
@@ -335,92 +427,164 @@ void span_set_start_time(struct span *s, uint64_t ns)
 		s->start_ns = ns;
 }
 
-/* With the arena full, a string value becomes the empty string at its key's
- * terminating NUL: never a stale offset into someone else's bytes. */
-static void empty_value(struct span_attr *a)
+/* --- attributes --- */
+
+static inline uint64_t bloom_bit(const char *key, size_t klen)
 {
-	a->v.s.off = (uint16_t)(a->key.off + a->key.len);
-	a->v.s.len = 0;
+	return klen ? 1ull << ((klen * 7u + (unsigned char)key[0] * 3u + (unsigned char)key[klen - 1]) & 63u) : 1;
 }
 
-/* Finds the slot for key, or claims a new one; NULL when over the limit. */
-static struct span_attr *attr_slot(struct span *s, const char *key, size_t klen)
+/* The key of the KeyValue whose payload starts at off, if it starts with one. */
+static bool kv_key(const struct span *s, size_t payload, size_t end, const char **key, size_t *klen)
 {
-	/* Keys are stored UTF-8-repaired, so search with the repaired form too,
-	 * or the same invalid key set twice would appear twice. */
-	char fixed[256];
-	if (__builtin_expect(!is_ascii(key, klen), 0)) {
-		if (klen > sizeof fixed)
-			klen = utf8_prefix(key, klen, sizeof fixed, UINT32_MAX);
-		memcpy(fixed, key, klen);
-		fix_utf8(fixed, klen);
-		key = fixed;
+	const unsigned char *p = (const unsigned char *)s->stream + payload, *lim = (const unsigned char *)s->stream + end;
+	uint64_t n;
+	if (p >= lim || *p != PB_KEY(1, PB_LEN))
+		return false;
+	p++;
+	if (!pb_get_varint(&p, lim, &n) || n > (uint64_t)(lim - p))
+		return false;
+	*key = (const char *)p;
+	*klen = (size_t)n;
+	return true;
+}
+
+/* Takes a key for a new value: drops the attribute already holding it (its
+ * value is replaced: the new one goes at the end), and checks the count
+ * limit. False when the attribute is dropped (and counted). */
+static bool attr_claim(struct span *s, const char *key, size_t klen, uint64_t bit)
+{
+	if (s->bloom & bit) {
+		for (size_t off = s->name_at + s->name_len; off < s->len;) {
+			unsigned field;
+			size_t payload, end;
+			const char *k;
+			size_t kl;
+			if (!item_at(s, off, &field, &payload, &end))
+				break;
+			if (field == F_ATTR && kv_key(s, payload, end, &k, &kl) && kl == klen && memcmp(k, key, klen) == 0) {
+				item_remove(s, off, end);
+				s->n_attrs--;
+				break;
+			}
+			off = end;
+		}
 	}
-	/* Overwrite semantics need a search for the key; the bloom bit lets the
-	 * usual case, a key not set before, skip it. */
-	uint64_t bit = klen ? 1ull << ((klen * 7u + (unsigned char)key[0] * 3u +
-				       (unsigned char)key[klen - 1]) & 63u) : 1;
-	if (!(s->attr_bloom & bit))
-		goto append;
-	for (unsigned i = 0; i < s->n_attrs; i++) {
-		struct span_attr *a = &s->attrs[i];
-		if (a->key.len == klen && memcmp(s->arena + a->key.off, key, klen) == 0)
-			return a;
-	}
-append:
 	if (s->n_attrs >= limits.attr_count) {
 		s->dropped_attrs++;
-		return NULL;
+		return false;
 	}
-	s->attr_bloom |= bit;
-	struct span_attr *a = &s->attrs[s->n_attrs];
-	if (!arena_put(s, key, klen, &a->key, false)) {
+	return true;
+}
+
+/* Keys are stored UTF-8-repaired, so they are compared in that form too, or
+ * the same invalid key set twice would appear twice. */
+static const char *clean_key(const char *key, size_t *klen, char fixed[256])
+{
+	if (__builtin_expect(is_ascii(key, *klen), 1))
+		return key;
+	if (*klen > 256)
+		*klen = utf8_prefix(key, *klen, 256, UINT32_MAX);
+	memcpy(fixed, key, *klen);
+	fix_utf8(fixed, *klen);
+	return fixed;
+}
+
+/* Writes the item "attribute: key = AnyValue of av bytes" up to the value;
+ * returns where the AnyValue's bytes go. */
+static char *put_attr_head(char *p, const char *key, size_t klen, size_t av)
+{
+	size_t kv = pb_len_field(1, klen) + pb_len_field(2, av);
+	p = pb_put_len(p, F_ATTR, kv);
+	p = pb_put_bytes(p, 1, key, klen);
+	return pb_put_len(p, 2, av);
+}
+
+static size_t attr_size(size_t klen, size_t av)
+{
+	return pb_len_field(F_ATTR, pb_len_field(1, klen) + pb_len_field(2, av));
+}
+
+/* A scalar AnyValue (int, double, bool) of av bytes written by put. */
+static void attr_scalar(struct span *s, const char *key, size_t klen, size_t av,
+			char *(*put)(char *, const void *), const void *v)
+{
+	if (!s)
+		return;
+	char fixed[256];
+	key = clean_key(key, &klen, fixed);
+	uint64_t bit = bloom_bit(key, klen);
+	if (!attr_claim(s, key, klen, bit))
+		return;
+	size_t need = attr_size(klen, av);
+	if (!room(s, need)) {
 		s->dropped_attrs++;
-		return NULL;
+		return;
 	}
+	char *p = put_attr_head(s->stream + s->len, key, klen, av);
+	put(p, v);
+	s->len = (uint16_t)(s->len + need);
 	s->n_attrs++;
-	return a;
+	s->bloom |= bit;
+}
+
+static char *put_int(char *p, const void *v)
+{
+	return pb_put_varint(pb_put_key(p, AV_INT, PB_VARINT), (uint64_t) * (const int64_t *)v);
+}
+
+static char *put_double(char *p, const void *v)
+{
+	uint64_t bits;
+	memcpy(&bits, v, 8);
+	return pb_put_fixed64(p, AV_DOUBLE, bits);
+}
+
+static char *put_bool(char *p, const void *v)
+{
+	p = pb_put_key(p, AV_BOOL, PB_VARINT);
+	*p++ = *(const bool *)v ? 1 : 0;
+	return p;
+}
+
+void span_attr_int(struct span *s, const char *key, size_t klen, int64_t v)
+{
+	attr_scalar(s, key, klen, 1 + pb_varint_size((uint64_t)v), put_int, &v);
+}
+
+void span_attr_double(struct span *s, const char *key, size_t klen, double v)
+{
+	attr_scalar(s, key, klen, 9, put_double, &v);
+}
+
+void span_attr_bool(struct span *s, const char *key, size_t klen, bool v)
+{
+	attr_scalar(s, key, klen, 2, put_bool, &v);
 }
 
 void span_attr_str(struct span *s, const char *key, size_t klen, const char *val, size_t len)
 {
 	if (!s)
 		return;
-	struct span_attr *a = attr_slot(s, key, klen);
-	if (!a)
+	char fixed[256];
+	key = clean_key(key, &klen, fixed);
+	uint64_t bit = bloom_bit(key, klen);
+	if (!attr_claim(s, key, klen, bit))
 		return;
-	len = utf8_prefix(val, len, SIZE_MAX, limits.attr_len);
-	a->type = SPAN_ATTR_STRING;
-	a->n = 0;
-	if (!arena_put(s, val, len, &a->v.s, true))
-		empty_value(a);
-}
-
-void span_attr_int(struct span *s, const char *key, size_t klen, int64_t v)
-{
-	struct span_attr *a = s ? attr_slot(s, key, klen) : NULL;
-	if (a) {
-		a->type = SPAN_ATTR_INT;
-		a->v.i = v;
+	/* Cut to the length limit, then to the room the span has left (about
+	 * 12 bytes of tags and lengths go around key and value). */
+	len = utf8_prefix(val, len, room_left(s, klen + 12), limits.attr_len);
+	size_t av = pb_len_field(AV_STRING, len);
+	size_t need = attr_size(klen, av);
+	if (!room(s, need)) {
+		s->dropped_attrs++;
+		return;
 	}
-}
-
-void span_attr_double(struct span *s, const char *key, size_t klen, double v)
-{
-	struct span_attr *a = s ? attr_slot(s, key, klen) : NULL;
-	if (a) {
-		a->type = SPAN_ATTR_DOUBLE;
-		a->v.d = v;
-	}
-}
-
-void span_attr_bool(struct span *s, const char *key, size_t klen, bool v)
-{
-	struct span_attr *a = s ? attr_slot(s, key, klen) : NULL;
-	if (a) {
-		a->type = SPAN_ATTR_BOOL;
-		a->v.b = v;
-	}
+	char *p = put_attr_head(s->stream + s->len, key, klen, av);
+	put_utf8(pb_put_len(p, AV_STRING, len), val, len);
+	s->len = (uint16_t)(s->len + need);
+	s->n_attrs++;
+	s->bloom |= bit;
 }
 
 void span_set_str_array(struct span *s, const char *key, const char *const *vals,
@@ -428,158 +592,155 @@ void span_set_str_array(struct span *s, const char *key, const char *const *vals
 {
 	if (!s)
 		return;
-	struct span_attr *a = attr_slot(s, key, strlen(key));
-	if (!a)
+	char fixed[256];
+	size_t klen = strlen(key);
+	key = clean_key(key, &klen, fixed);
+	uint64_t bit = bloom_bit(key, klen);
+	if (!attr_claim(s, key, klen, bit))
 		return;
-	uint16_t start = s->arena_used;
-	uint16_t count = 0;
-	for (size_t i = 0; i < n; i++) {
-		size_t len = utf8_prefix(vals[i], lens[i], SIZE_MAX, limits.attr_len);
-		if ((size_t)(SPAN_ARENA_SIZE - s->arena_used) < len + 1)
-			break;  /* keep the elements that fit whole */
-		copy_utf8(s->arena + s->arena_used, vals[i], len);
-		s->arena[s->arena_used + len] = '\0';
-		s->arena_used += (uint16_t)(len + 1);
-		count++;
+	/* The elements that fit whole are kept. */
+	size_t arr = 0, keep = 0, budget = room_left(s, klen + 16);
+	size_t cut[16];
+	for (; keep < n && keep < 16; keep++) {
+		cut[keep] = utf8_prefix(vals[keep], lens[keep], SIZE_MAX, limits.attr_len);
+		size_t e = pb_len_field(1, pb_len_field(AV_STRING, cut[keep]));
+		if (arr + e > budget)
+			break;
+		arr += e;
 	}
-	a->type = SPAN_ATTR_STRING_ARRAY;
-	a->n = count;
-	a->v.s.off = start;
-	a->v.s.len = (uint16_t)(s->arena_used - start);
+	size_t av = pb_len_field(AV_ARRAY, arr);
+	size_t need = attr_size(klen, av);
+	if (!room(s, need)) {
+		s->dropped_attrs++;
+		return;
+	}
+	char *p = put_attr_head(s->stream + s->len, key, klen, av);
+	p = pb_put_len(p, AV_ARRAY, arr);
+	for (size_t i = 0; i < keep; i++) {
+		p = pb_put_len(p, 1, pb_len_field(AV_STRING, cut[i]));
+		p = put_utf8(pb_put_len(p, AV_STRING, cut[i]), vals[i], cut[i]);
+	}
+	s->len = (uint16_t)(s->len + need);
+	s->n_attrs++;
+	s->bloom |= bit;
 }
+
+/* --- status, events, links --- */
 
 void span_set_status(struct span *s, enum span_status st, const char *msg, size_t len)
 {
 	if (!s || st == SPAN_STATUS_UNSET || s->status == SPAN_STATUS_OK)
 		return;
 	s->status = (uint8_t)st;
-	if (st == SPAN_STATUS_ERROR && msg && len) {
-		len = utf8_prefix(msg, len, SIZE_MAX, limits.attr_len);
-		if (!arena_put(s, msg, len, &s->status_message, true))
-			s->status_message.len = 0;
-	} else {
-		s->status_message.len = 0;
-	}
-}
-
-/* --- attribute blocks --- */
-
-struct span *span_scratch_new(void)
-{
-	return calloc(1, sizeof(struct span));
-}
-
-void span_attr_block_take(struct span_attr_block *b, struct span *scratch)
-{
-	b->n = 0;
-	if (!scratch)
-		return;
-	bool fits = scratch->n_attrs <= SPAN_BLOCK_MAX_ATTRS && scratch->arena_used <= SPAN_BLOCK_ARENA &&
-		    !scratch->dropped_attrs;
-	for (unsigned i = 0; fits && i < scratch->n_attrs; i++)
-		fits = scratch->attrs[i].type != SPAN_ATTR_STRING_ARRAY;  /* block_attr_set has no array form */
-	if (fits) {
-		memcpy(b->attrs, scratch->attrs, scratch->n_attrs * sizeof *b->attrs);
-		memcpy(b->arena, scratch->arena, scratch->arena_used);
-		b->arena_len = scratch->arena_used;
-		b->bloom = scratch->attr_bloom;
-		b->n = scratch->n_attrs;
-	}
-	free(scratch);
-}
-
-/* One attribute of a block through the setters: the path for a span that
- * already has one of the block's keys, or too little room for all of it. */
-static void block_attr_set(struct span *s, const struct span_attr_block *b, const struct span_attr *a)
-{
-	const char *key = b->arena + a->key.off;
-	switch (a->type) {
-	case SPAN_ATTR_STRING:
-		span_attr_str(s, key, a->key.len, b->arena + a->v.s.off, a->v.s.len);
-		break;
-	case SPAN_ATTR_INT:
-		span_attr_int(s, key, a->key.len, a->v.i);
-		break;
-	case SPAN_ATTR_DOUBLE:
-		span_attr_double(s, key, a->key.len, a->v.d);
-		break;
-	case SPAN_ATTR_BOOL:
-		span_attr_bool(s, key, a->key.len, a->v.b);
-		break;
-	default:
-		break;  /* span_attr_block_take refuses arrays */
-	}
-}
-
-void span_attr_block_add(struct span *s, const struct span_attr_block *b)
-{
-	if (!s || !b->n)
-		return;
-	/* The bloom filter rules out, for the usual case, a key the span has
-	 * already (overwrite semantics need the slow path then). */
-	if ((s->attr_bloom & b->bloom) || s->n_attrs + b->n > limits.attr_count ||
-	    (size_t)(SPAN_ARENA_SIZE - s->arena_used) < b->arena_len) {
-		for (unsigned i = 0; i < b->n; i++)
-			block_attr_set(s, b, &b->attrs[i]);
-		return;
-	}
-	uint16_t base = s->arena_used;
-	memcpy(s->arena + base, b->arena, b->arena_len);
-	struct span_attr *dst = &s->attrs[s->n_attrs];
-	for (unsigned i = 0; i < b->n; i++) {
-		dst[i] = b->attrs[i];
-		dst[i].key.off = (uint16_t)(dst[i].key.off + base);
-		if (dst[i].type == SPAN_ATTR_STRING)
-			dst[i].v.s.off = (uint16_t)(dst[i].v.s.off + base);
-	}
-	s->n_attrs = (uint8_t)(s->n_attrs + b->n);
-	s->arena_used = (uint16_t)(s->arena_used + b->arena_len);
-	s->attr_bloom |= b->bloom;
-}
-
-/* Copies kvs into the shared sub-attribute pool; returns how many were dropped. */
-static uint16_t put_sub_attrs(struct span *s, const struct span_kv *kv, size_t n, uint32_t limit,
-			      uint8_t *first, uint8_t *count)
-{
-	uint16_t dropped = 0;
-	*first = s->n_sub_attrs;
-	*count = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (*count >= limit || s->n_sub_attrs >= SPAN_MAX_SUB_ATTRS) {
-			dropped++;
-			continue;
-		}
-		struct span_attr *a = &s->sub_attrs[s->n_sub_attrs];
-		if (!arena_put(s, kv[i].key, strlen(kv[i].key), &a->key, false)) {
-			dropped++;
-			continue;
-		}
-		a->type = (uint8_t)kv[i].type;
-		a->n = 0;
-		switch (kv[i].type) {
-		case SPAN_ATTR_STRING: {
-			size_t len = utf8_prefix(kv[i].v.s.p, kv[i].v.s.len, SIZE_MAX, limits.attr_len);
-			if (!arena_put(s, kv[i].v.s.p, len, &a->v.s, true))
-				empty_value(a);
+	/* At most one message item, replaced. */
+	for (size_t off = s->name_at + s->name_len; s->mixed && off < s->len;) {
+		unsigned field;
+		size_t payload, end;
+		if (!item_at(s, off, &field, &payload, &end))
+			break;
+		if (field == F_STATUS) {
+			item_remove(s, off, end);
 			break;
 		}
+		off = end;
+	}
+	if (st != SPAN_STATUS_ERROR || !msg || !len)
+		return;
+	len = utf8_prefix(msg, len, room_left(s, 8), limits.attr_len);
+	size_t body = pb_len_field(2, len), need = pb_len_field(F_STATUS, body);
+	if (!room(s, need))
+		return;
+	char *p = pb_put_len(s->stream + s->len, F_STATUS, body);
+	put_utf8(pb_put_len(p, 2, len), msg, len);
+	s->len = (uint16_t)(s->len + need);
+	s->mixed = true;
+}
+
+/* At most this many attributes of one event or link are looked at; the
+ * rest are dropped (and counted), as are those past the limits. */
+#define SUB_MAX (SPAN_MAX_SUB_ATTRS * 2)
+
+static bool sub_type_ok(enum span_attr_type t)
+{
+	return t == SPAN_ATTR_STRING || t == SPAN_ATTR_INT || t == SPAN_ATTR_DOUBLE || t == SPAN_ATTR_BOOL;
+}
+
+/* Bytes of an AnyValue for kv (a string cut to lens). */
+static size_t sub_av_size(const struct span_kv *kv, size_t len)
+{
+	switch (kv->type) {
+	case SPAN_ATTR_STRING:
+		return pb_len_field(AV_STRING, len);
+	case SPAN_ATTR_INT:
+		return 1 + pb_varint_size((uint64_t)kv->v.i);
+	case SPAN_ATTR_DOUBLE:
+		return 9;
+	default:
+		return 2;
+	}
+}
+
+/* Bytes of the KeyValues of kv[0..n) that fit the limits: *kept of them
+ * (the rest are counted in *dropped); string lengths cut into lens. */
+static size_t sub_attrs_size(struct span *s, const struct span_kv *kv, size_t n, uint32_t limit, size_t *kept,
+			     uint32_t *dropped, size_t lens[SUB_MAX])
+{
+	size_t total = 0;
+	*kept = 0;
+	*dropped = n > SUB_MAX ? (uint32_t)(n - SUB_MAX) : 0;
+	for (size_t i = 0; i < n && i < SUB_MAX; i++) {
+		if (*kept >= limit || s->n_sub + *kept >= SPAN_MAX_SUB_ATTRS || !sub_type_ok(kv[i].type)) {
+			(*dropped)++;
+			continue;
+		}
+		size_t klen = strlen(kv[i].key);
+		lens[i] = kv[i].type == SPAN_ATTR_STRING
+				  ? utf8_prefix(kv[i].v.s.p, kv[i].v.s.len, room_left(s, total + klen + 24), limits.attr_len)
+				  : 0;
+		/* Event.attributes (3) and Link.attributes (4): one-byte keys. */
+		total += pb_len_field(3, pb_len_field(1, klen) + pb_len_field(2, sub_av_size(&kv[i], lens[i])));
+		(*kept)++;
+	}
+	return total;
+}
+
+static char *put_sub_attrs(char *p, unsigned field, const struct span_kv *kv, size_t n, size_t kept,
+			   const size_t lens[SUB_MAX])
+{
+	for (size_t i = 0, done = 0; i < n && i < SUB_MAX && done < kept; i++) {
+		if (!sub_type_ok(kv[i].type))
+			continue;
+		size_t klen = strlen(kv[i].key), av = sub_av_size(&kv[i], lens[i]);
+		p = pb_put_len(p, field, pb_len_field(1, klen) + pb_len_field(2, av));
+		p = pb_put_bytes(p, 1, kv[i].key, klen);
+		p = pb_put_len(p, 2, av);
+		switch (kv[i].type) {
+		case SPAN_ATTR_STRING:
+			p = put_utf8(pb_put_len(p, AV_STRING, lens[i]), kv[i].v.s.p, lens[i]);
+			break;
 		case SPAN_ATTR_INT:
-			a->v.i = kv[i].v.i;
+			p = put_int(p, &kv[i].v.i);
 			break;
 		case SPAN_ATTR_DOUBLE:
-			a->v.d = kv[i].v.d;
-			break;
-		case SPAN_ATTR_BOOL:
-			a->v.b = kv[i].v.b;
+			p = put_double(p, &kv[i].v.d);
 			break;
 		default:
-			dropped++;
-			continue;
+			p = put_bool(p, &kv[i].v.b);
+			break;
 		}
-		s->n_sub_attrs++;
-		(*count)++;
+		done++;
 	}
-	return dropped;
+	return p;
+}
+
+static size_t uint_field(unsigned field, uint64_t v)
+{
+	return v ? pb_varint_size(PB_KEY(field, PB_VARINT)) + pb_varint_size(v) : 0;
+}
+
+static char *put_uint(char *p, unsigned field, uint64_t v)
+{
+	return v ? pb_put_varint(pb_put_key(p, field, PB_VARINT), v) : p;
 }
 
 void span_add_event(struct span *s, const char *name, uint64_t time_ns,
@@ -591,14 +752,25 @@ void span_add_event(struct span *s, const char *name, uint64_t time_ns,
 		s->dropped_events++;
 		return;
 	}
-	struct span_event *e = &s->events[s->n_events];
-	if (!arena_put(s, name, strlen(name), &e->name, false)) {
+	size_t nlen = strlen(name), kept, lens[SUB_MAX];
+	uint32_t dropped;
+	size_t body = 9 + pb_len_field(2, nlen);
+	body += sub_attrs_size(s, attrs, n, limits.event_attr_count, &kept, &dropped, lens);
+	body += uint_field(4, dropped);
+	size_t need = pb_len_field(F_EVENT, body);
+	if (!room(s, need)) {
 		s->dropped_events++;
 		return;
 	}
-	e->time_ns = time_ns ? time_ns : span_now_ns();
-	e->dropped_attrs = put_sub_attrs(s, attrs, n, limits.event_attr_count, &e->attr_first, &e->attr_count);
+	char *p = pb_put_len(s->stream + s->len, F_EVENT, body);
+	p = pb_put_fixed64(p, 1, time_ns ? time_ns : clock_now_ns());
+	p = put_utf8(pb_put_len(p, 2, nlen), name, nlen);
+	p = put_sub_attrs(p, 3, attrs, n, kept, lens);
+	put_uint(p, 4, dropped);
+	s->len = (uint16_t)(s->len + need);
+	s->n_sub = (uint8_t)(s->n_sub + kept);
 	s->n_events++;
+	s->mixed = true;
 }
 
 void span_add_exception(struct span *s, const char *type, const char *msg, size_t msg_len)
@@ -612,6 +784,13 @@ void span_add_exception(struct span *s, const char *type, const char *msg, size_
 	span_add_event(s, "exception", 0, kv, msg ? 2 : 1);
 }
 
+/* OTLP Span.flags: W3C flags in the low byte, plus the has-is-remote and
+ * is-remote bits (0x100, 0x200). */
+static uint32_t span_flags(unsigned trace_flags, bool remote)
+{
+	return (trace_flags & 0xffu) | 0x100u | (remote ? 0x200u : 0u);
+}
+
 void span_add_link(struct span *s, const struct trace_context *ctx,
 		   const struct span_kv *attrs, size_t n)
 {
@@ -621,31 +800,244 @@ void span_add_link(struct span *s, const struct trace_context *ctx,
 		s->dropped_links++;
 		return;
 	}
-	struct span_link *l = &s->links[s->n_links];
-	memcpy(l->trace_id, ctx->trace_id, 16);
-	memcpy(l->span_id, ctx->span_id, 8);
-	l->flags = ctx->flags;
-	l->remote = ctx->remote;
-	l->trace_state.len = 0;
+	size_t kept, lens[SUB_MAX];
+	uint32_t dropped;
+	size_t body = 18 + 10 + (ctx->tracestate_len ? pb_len_field(3, ctx->tracestate_len) : 0) + 5;
+	body += sub_attrs_size(s, attrs, n, limits.link_attr_count, &kept, &dropped, lens);
+	body += uint_field(5, dropped);
+	size_t need = pb_len_field(F_LINK, body);
+	if (!room(s, need)) {
+		s->dropped_links++;
+		return;
+	}
+	char *p = pb_put_len(s->stream + s->len, F_LINK, body);
+	p = pb_put_bytes(p, 1, ctx->trace_id, 16);
+	p = pb_put_bytes(p, 2, ctx->span_id, 8);
 	if (ctx->tracestate_len)
-		arena_put(s, ctx->buf, ctx->tracestate_len, &l->trace_state, false);
-	l->dropped_attrs = put_sub_attrs(s, attrs, n, limits.link_attr_count, &l->attr_first, &l->attr_count);
+		p = pb_put_bytes(p, 3, ctx->buf, ctx->tracestate_len);
+	p = put_sub_attrs(p, 4, attrs, n, kept, lens);
+	p = put_uint(p, 5, dropped);
+	pb_put_fixed32(p, 6, span_flags(ctx->flags, ctx->remote));
+	s->len = (uint16_t)(s->len + need);
+	s->n_sub = (uint8_t)(s->n_sub + kept);
 	s->n_links++;
+	s->mixed = true;
+}
+
+/* --- attribute blocks --- */
+
+struct span *span_scratch_new(void)
+{
+	/* A scratch record's stream is as large as a big block, in the record. */
+	struct span *s = calloc(1, sizeof *s + SPAN_BIG_SIZE);
+	if (!s)
+		return NULL;
+	s->stream = s->data;
+	s->cap = SPAN_BIG_SIZE;
+	s->scratch = true;
+	return s;
+}
+
+void span_attr_block_take(struct span_attr_block *b, struct span *scratch)
+{
+	b->n = 0;
+	if (!scratch)
+		return;
+	size_t at = (size_t)scratch->name_at + scratch->name_len;
+	size_t len = scratch->len - at;
+	if (scratch->n_attrs <= SPAN_BLOCK_MAX_ATTRS && len <= SPAN_BLOCK_BYTES && !scratch->dropped_attrs &&
+	    !scratch->mixed) {
+		memcpy(b->bytes, scratch->stream + at, len);
+		b->len = (uint16_t)len;
+		b->bloom = scratch->bloom;
+		b->n = scratch->n_attrs;
+	}
+	free(scratch);
+}
+
+/* The block's attributes one at a time, through the setters: for a span that
+ * has one of the block's keys already, or not enough room for all of it. */
+static void block_add_each(struct span *s, const struct span_attr_block *b)
+{
+	const unsigned char *p = (const unsigned char *)b->bytes, *end = p + b->len;
+	while (p < end) {
+		uint64_t key, n, kl, avl, v;
+		if (!pb_get_varint(&p, end, &key) || !pb_get_varint(&p, end, &n) || n > (uint64_t)(end - p))
+			return;
+		const unsigned char *kv = p, *kvend = p + n;
+		p = kvend;
+		if (kv >= kvend || *kv++ != PB_KEY(1, PB_LEN) || !pb_get_varint(&kv, kvend, &kl) ||
+		    kl > (uint64_t)(kvend - kv))
+			continue;
+		const char *k = (const char *)kv;
+		kv += kl;
+		if (kv >= kvend || *kv++ != PB_KEY(2, PB_LEN) || !pb_get_varint(&kv, kvend, &avl) || kv >= kvend)
+			continue;
+		unsigned char t = *kv++;
+		if (t == PB_KEY(AV_STRING, PB_LEN) && pb_get_varint(&kv, kvend, &v) && v <= (uint64_t)(kvend - kv)) {
+			span_attr_str(s, k, kl, (const char *)kv, v);
+		} else if (t == PB_KEY(AV_INT, PB_VARINT) && pb_get_varint(&kv, kvend, &v)) {
+			span_attr_int(s, k, kl, (int64_t)v);
+		} else if (t == PB_KEY(AV_BOOL, PB_VARINT) && pb_get_varint(&kv, kvend, &v)) {
+			span_attr_bool(s, k, kl, v != 0);
+		} else if (t == PB_KEY(AV_DOUBLE, PB_I64) && kvend - kv >= 8) {
+			double d;
+			memcpy(&d, kv, 8);
+			span_attr_double(s, k, kl, d);
+		}
+	}
+}
+
+void span_attr_block_add(struct span *s, const struct span_attr_block *b)
+{
+	if (!s || !b->n)
+		return;
+	/* The bloom filter rules out, for the usual case, a key the span has
+	 * already (overwrite semantics need the slow path then). */
+	if ((s->bloom & b->bloom) || s->n_attrs + b->n > limits.attr_count || !room(s, b->len)) {
+		block_add_each(s, b);
+		return;
+	}
+	memcpy(s->stream + s->len, b->bytes, b->len);
+	s->len = (uint16_t)(s->len + b->len);
+	s->n_attrs = (uint8_t)(s->n_attrs + b->n);
+	s->bloom |= b->bloom;
+}
+
+/* --- accessors --- */
+
+size_t span_trace_state(const struct span *s, const char **p)
+{
+	unsigned field;
+	size_t payload, end;
+	if (!s || !s->name_at || !item_at(s, 0, &field, &payload, &end) || field != F_TRACE_STATE)
+		return 0;
+	*p = s->stream + payload;
+	return end - payload;
+}
+
+uint32_t span_index(const struct span *s)
+{
+	return s->index;
+}
+
+/* --- encoding and end --- */
+
+/* Copies the items of one field number from the stream after the name. */
+static char *copy_items(char *p, const struct span *s, unsigned want)
+{
+	for (size_t off = s->name_at + s->name_len; off < s->len;) {
+		unsigned field;
+		size_t payload, end;
+		if (!item_at(s, off, &field, &payload, &end))
+			break;
+		if (field == want) {
+			memcpy(p, s->stream + off, end - off);
+			p += end - off;
+		}
+		off = end;
+	}
+	return p;
+}
+
+/* The status message item, if any: its payload (Status.message, field 2). */
+static size_t status_item(const struct span *s, size_t *payload)
+{
+	for (size_t off = s->name_at + s->name_len; s->mixed && off < s->len;) {
+		unsigned field;
+		size_t end;
+		if (!item_at(s, off, &field, payload, &end))
+			break;
+		if (field == F_STATUS)
+			return end - *payload;
+		off = end;
+	}
+	return 0;
+}
+
+static size_t encoded_size(const struct span *s, uint64_t end_ns, size_t *status_msg, size_t *status_body)
+{
+	size_t msg_at = 0;
+	*status_msg = s->status == SPAN_STATUS_ERROR ? status_item(s, &msg_at) : 0;
+	*status_body = *status_msg + uint_field(3, s->status);
+	return 18 + 10 + (s->has_parent ? 10 : 0) + s->len + uint_field(F_KIND, s->kind) + (s->start_ns ? 9 : 0) +
+	       (end_ns ? 9 : 0) + uint_field(F_DROPPED_ATTRS, s->dropped_attrs) +
+	       uint_field(F_DROPPED_EVENTS, s->dropped_events) + uint_field(F_DROPPED_LINKS, s->dropped_links) +
+	       (s->status != SPAN_STATUS_UNSET ? pb_len_field(F_STATUS, *status_body) : 0) + 6 -
+	       (*status_msg ? pb_len_field(F_STATUS, *status_msg) : 0);
+}
+
+/* Writes the Span message, fields in number order (as protobuf encoders do). */
+static char *encode(char *p, const struct span *s, uint64_t end_ns, size_t status_msg, size_t status_body)
+{
+	p = pb_put_bytes(p, F_TRACE_ID, s->trace_id, 16);
+	p = pb_put_bytes(p, F_SPAN_ID, s->span_id, 8);
+	memcpy(p, s->stream, s->name_at);   /* the tracestate item, if any */
+	p += s->name_at;
+	if (s->has_parent)
+		p = pb_put_bytes(p, F_PARENT, s->parent_span_id, 8);
+	memcpy(p, s->stream + s->name_at, s->name_len);
+	p += s->name_len;
+	p = put_uint(p, F_KIND, s->kind);
+	if (s->start_ns)
+		p = pb_put_fixed64(p, F_START, s->start_ns);
+	if (end_ns)
+		p = pb_put_fixed64(p, F_END, end_ns);
+	size_t rest = (size_t)s->name_at + s->name_len;
+	if (!s->mixed) {
+		memcpy(p, s->stream + rest, s->len - rest);   /* only attributes: the usual case */
+		p += s->len - rest;
+	} else {
+		p = copy_items(p, s, F_ATTR);
+	}
+	p = put_uint(p, F_DROPPED_ATTRS, s->dropped_attrs);
+	if (s->mixed)
+		p = copy_items(p, s, F_EVENT);
+	p = put_uint(p, F_DROPPED_EVENTS, s->dropped_events);
+	if (s->mixed)
+		p = copy_items(p, s, F_LINK);
+	p = put_uint(p, F_DROPPED_LINKS, s->dropped_links);
+	if (s->status != SPAN_STATUS_UNSET) {
+		p = pb_put_len(p, F_STATUS, status_body);
+		if (status_msg) {
+			size_t at = 0;
+			status_item(s, &at);
+			memcpy(p, s->stream + at, status_msg);
+			p += status_msg;
+		}
+		p = put_uint(p, 3, s->status);
+	}
+	return pb_put_fixed32(p, F_FLAGS, span_flags(s->trace_flags, s->has_parent && s->parent_remote));
+}
+
+size_t span_encode(const struct span *s, uint64_t end_ns, char *out, size_t cap)
+{
+	size_t msg, body;
+	size_t n = encoded_size(s, end_ns, &msg, &body);
+	if (n > cap)
+		return 0;
+	char *e = encode(out, s, end_ns, msg, body);
+	return (size_t)(e - out) == n ? n : 0;
 }
 
 void span_end_at(struct span *s, uint64_t end_ns)
 {
 	if (!s)
 		return;
-	s->end_ns = end_ns ? end_ns : span_now_ns();
-	if (s->end_ns < s->start_ns)
-		s->end_ns = s->start_ns;
-	if (queue_push(s)) {
+	end_ns = end_ns ? end_ns : clock_now_ns();
+	if (end_ns < s->start_ns)
+		end_ns = s->start_ns;
+	size_t msg, body;
+	size_t n = encoded_size(s, end_ns, &msg, &body);
+	struct queue_slot slot;
+	if (queue_reserve(n, &slot)) {
+		encode(slot.p, s, end_ns, msg, body);
+		queue_commit(&slot);
 		atomic_fetch_add_explicit(&stats.ended, 1, memory_order_relaxed);
 	} else {
 		atomic_fetch_add_explicit(&stats.dropped_full, 1, memory_order_relaxed);
-		span_pool_free(s);
 	}
+	record_free(s);
 }
 
 void span_end(struct span *s)
@@ -656,7 +1048,7 @@ void span_end(struct span *s)
 void span_discard(struct span *s)
 {
 	if (s)
-		span_pool_free(s);
+		record_free(s);
 }
 
 void span_drop(struct span *s)
@@ -664,7 +1056,7 @@ void span_drop(struct span *s)
 	if (!s)
 		return;
 	atomic_fetch_add_explicit(&stats.dropped_unfollowed, 1, memory_order_relaxed);
-	span_pool_free(s);
+	record_free(s);
 }
 
 void span_stats_get(struct span_stats *out)
@@ -675,4 +1067,5 @@ void span_stats_get(struct span_stats *out)
 	out->dropped_full = atomic_load(&stats.dropped_full);
 	out->dropped_pool = atomic_load(&stats.dropped_pool);
 	out->dropped_unfollowed = atomic_load(&stats.dropped_unfollowed);
+	out->big = atomic_load(&stats.big);
 }

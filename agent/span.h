@@ -1,4 +1,4 @@
-/* Fixed-size span records from a preallocated pool: start, attributes, events, links, status, end. */
+/* Spans: small records from a lock-free pool, attributes kept as their OTLP bytes; a finished span is encoded once, into the queue. */
 #ifndef TRACEAGENT_SPAN_H
 #define TRACEAGENT_SPAN_H
 
@@ -6,15 +6,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "context.h"
 
-/* Built-in capacity of one record. The configured OTEL_*_LIMITs apply on top;
- * the effective limit is the smaller of the two (README documents this). */
+/*
+ * An open span is a 512-byte record: a fixed header and a stream of the
+ * span's variable fields (tracestate, name, attributes, events, links, the
+ * status message), each already encoded as the OTLP protobuf field it will
+ * be. A span whose fields outgrow the record moves them once to a 4 KB block.
+ * span_end writes the whole Span message into the finished-span queue and
+ * gives the record back: the queue holds only the bytes that will be sent,
+ * and no other code ever frees a record.
+ *
+ * Built-in capacity; the configured OTEL_*_LIMITs apply on top (the effective
+ * limit is the smaller of the two; README documents this).
+ */
 #define SPAN_MAX_ATTRS      40
 #define SPAN_MAX_SUB_ATTRS  16   /* shared by all events and links of a span */
 #define SPAN_MAX_EVENTS     4
 #define SPAN_MAX_LINKS      4
-#define SPAN_ARENA_SIZE     3072 /* keys, string values, name, tracestate, status message */
+#define SPAN_RECORD_SIZE    512
+#define SPAN_BIG_SIZE       4096 /* the stream of a span that outgrows its record */
 
 /* Same numbering as OTLP Span.SpanKind. */
 enum span_kind {
@@ -38,44 +50,7 @@ enum span_attr_type {
 	SPAN_ATTR_BOOL,
 	SPAN_ATTR_INT,
 	SPAN_ATTR_DOUBLE,
-	SPAN_ATTR_STRING_ARRAY,  /* elements stored back to back, each NUL-terminated; n = count */
-};
-
-/* A byte range in the record's arena. */
-struct span_str {
-	uint16_t off;
-	uint16_t len;
-};
-
-struct span_attr {
-	struct span_str key;
-	uint8_t type;            /* enum span_attr_type */
-	uint16_t n;              /* element count for SPAN_ATTR_STRING_ARRAY */
-	union {
-		int64_t i;
-		double d;
-		bool b;
-		struct span_str s;   /* string, or the packed array */
-	} v;
-};
-
-struct span_event {
-	uint64_t time_ns;
-	struct span_str name;
-	uint8_t attr_first;      /* index into sub_attrs */
-	uint8_t attr_count;
-	uint16_t dropped_attrs;
-};
-
-struct span_link {
-	uint8_t trace_id[16];
-	uint8_t span_id[8];
-	uint8_t flags;           /* W3C trace flags */
-	bool remote;
-	struct span_str trace_state;
-	uint8_t attr_first;
-	uint8_t attr_count;
-	uint16_t dropped_attrs;
+	SPAN_ATTR_STRING_ARRAY,
 };
 
 /* Typed key/value used to pass event and link attributes. */
@@ -90,38 +65,19 @@ struct span_kv {
 	} v;
 };
 
-struct span {
-	uint8_t trace_id[16];
-	uint8_t span_id[8];
-	uint8_t parent_span_id[8];
-	uint8_t trace_flags;
-	uint8_t kind;            /* enum span_kind */
-	uint8_t status;          /* enum span_status */
-	bool has_parent;
-	bool parent_remote;
-	uint8_t n_attrs, n_sub_attrs, n_events, n_links;
-	uint32_t dropped_attrs, dropped_events, dropped_links;
-	uint32_t pool_index;     /* owned by the pool */
-	uint64_t attr_bloom;     /* keys already set, for the overwrite check */
-	uint64_t start_ns, end_ns;
-	struct span_str name, trace_state, status_message;
-	uint16_t arena_used;
-	struct span_attr attrs[SPAN_MAX_ATTRS];
-	struct span_attr sub_attrs[SPAN_MAX_SUB_ATTRS];
-	struct span_event events[SPAN_MAX_EVENTS];
-	struct span_link links[SPAN_MAX_LINKS];
-	char arena[SPAN_ARENA_SIZE];
+struct span;
+
+/* A finished span: its OTLP Span message (the queue's entries). */
+struct span_bytes {
+	const char *p;
+	size_t len;
 };
 
-static inline const char *span_str_ptr(const struct span *s, struct span_str r)
+/* (Until every caller reads clock.h's names.) */
+static inline uint64_t span_now_ns(void)
 {
-	return s->arena + r.off;
+	return clock_now_ns();
 }
-
-/* Wall-clock time in ns, from a monotonic clock anchored to CLOCK_REALTIME
- * (one vDSO read per call; re-anchored by span_clock_reanchor). */
-uint64_t span_now_ns(void);
-void span_clock_reanchor(void);
 
 /*
  * Starts a span. parent: NULL means the thread's current context; a context
@@ -139,7 +95,7 @@ void span_set_name(struct span *s, const char *name, size_t len);
 void span_set_start_time(struct span *s, uint64_t ns);
 /* Attribute setters: a key that exists is overwritten; past the count limit
  * the attribute is dropped and counted; string values are cut to the length
- * limit at a UTF-8 character boundary, and to what the arena still holds;
+ * limit at a UTF-8 character boundary, and to the room the span has left;
  * bytes that are not valid UTF-8 become '?'. The span_attr_* forms take the
  * key's length; the span_set_* wrappers compute it, at compile time for the
  * literal keys hooks use. */
@@ -175,22 +131,22 @@ static inline void span_set_bool(struct span *s, const char *key, bool v)
 
 void span_set_str_array(struct span *s, const char *key, const char *const *vals,
 			const size_t *lens, size_t n);
+
 /*
  * A set of attributes prepared once and added to many spans with one copy:
- * what every span of a client shares (messaging.system, client id, server)
- * costs a few hundred instructions a span through the setters, and a
- * memcpy this way. Built by running the usual setters on a scratch record,
- * so limits and UTF-8 repair apply exactly as they would span by span.
+ * what every span of a connection or client shares (server address and
+ * port, db.system.name, messaging.system, client id). Built by running the
+ * usual setters on a scratch record, so limits and UTF-8 repair apply
+ * exactly as they would span by span; kept as the encoded bytes.
  */
 #define SPAN_BLOCK_MAX_ATTRS 8
-#define SPAN_BLOCK_ARENA     1024
+#define SPAN_BLOCK_BYTES     512
 
 struct span_attr_block {
 	uint8_t n;                /* 0: empty (or could not be built), adds nothing */
-	uint16_t arena_len;
+	uint16_t len;
 	uint64_t bloom;
-	struct span_attr attrs[SPAN_BLOCK_MAX_ATTRS];
-	char arena[SPAN_BLOCK_ARENA];
+	char bytes[SPAN_BLOCK_BYTES];
 };
 
 /* A zeroed record outside the pool, for building a block with the setters;
@@ -211,15 +167,27 @@ void span_add_exception(struct span *s, const char *type, const char *msg, size_
 void span_add_link(struct span *s, const struct trace_context *ctx,
 		   const struct span_kv *attrs, size_t n);
 
-/* Ends the span (end time now, or end_ns when non-zero) and hands it to the
- * finished-span queue. The record must not be touched afterwards. */
+/* The span's tracestate (inherited from its parent): its bytes and length. */
+size_t span_trace_state(const struct span *s, const char **p);
+/* The record's index in the pool, below span_pool_capacity(): hooks keep
+ * per-span side data in arrays indexed by it. */
+uint32_t span_index(const struct span *s);
+
+/* Ends the span (end time now, or end_ns when non-zero), encodes it into the
+ * finished-span queue and frees the record. The record must not be touched
+ * afterwards. */
 void span_end(struct span *s);
 void span_end_at(struct span *s, uint64_t end_ns);
-/* Returns the record to the pool without exporting it. */
+/* Frees the record without exporting it. */
 void span_discard(struct span *s);
 /* The same for a span the agent had to give up (a hook could not follow its
  * exchange: a request pipelined deeper than it keeps): counted as dropped. */
 void span_drop(struct span *s);
+
+/* The OTLP Span message of s as if it ended at end_ns (0: its current
+ * state, end time unset), into out (at most cap bytes). Returns the length,
+ * or 0 when it does not fit. For tests and tools: span_end does this itself. */
+size_t span_encode(const struct span *s, uint64_t end_ns, char *out, size_t cap);
 
 /* Counters for the exit summary and tests. */
 struct span_stats {
@@ -229,15 +197,14 @@ struct span_stats {
 	uint64_t dropped_full;   /* queue full at end */
 	uint64_t dropped_pool;   /* no free record at start */
 	uint64_t dropped_unfollowed;  /* started, then given up by a hook (span_drop) */
+	uint64_t big;            /* spans whose fields outgrew their record */
 };
 void span_stats_get(struct span_stats *out);
 
-/* Pool lifecycle: span_pool_init sizes the pool for max_queue finished spans
- * plus in-flight ones; memory is reserved but only touched as records are used. */
+/* Pool lifecycle: span_pool_init sizes the pool for open spans (the queue
+ * holds finished ones as bytes); memory is reserved but only touched as
+ * records are used. */
 bool span_pool_init(uint32_t max_queue);
-void span_pool_free(struct span *s);   /* used by the exporter after encoding */
-/* Number of records the pool can hold: every span's pool_index is below it,
- * so hooks can keep per-span side data in an array indexed by it. */
 uint32_t span_pool_capacity(void);
 
 #endif

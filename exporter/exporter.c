@@ -18,6 +18,7 @@
 #include "agent/queue.h"
 #include "agent/resource.h"
 #include "agent/span.h"
+#include "agent/spanview.h"
 #include "exporter/buf.h"
 #include "exporter/otlp_json.h"
 #include "exporter/otlp_proto.h"
@@ -30,7 +31,7 @@ static bool started;               /* a thread was created in this process */
 static bool exited;                /* ... and has left its loop */
 static bool stopping;
 static uint64_t flush_req, flush_done;
-static uint64_t stop_deadline_ns;  /* span_now_ns clock; bounds sends during shutdown */
+static uint64_t stop_deadline_ns;  /* clock_now_ns clock; bounds sends during shutdown */
 static bool atexit_late_registered;
 static void (*on_start)(void);     /* exporter_set_on_start */
 
@@ -49,8 +50,8 @@ static _Atomic long thread_pid;    /* the process the thread runs in: a vfork ch
 static _Atomic uint64_t final_deadline;  /* exporter_final_deadline; 0 until the first final flush */
 
 static struct resource resource;
-static struct span **batch;        /* spans popped and not yet freed: the child frees them after fork */
-static _Atomic size_t batch_n;
+static struct span_bytes *batch;   /* the spans of the batch being encoded (in the queue) */
+static _Atomic size_t batch_n;     /* spans of the batch being encoded or sent */
 static struct buf body;
 static bool transport_ok;
 
@@ -111,23 +112,29 @@ static void write_stderr(const char *p, size_t n)
 	}
 }
 
-/* final: the process is ending (exit, _exit, a signal): one attempt, no backoff wait. */
-static void export_batch(size_t n, bool final)
+/* The n spans of batch, encoded into body (or, for the console exporter,
+ * written out). The queue entries they point into are released right after:
+ * the sending does not pin queue space. False when nothing is to be sent. */
+static bool encode_batch(size_t n)
 {
-	atomic_fetch_add(&stats.batches, 1);
 	if (cfg->exporter == EXPORTER_CONSOLE) {
-		for (size_t i = 0; i < n; i++) {
+		static struct span_view *view;
+		if (!view)
+			view = malloc(sizeof *view);
+		for (size_t i = 0; view && i < n; i++) {
+			if (!span_view_decode(batch[i].p, batch[i].len, view))
+				continue;
 			buf_reset(&body);
-			otlp_json_console_line(&body, &resource, batch[i]);
+			otlp_json_console_line(&body, &resource, view);
 			if (!body.oom)
 				write_stderr(body.p, body.len);
 		}
 		atomic_fetch_add(&stats.exported, n);
-		return;
+		return false;
 	}
 	if (cfg->exporter == EXPORTER_NONE || !transport_ok) {
 		atomic_fetch_add(&stats.failed, n);
-		return;
+		return false;
 	}
 	bool ok;
 	if (cfg->protocol == OTLP_HTTP_JSON) {
@@ -140,9 +147,14 @@ static void export_batch(size_t n, bool final)
 	if (!ok) {
 		log_warn("out of memory encoding %zu spans; batch dropped", n);
 		atomic_fetch_add(&stats.failed, n);
-		return;
 	}
-	uint64_t deadline = span_now_ns() + (uint64_t)cfg->bsp_export_timeout_ms * 1000000u;
+	return ok;
+}
+
+/* final: the process is ending (exit, _exit, a signal): one attempt, no backoff wait. */
+static void send_batch(size_t n, bool final)
+{
+	uint64_t deadline = clock_now_ns() + (uint64_t)cfg->bsp_export_timeout_ms * 1000000u;
 	pthread_mutex_lock(&mu);
 	if (stopping && stop_deadline_ns < deadline)
 		deadline = stop_deadline_ns;
@@ -166,22 +178,29 @@ static void export_batch(size_t n, bool final)
 static void drain(bool final)
 {
 	size_t max = cfg->bsp_max_export_batch_size;
-	size_t n;
 
-	if (!batch) {
-		/* No memory for a batch: keep the queue from pinning records. */
-		struct span *one;
-		while (queue_pop(&one, 1) == 1) {
-			atomic_fetch_add(&stats.failed, 1);
-			span_pool_free(one);
+	for (;;) {
+		struct queue_cursor c;
+		size_t n = 0;
+		queue_cursor_start(&c);
+		if (!batch) {
+			/* No memory for a batch: keep the queue from filling up. */
+			while (queue_next(&c, &(const char *){ NULL }, &(size_t){ 0 }))
+				n++;
+			queue_release(&c);
+			atomic_fetch_add(&stats.failed, n);
+			return;
 		}
-		return;
-	}
-	while ((n = queue_pop(batch, max)) > 0) {
+		while (n < max && queue_next(&c, &batch[n].p, &batch[n].len))
+			n++;
+		if (!n)
+			return;
 		atomic_store(&batch_n, n);
-		export_batch(n, final);
-		for (size_t i = 0; i < n; i++)
-			span_pool_free(batch[i]);
+		atomic_fetch_add(&stats.batches, 1);
+		bool send = encode_batch(n);
+		queue_release(&c);
+		if (send)
+			send_batch(n, final);
 		atomic_store(&batch_n, 0);
 	}
 }
@@ -237,7 +256,7 @@ static void *thread_main(void *arg)
 			other = true;
 		}
 
-		span_clock_reanchor();
+		clock_reanchor();
 		/* Signal flushes come only from the process's end (SIGTERM,
 		 * SIGINT, _exit): as at exit, no batch waits out a backoff. */
 		drain(stop || !other);
@@ -400,7 +419,7 @@ void exporter_shutdown(uint32_t timeout_ms)
 		return;
 	}
 	stopping = true;
-	stop_deadline_ns = span_now_ns() + (deadline > now ? deadline - now : 0);
+	stop_deadline_ns = clock_now_ns() + (deadline > now ? deadline - now : 0);
 	kick();
 	while (!exited && clock_mono_ns() < deadline)
 		wait_until(deadline);
@@ -434,11 +453,7 @@ void exporter_shutdown(uint32_t timeout_ms)
 
 void exporter_after_fork_child(void)
 {
-	/* The batch the parent's thread was sending is the parent's to export:
-	 * here its records just go back to the pool. */
-	size_t n = batch ? atomic_load(&batch_n) : 0;
-	for (size_t i = 0; i < n; i++)
-		span_pool_free(batch[i]);
+	/* The batch the parent's thread was sending is the parent's to export. */
 	atomic_store(&batch_n, 0);
 	pthread_mutex_init(&mu, NULL);
 	init_sync();

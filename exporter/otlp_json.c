@@ -1,4 +1,4 @@
-/* OTLP/JSON encoder: spans, events, links, attributes and the resource as protobuf-JSON with OTLP's hex ids. */
+/* OTLP/JSON encoder: spans (read back from their OTLP bytes), events, links, attributes and the resource as protobuf-JSON with OTLP's hex ids. */
 #include "otlp_json.h"
 
 #include <math.h>
@@ -118,20 +118,20 @@ static void put_cstr(struct buf *b, const char *s)
 	put_str(b, s ? s : "", s ? strlen(s) : 0);
 }
 
-/* The record is filled by app threads through setters; clamp the range anyway
- * so a bad offset can only cost a garbled string, never a read past the record. */
-static void span_str_get(const struct span *s, struct span_str r, const char **p, size_t *len)
+/* Clamp the range anyway, so a bad offset can only cost a garbled string,
+ * never a read past the view. */
+static void span_str_get(const struct span_view *s, struct span_str r, const char **p, size_t *len)
 {
-	size_t off = r.off < SPAN_ARENA_SIZE ? r.off : SPAN_ARENA_SIZE;
+	size_t off = r.off < SPAN_VIEW_ARENA ? r.off : SPAN_VIEW_ARENA;
 	size_t n = r.len;
-	if (n > SPAN_ARENA_SIZE - off)
-		n = SPAN_ARENA_SIZE - off;
+	if (n > SPAN_VIEW_ARENA - off)
+		n = SPAN_VIEW_ARENA - off;
 	*p = s->arena + off;
 	*len = n;
 }
 
 /* Whether the (clamped) string has any bytes: empty optional strings are left out. */
-static bool span_str_empty(const struct span *s, struct span_str r)
+static bool span_str_empty(const struct span_view *s, struct span_str r)
 {
 	const char *p;
 	size_t len;
@@ -139,7 +139,7 @@ static bool span_str_empty(const struct span *s, struct span_str r)
 	return len == 0;
 }
 
-static void put_span_str(struct buf *b, const struct span *s, struct span_str r)
+static void put_span_str(struct buf *b, const struct span_view *s, struct span_str r)
 {
 	const char *p;
 	size_t len;
@@ -245,7 +245,7 @@ static void put_double(struct buf *b, double d)
 
 /* The packed array: n elements back to back, each NUL-terminated. Exactly n
  * values come out; elements missing from a short range come out empty. */
-static void put_str_array(struct buf *b, const struct span *s, const struct span_attr *a)
+static void put_str_array(struct buf *b, const struct span_view *s, const struct span_attr *a)
 {
 	const char *p;
 	size_t len;
@@ -273,7 +273,7 @@ static void put_str_array(struct buf *b, const struct span *s, const struct span
 	LIT(b, "}}");
 }
 
-static void put_attr(struct buf *b, const struct span *s, const struct span_attr *a)
+static void put_attr(struct buf *b, const struct span_view *s, const struct span_attr *a)
 {
 	LIT(b, "{\"key\":");
 	put_span_str(b, s, a->key);
@@ -311,7 +311,7 @@ static void put_attr(struct buf *b, const struct span *s, const struct span_attr
 }
 
 /* ,"attributes":[...] — left out when there are none. */
-static void put_attrs(struct buf *b, const struct span *s, const struct span_attr *attrs, size_t n)
+static void put_attrs(struct buf *b, const struct span_view *s, const struct span_attr *attrs, size_t n)
 {
 	if (!n)
 		return;
@@ -324,7 +324,7 @@ static void put_attrs(struct buf *b, const struct span *s, const struct span_att
 	buf_putc(b, ']');
 }
 
-static void put_sub_attrs(struct buf *b, const struct span *s, unsigned first, unsigned count)
+static void put_sub_attrs(struct buf *b, const struct span_view *s, unsigned first, unsigned count)
 {
 	if (first >= SPAN_MAX_SUB_ATTRS)
 		return;
@@ -346,7 +346,7 @@ static void put_count(struct buf *b, const char *field, size_t field_len, uint32
 
 /* --- span --- */
 
-static void put_event(struct buf *b, const struct span *s, const struct span_event *e)
+static void put_event(struct buf *b, const struct span_view *s, const struct span_event *e)
 {
 	LIT(b, "{\"timeUnixNano\":");
 	put_u64_str(b, e->time_ns);
@@ -357,7 +357,7 @@ static void put_event(struct buf *b, const struct span *s, const struct span_eve
 	buf_putc(b, '}');
 }
 
-static void put_link(struct buf *b, const struct span *s, const struct span_link *l)
+static void put_link(struct buf *b, const struct span_view *s, const struct span_link *l)
 {
 	LIT(b, "{\"traceId\":");
 	put_hex(b, l->trace_id, sizeof l->trace_id);
@@ -379,7 +379,7 @@ static void put_link(struct buf *b, const struct span *s, const struct span_link
  * timestamps and status are always written (readers and greps rely on them);
  * the rest follow proto3 JSON and are left out when empty or zero.
  */
-void otlp_json_encode_span(struct buf *out, const struct span *s)
+void otlp_json_encode_span(struct buf *out, const struct span_view *s)
 {
 	LIT(out, "{\"traceId\":");
 	put_hex(out, s->trace_id, sizeof s->trace_id);
@@ -462,7 +462,7 @@ static void put_resource_attr(struct buf *b, const struct resource_attr *a)
 
 void otlp_json_encode_request(struct buf *out, const struct resource *res,
 			      const char *scope_name, const char *scope_version,
-			      struct span *const *spans, size_t n)
+			      const struct span_bytes *spans, size_t n)
 {
 	LIT(out, "{\"resourceSpans\":[{\"resource\":{");
 	size_t n_res = res ? res->count : 0;
@@ -492,18 +492,28 @@ void otlp_json_encode_request(struct buf *out, const struct resource *res,
 	}
 	buf_putc(out, '}');
 	if (n) {
+		/* One view, reused span after span (exporter thread only). */
+		static struct span_view *view;
+		if (!view && !(view = malloc(sizeof *view))) {
+			out->oom = true;
+			return;
+		}
 		LIT(out, ",\"spans\":[");
+		bool first = true;
 		for (size_t i = 0; i < n; i++) {
-			if (i)
+			if (!span_view_decode(spans[i].p, spans[i].len, view))
+				continue;   /* not a span of ours: cannot happen */
+			if (!first)
 				buf_putc(out, ',');
-			otlp_json_encode_span(out, spans[i]);
+			first = false;
+			otlp_json_encode_span(out, view);
 		}
 		buf_putc(out, ']');
 	}
 	LIT(out, "}]}]}");
 }
 
-void otlp_json_console_line(struct buf *out, const struct resource *res, const struct span *s)
+void otlp_json_console_line(struct buf *out, const struct resource *res, const struct span_view *s)
 {
 	LIT(out, "{\"resource\":{");
 	size_t n_res = res ? res->count : 0;

@@ -6,6 +6,7 @@
 
 #include "agent/resource.h"
 #include "agent/span.h"
+#include "agent/spanview.h"
 #include "exporter/buf.h"
 
 /*
@@ -21,18 +22,19 @@
  */
 
 /* Appends a full ExportTraceServiceRequest: one resourceSpans with the
- * resource, one scopeSpans with scope {name, version}, and the n spans.
- * scope_name and scope_version may be NULL or empty (then left out). */
+ * resource, one scopeSpans with scope {name, version}, and the n spans
+ * (their OTLP bytes, read back one at a time). scope_name and scope_version
+ * may be NULL or empty (then left out). */
 void otlp_json_encode_request(struct buf *out, const struct resource *res,
 			      const char *scope_name, const char *scope_version,
-			      struct span *const *spans, size_t n);
+			      const struct span_bytes *spans, size_t n);
 
 /* Appends one span object (the "Span" message), no trailing newline. */
-void otlp_json_encode_span(struct buf *out, const struct span *s);
+void otlp_json_encode_span(struct buf *out, const struct span_view *s);
 
 /* Appends one console line for a span, newline-terminated:
  *   {"resource":{"service.name":"..."},"span":{...}}
  * One span per line so the output stays greppable; res may be NULL. */
-void otlp_json_console_line(struct buf *out, const struct resource *res, const struct span *s);
+void otlp_json_console_line(struct buf *out, const struct resource *res, const struct span_view *s);
 
 #endif

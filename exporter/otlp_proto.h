@@ -1,4 +1,4 @@
-/* OTLP/protobuf encoding of a batch of span records into an ExportTraceServiceRequest. */
+/* OTLP/protobuf request envelope around finished spans (already encoded by agent/span.c), and the collector's response. */
 #ifndef TRACEAGENT_OTLP_PROTO_H
 #define TRACEAGENT_OTLP_PROTO_H
 
@@ -10,12 +10,10 @@
 #include "agent/span.h"
 #include "exporter/buf.h"
 
-/* Replaces out's contents with the serialized request: one ResourceSpans with
- * the resource, one ScopeSpans with the agent's scope, then the spans.
- * Returns false on allocation failure. Not thread-safe: exporter thread only
- * (scratch space is kept between calls so steady-state encoding never allocates). */
-bool otlp_proto_encode(struct buf *out, const struct resource *res,
-		       struct span *const *spans, size_t n);
+/* Replaces out's contents with the serialized ExportTraceServiceRequest: one
+ * ResourceSpans with the resource, one ScopeSpans with the agent's scope,
+ * then the n spans' bytes as they are. Returns false on allocation failure. */
+bool otlp_proto_encode(struct buf *out, const struct resource *res, const struct span_bytes *spans, size_t n);
 
 /* ExportTracePartialSuccess from a collector's response. */
 struct otlp_partial_success {
@@ -27,12 +25,5 @@ struct otlp_partial_success {
 /* Reads an ExportTraceServiceResponse (protobuf). Pure: no allocation, no
  * I/O. False when the bytes are malformed (out then says nothing rejected). */
 bool otlp_proto_parse_response(const char *data, size_t len, struct otlp_partial_success *out);
-
-/* OTLP Span.flags: W3C flags in the low byte, plus the has-is-remote and
- * is-remote bits (0x100, 0x200). */
-static inline unsigned otlp_proto_span_flags(unsigned trace_flags, bool remote)
-{
-	return (trace_flags & 0xffu) | 0x100u | (remote ? 0x200u : 0u);
-}
 
 #endif

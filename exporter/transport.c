@@ -740,8 +740,8 @@ void transport_send(const void *body, size_t len, uint64_t deadline_ns, bool fin
 	out->result = TRANSPORT_FAILED;
 	if (!loaded)
 		return;
-	/* The caller's deadline is on span_now_ns's clock; ours is monotonic. */
-	uint64_t now = clock_mono_ns(), span_now = span_now_ns();
+	/* The caller's deadline is on clock_now_ns's clock; ours is monotonic. */
+	uint64_t now = clock_mono_ns(), span_now = clock_now_ns();
 	uint64_t deadline = now + (deadline_ns > span_now ? deadline_ns - span_now : 0);
 
 	if (cfg->compression == COMPRESSION_GZIP && zl.init2) {

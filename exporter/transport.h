@@ -32,7 +32,7 @@ bool transport_init(const struct config *c);
  * POSTs body, retrying 429/502/503/504 and connection failures after an
  * exponential backoff with jitter (1 s doubling to 30 s) or the server's
  * Retry-After (seconds or an HTTP-date), while time remains before
- * deadline_ns (span_now_ns clock). The backoff belongs to the exporter, not
+ * deadline_ns (clock_now_ns clock). The backoff belongs to the exporter, not
  * to the batch: while it runs, no batch makes an attempt, and one whose
  * deadline comes first is dropped unsent (backed_off). A success ends it.
  * final (the process is ending): one attempt at most, none while backing

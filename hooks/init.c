@@ -62,7 +62,7 @@ static void init_once(void)
 	config_load(&config_global, config_captured_getenv);
 	if (config_global.sdk_disabled)
 		goto out;
-	span_clock_reanchor();
+	clock_reanchor();
 	if (!span_pool_init(config_global.bsp_max_queue_size) ||
 	    !queue_init(config_global.bsp_max_queue_size, config_global.bsp_max_export_batch_size)) {
 		log_warn("could not reserve memory for spans; tracing disabled");

@@ -358,9 +358,9 @@ static void slot_release(struct dr_slot *sl)
 static struct dr_slot *slot_for(struct span *sp)
 {
 	pthread_once(&slots_once, slots_map);
-	if (!slots || sp->pool_index >= slots_cap)
+	if (!slots || span_index(sp) >= slots_cap)
 		return NULL;
-	return &slots[sp->pool_index];
+	return &slots[span_index(sp)];
 }
 
 /* ------------------------------------------------------------------ */
@@ -558,7 +558,7 @@ static void produce_begin(const struct msg_args *a, struct produce_op *op)
 		struct handle *h = (struct handle *)a->h;
 		uint64_t id;
 		memcpy(&id, op->ctx.span_id, sizeof id);
-		sl->bucket = key_insert(id, sp->pool_index);
+		sl->bucket = key_insert(id, span_index(sp));
 		if (sl->bucket != UINT32_MAX) {
 			atomic_fetch_add_explicit(&slots_waiting, 1, memory_order_relaxed);
 			atomic_fetch_add_explicit(&h->inflight, 1, memory_order_relaxed);
@@ -1347,7 +1347,7 @@ static void process_attach(struct consume_state *st, struct pending_msg *pm, boo
 	st->current = pm->m;
 	st->current_sp = pm->sp;
 	if (pm->sp && restart)
-		span_set_start_time(pm->sp, span_now_ns());
+		span_set_start_time(pm->sp, clock_now_ns());
 	if (!pm->valid)
 		return;
 	if (!st->ctx.valid || memcmp(st->ctx.span_id, pm->span_id, 8) != 0) {
@@ -1356,9 +1356,11 @@ static void process_attach(struct consume_state *st, struct pending_msg *pm, boo
 		memcpy(st->ctx.span_id, pm->span_id, 8);
 		st->ctx.flags = pm->flags;
 		st->ctx.valid = true;
-		if (pm->sp && pm->sp->trace_state.len) {
-			size_t l = pm->sp->trace_state.len < TRACESTATE_MAX ? pm->sp->trace_state.len : TRACESTATE_MAX;
-			memcpy(st->ctx.buf, span_str_ptr(pm->sp, pm->sp->trace_state), l);
+		const char *ts;
+		size_t l = span_trace_state(pm->sp, &ts);
+		if (l) {
+			l = l < TRACESTATE_MAX ? l : TRACESTATE_MAX;
+			memcpy(st->ctx.buf, ts, l);
 			st->ctx.tracestate_len = (uint16_t)l;
 		}
 	}
