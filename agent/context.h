@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "perthread.h"
+
 #define TRACE_FLAG_SAMPLED 0x01u
 #define TRACE_FLAG_RANDOM  0x02u  /* W3C Trace Context Level 2: rightmost 7 bytes of trace-id are random */
 
@@ -15,8 +17,6 @@
 /* W3C Baggage allows 8192 bytes; we carry up to this many and drop whole
  * members from the end beyond it, to keep contexts cheap to copy. */
 #define BAGGAGE_MAX 2048
-
-#define AGENT_TLS __attribute__((tls_model("initial-exec")))
 
 struct trace_context {
 	uint8_t trace_id[16];

@@ -7,7 +7,6 @@
 #include <stdint.h>
 #include <sys/mman.h>
 
-#include "context.h"
 
 /* Reserved per thread; only pages the thread's state touches are backed. */
 #define ARENA_SIZE (64u * 1024u)

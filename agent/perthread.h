@@ -4,6 +4,10 @@
 
 #include <stddef.h>
 
+/* The agent's static TLS: initial-exec (no lookup per access), and only
+ * ever a few pointers (see below). */
+#define AGENT_TLS __attribute__((tls_model("initial-exec")))
+
 /*
  * Every thread of the process pays for the agent's static TLS (PT_TLS) out of
  * its own stack, whether it ever makes a span or not; a thread created with a

@@ -31,19 +31,17 @@ enum { AV_STRING = 1, AV_BOOL = 2, AV_INT = 3, AV_DOUBLE = 4, AV_ARRAY = 5 };
  * (`mixed`). span_encode puts them in field-number order.
  */
 struct span {
+	struct span_fast f;      /* first: the inline setters of span.h use it */
 	uint8_t trace_id[16];
 	uint8_t span_id[8];
 	uint8_t parent_span_id[8];
 	uint64_t start_ns;
-	uint64_t bloom;          /* attribute keys set, for the overwrite check */
-	char *stream;            /* data[], or a big block */
 	uint32_t index;          /* in the pool */
 	uint32_t big;            /* big block index + 1; 0: none */
-	uint16_t len, cap;       /* stream bytes used, and room */
 	uint16_t name_at, name_len;
 	uint16_t dropped_attrs, dropped_events, dropped_links;
 	uint8_t trace_flags, kind, status;
-	uint8_t n_attrs, n_events, n_links, n_sub;
+	uint8_t n_events, n_links, n_sub;
 	bool has_parent, parent_remote, mixed, scratch;
 	char data[];
 };
@@ -57,6 +55,8 @@ struct span_limits {
 static struct span_limits limits = {
 	SPAN_MAX_ATTRS, CONFIG_UNLIMITED, SPAN_MAX_EVENTS, SPAN_MAX_LINKS, SPAN_MAX_SUB_ATTRS, SPAN_MAX_SUB_ATTRS,
 };
+/* The attribute limits, for the inline setters (span.h). */
+uint32_t span_limit_attr_count = SPAN_MAX_ATTRS, span_limit_attr_len = CONFIG_UNLIMITED;
 
 static struct {
 	_Atomic uint64_t started, unsampled, ended, dropped_full, dropped_pool, dropped_unfollowed, big;
@@ -160,6 +160,8 @@ bool span_pool_init(uint32_t max_queue)
 
 	limits.attr_count = min_u32(c->span_attribute_count_limit, SPAN_MAX_ATTRS);
 	limits.attr_len = c->span_attribute_value_length_limit;
+	span_limit_attr_count = limits.attr_count;
+	span_limit_attr_len = limits.attr_len;
 	limits.event_count = min_u32(c->span_event_count_limit, SPAN_MAX_EVENTS);
 	limits.link_count = min_u32(c->span_link_count_limit, SPAN_MAX_LINKS);
 	limits.event_attr_count = min_u32(c->event_attribute_count_limit, SPAN_MAX_SUB_ATTRS);
@@ -281,17 +283,17 @@ static inline char *put_utf8(char *dst, const char *src, size_t len)
  * stream, once, to a big block. */
 static bool room(struct span *s, size_t need)
 {
-	if ((size_t)s->len + need <= s->cap)
+	if ((size_t)s->f.len + need <= s->f.cap)
 		return true;
-	if (s->big || s->scratch || need > SPAN_BIG_SIZE - (size_t)s->len)
+	if (s->big || s->scratch || need > SPAN_BIG_SIZE - (size_t)s->f.len)
 		return false;
 	int64_t b = slab_alloc(&bigs, map_bigs);
 	if (b < 0)
 		return false;
 	char *p = bigs.base + (size_t)b * SPAN_BIG_SIZE;
-	memcpy(p, s->stream, s->len);
-	s->stream = p;
-	s->cap = SPAN_BIG_SIZE;
+	memcpy(p, s->f.stream, s->f.len);
+	s->f.stream = p;
+	s->f.cap = SPAN_BIG_SIZE;
 	s->big = (uint32_t)b + 1;
 	atomic_fetch_add_explicit(&stats.big, 1, memory_order_relaxed);
 	return true;
@@ -301,29 +303,29 @@ static bool room(struct span *s, size_t need)
  * overhead: what is left in the largest stream a span can have. */
 static size_t room_left(const struct span *s, size_t overhead)
 {
-	size_t cap = s->big || s->scratch ? s->cap : SPAN_BIG_SIZE;
-	size_t used = (size_t)s->len + overhead;
+	size_t cap = s->big || s->scratch ? s->f.cap : SPAN_BIG_SIZE;
+	size_t used = (size_t)s->f.len + overhead;
 	return used < cap ? cap - used : 0;
 }
 
 /* Reads an item's header at off: its field number and where its payload lies. */
 static bool item_at(const struct span *s, size_t off, unsigned *field, size_t *payload, size_t *end)
 {
-	const unsigned char *p = (const unsigned char *)s->stream + off, *lim = (const unsigned char *)s->stream + s->len;
+	const unsigned char *p = (const unsigned char *)s->f.stream + off, *lim = (const unsigned char *)s->f.stream + s->f.len;
 	uint64_t key, n;
 	if (!pb_get_varint(&p, lim, &key) || (key & 7) != PB_LEN || !pb_get_varint(&p, lim, &n) ||
 	    n > (uint64_t)(lim - p))
 		return false;
 	*field = (unsigned)(key >> 3);
-	*payload = (size_t)(p - (const unsigned char *)s->stream);
+	*payload = (size_t)(p - (const unsigned char *)s->f.stream);
 	*end = *payload + (size_t)n;
 	return true;
 }
 
 static void item_remove(struct span *s, size_t off, size_t end)
 {
-	memmove(s->stream + off, s->stream + end, s->len - end);
-	s->len = (uint16_t)(s->len - (end - off));
+	memmove(s->f.stream + off, s->f.stream + end, s->f.len - end);
+	s->f.len = (uint16_t)(s->f.len - (end - off));
 	if (s->name_at > off)
 		s->name_at = (uint16_t)(s->name_at - (end - off));
 }
@@ -376,8 +378,8 @@ struct span *span_start(enum span_kind kind, const char *name, size_t name_len,
 	struct span *s = (struct span *)(records.base + (size_t)idx * SPAN_RECORD_SIZE);
 	memset(s, 0, sizeof *s);
 	s->index = (uint32_t)idx;
-	s->stream = s->data;
-	s->cap = (uint16_t)DATA_SIZE;
+	s->f.stream = s->data;
+	s->f.cap = (uint16_t)DATA_SIZE;
 	memcpy(s->trace_id, out->trace_id, 16);
 	memcpy(s->span_id, out->span_id, 8);
 	if (parent->valid) {
@@ -388,15 +390,15 @@ struct span *span_start(enum span_kind kind, const char *name, size_t name_len,
 	s->trace_flags = out->flags;
 	s->kind = (uint8_t)kind;
 	if (out->tracestate_len && room(s, pb_len_field(F_TRACE_STATE, out->tracestate_len))) {
-		char *p = pb_put_len(s->stream, F_TRACE_STATE, out->tracestate_len);
+		char *p = pb_put_len(s->f.stream, F_TRACE_STATE, out->tracestate_len);
 		memcpy(p, out->buf, out->tracestate_len);
-		s->len = (uint16_t)(p + out->tracestate_len - s->stream);
+		s->f.len = (uint16_t)(p + out->tracestate_len - s->f.stream);
 	}
-	s->name_at = s->len;
+	s->name_at = s->f.len;
 	name_len = utf8_prefix(name, name_len, room_left(s, 4), UINT32_MAX);
 	if (room(s, pb_len_field(F_NAME, name_len))) {
-		s->len = (uint16_t)(put_name_item(s->stream + s->len, name, name_len) - s->stream);
-		s->name_len = (uint16_t)(s->len - s->name_at);
+		s->f.len = (uint16_t)(put_name_item(s->f.stream + s->f.len, name, name_len) - s->f.stream);
+		s->name_len = (uint16_t)(s->f.len - s->name_at);
 	}
 	s->start_ns = clock_now_ns();
 	return s;
@@ -415,9 +417,9 @@ void span_set_name(struct span *s, const char *name, size_t len)
 	size_t need = pb_len_field(F_NAME, len);
 	if (!room(s, need))
 		return;
-	memmove(s->stream + at + need, s->stream + at, s->len - at);
-	put_name_item(s->stream + at, name, len);
-	s->len = (uint16_t)(s->len + need);
+	memmove(s->f.stream + at + need, s->f.stream + at, s->f.len - at);
+	put_name_item(s->f.stream + at, name, len);
+	s->f.len = (uint16_t)(s->f.len + need);
 	s->name_len = (uint16_t)need;
 }
 
@@ -437,7 +439,7 @@ static inline uint64_t bloom_bit(const char *key, size_t klen)
 /* The key of the KeyValue whose payload starts at off, if it starts with one. */
 static bool kv_key(const struct span *s, size_t payload, size_t end, const char **key, size_t *klen)
 {
-	const unsigned char *p = (const unsigned char *)s->stream + payload, *lim = (const unsigned char *)s->stream + end;
+	const unsigned char *p = (const unsigned char *)s->f.stream + payload, *lim = (const unsigned char *)s->f.stream + end;
 	uint64_t n;
 	if (p >= lim || *p != PB_KEY(1, PB_LEN))
 		return false;
@@ -454,8 +456,8 @@ static bool kv_key(const struct span *s, size_t payload, size_t end, const char 
  * limit. False when the attribute is dropped (and counted). */
 static bool attr_claim(struct span *s, const char *key, size_t klen, uint64_t bit)
 {
-	if (s->bloom & bit) {
-		for (size_t off = s->name_at + s->name_len; off < s->len;) {
+	if (s->f.bloom & bit) {
+		for (size_t off = s->name_at + s->name_len; off < s->f.len;) {
 			unsigned field;
 			size_t payload, end;
 			const char *k;
@@ -464,13 +466,13 @@ static bool attr_claim(struct span *s, const char *key, size_t klen, uint64_t bi
 				break;
 			if (field == F_ATTR && kv_key(s, payload, end, &k, &kl) && kl == klen && memcmp(k, key, klen) == 0) {
 				item_remove(s, off, end);
-				s->n_attrs--;
+				s->f.n_attrs--;
 				break;
 			}
 			off = end;
 		}
 	}
-	if (s->n_attrs >= limits.attr_count) {
+	if (s->f.n_attrs >= limits.attr_count) {
 		s->dropped_attrs++;
 		return false;
 	}
@@ -521,11 +523,11 @@ static void attr_scalar(struct span *s, const char *key, size_t klen, size_t av,
 		s->dropped_attrs++;
 		return;
 	}
-	char *p = put_attr_head(s->stream + s->len, key, klen, av);
+	char *p = put_attr_head(s->f.stream + s->f.len, key, klen, av);
 	put(p, v);
-	s->len = (uint16_t)(s->len + need);
-	s->n_attrs++;
-	s->bloom |= bit;
+	s->f.len = (uint16_t)(s->f.len + need);
+	s->f.n_attrs++;
+	s->f.bloom |= bit;
 }
 
 static char *put_int(char *p, const void *v)
@@ -580,11 +582,11 @@ void span_attr_str(struct span *s, const char *key, size_t klen, const char *val
 		s->dropped_attrs++;
 		return;
 	}
-	char *p = put_attr_head(s->stream + s->len, key, klen, av);
+	char *p = put_attr_head(s->f.stream + s->f.len, key, klen, av);
 	put_utf8(pb_put_len(p, AV_STRING, len), val, len);
-	s->len = (uint16_t)(s->len + need);
-	s->n_attrs++;
-	s->bloom |= bit;
+	s->f.len = (uint16_t)(s->f.len + need);
+	s->f.n_attrs++;
+	s->f.bloom |= bit;
 }
 
 void span_set_str_array(struct span *s, const char *key, const char *const *vals,
@@ -614,15 +616,15 @@ void span_set_str_array(struct span *s, const char *key, const char *const *vals
 		s->dropped_attrs++;
 		return;
 	}
-	char *p = put_attr_head(s->stream + s->len, key, klen, av);
+	char *p = put_attr_head(s->f.stream + s->f.len, key, klen, av);
 	p = pb_put_len(p, AV_ARRAY, arr);
 	for (size_t i = 0; i < keep; i++) {
 		p = pb_put_len(p, 1, pb_len_field(AV_STRING, cut[i]));
 		p = put_utf8(pb_put_len(p, AV_STRING, cut[i]), vals[i], cut[i]);
 	}
-	s->len = (uint16_t)(s->len + need);
-	s->n_attrs++;
-	s->bloom |= bit;
+	s->f.len = (uint16_t)(s->f.len + need);
+	s->f.n_attrs++;
+	s->f.bloom |= bit;
 }
 
 /* --- status, events, links --- */
@@ -633,7 +635,7 @@ void span_set_status(struct span *s, enum span_status st, const char *msg, size_
 		return;
 	s->status = (uint8_t)st;
 	/* At most one message item, replaced. */
-	for (size_t off = s->name_at + s->name_len; s->mixed && off < s->len;) {
+	for (size_t off = s->name_at + s->name_len; s->mixed && off < s->f.len;) {
 		unsigned field;
 		size_t payload, end;
 		if (!item_at(s, off, &field, &payload, &end))
@@ -650,9 +652,9 @@ void span_set_status(struct span *s, enum span_status st, const char *msg, size_
 	size_t body = pb_len_field(2, len), need = pb_len_field(F_STATUS, body);
 	if (!room(s, need))
 		return;
-	char *p = pb_put_len(s->stream + s->len, F_STATUS, body);
+	char *p = pb_put_len(s->f.stream + s->f.len, F_STATUS, body);
 	put_utf8(pb_put_len(p, 2, len), msg, len);
-	s->len = (uint16_t)(s->len + need);
+	s->f.len = (uint16_t)(s->f.len + need);
 	s->mixed = true;
 }
 
@@ -762,12 +764,12 @@ void span_add_event(struct span *s, const char *name, uint64_t time_ns,
 		s->dropped_events++;
 		return;
 	}
-	char *p = pb_put_len(s->stream + s->len, F_EVENT, body);
+	char *p = pb_put_len(s->f.stream + s->f.len, F_EVENT, body);
 	p = pb_put_fixed64(p, 1, time_ns ? time_ns : clock_now_ns());
 	p = put_utf8(pb_put_len(p, 2, nlen), name, nlen);
 	p = put_sub_attrs(p, 3, attrs, n, kept, lens);
 	put_uint(p, 4, dropped);
-	s->len = (uint16_t)(s->len + need);
+	s->f.len = (uint16_t)(s->f.len + need);
 	s->n_sub = (uint8_t)(s->n_sub + kept);
 	s->n_events++;
 	s->mixed = true;
@@ -810,7 +812,7 @@ void span_add_link(struct span *s, const struct trace_context *ctx,
 		s->dropped_links++;
 		return;
 	}
-	char *p = pb_put_len(s->stream + s->len, F_LINK, body);
+	char *p = pb_put_len(s->f.stream + s->f.len, F_LINK, body);
 	p = pb_put_bytes(p, 1, ctx->trace_id, 16);
 	p = pb_put_bytes(p, 2, ctx->span_id, 8);
 	if (ctx->tracestate_len)
@@ -818,7 +820,7 @@ void span_add_link(struct span *s, const struct trace_context *ctx,
 	p = put_sub_attrs(p, 4, attrs, n, kept, lens);
 	p = put_uint(p, 5, dropped);
 	pb_put_fixed32(p, 6, span_flags(ctx->flags, ctx->remote));
-	s->len = (uint16_t)(s->len + need);
+	s->f.len = (uint16_t)(s->f.len + need);
 	s->n_sub = (uint8_t)(s->n_sub + kept);
 	s->n_links++;
 	s->mixed = true;
@@ -832,8 +834,8 @@ struct span *span_scratch_new(void)
 	struct span *s = calloc(1, sizeof *s + SPAN_BIG_SIZE);
 	if (!s)
 		return NULL;
-	s->stream = s->data;
-	s->cap = SPAN_BIG_SIZE;
+	s->f.stream = s->data;
+	s->f.cap = SPAN_BIG_SIZE;
 	s->scratch = true;
 	return s;
 }
@@ -844,13 +846,13 @@ void span_attr_block_take(struct span_attr_block *b, struct span *scratch)
 	if (!scratch)
 		return;
 	size_t at = (size_t)scratch->name_at + scratch->name_len;
-	size_t len = scratch->len - at;
-	if (scratch->n_attrs <= SPAN_BLOCK_MAX_ATTRS && len <= SPAN_BLOCK_BYTES && !scratch->dropped_attrs &&
+	size_t len = scratch->f.len - at;
+	if (scratch->f.n_attrs <= SPAN_BLOCK_MAX_ATTRS && len <= SPAN_BLOCK_BYTES && !scratch->dropped_attrs &&
 	    !scratch->mixed) {
-		memcpy(b->bytes, scratch->stream + at, len);
+		memcpy(b->bytes, scratch->f.stream + at, len);
 		b->len = (uint16_t)len;
-		b->bloom = scratch->bloom;
-		b->n = scratch->n_attrs;
+		b->bloom = scratch->f.bloom;
+		b->n = scratch->f.n_attrs;
 	}
 	free(scratch);
 }
@@ -894,14 +896,14 @@ void span_attr_block_add(struct span *s, const struct span_attr_block *b)
 		return;
 	/* The bloom filter rules out, for the usual case, a key the span has
 	 * already (overwrite semantics need the slow path then). */
-	if ((s->bloom & b->bloom) || s->n_attrs + b->n > limits.attr_count || !room(s, b->len)) {
+	if ((s->f.bloom & b->bloom) || s->f.n_attrs + b->n > limits.attr_count || !room(s, b->len)) {
 		block_add_each(s, b);
 		return;
 	}
-	memcpy(s->stream + s->len, b->bytes, b->len);
-	s->len = (uint16_t)(s->len + b->len);
-	s->n_attrs = (uint8_t)(s->n_attrs + b->n);
-	s->bloom |= b->bloom;
+	memcpy(s->f.stream + s->f.len, b->bytes, b->len);
+	s->f.len = (uint16_t)(s->f.len + b->len);
+	s->f.n_attrs = (uint8_t)(s->f.n_attrs + b->n);
+	s->f.bloom |= b->bloom;
 }
 
 /* --- accessors --- */
@@ -912,7 +914,7 @@ size_t span_trace_state(const struct span *s, const char **p)
 	size_t payload, end;
 	if (!s || !s->name_at || !item_at(s, 0, &field, &payload, &end) || field != F_TRACE_STATE)
 		return 0;
-	*p = s->stream + payload;
+	*p = s->f.stream + payload;
 	return end - payload;
 }
 
@@ -926,13 +928,13 @@ uint32_t span_index(const struct span *s)
 /* Copies the items of one field number from the stream after the name. */
 static char *copy_items(char *p, const struct span *s, unsigned want)
 {
-	for (size_t off = s->name_at + s->name_len; off < s->len;) {
+	for (size_t off = s->name_at + s->name_len; off < s->f.len;) {
 		unsigned field;
 		size_t payload, end;
 		if (!item_at(s, off, &field, &payload, &end))
 			break;
 		if (field == want) {
-			memcpy(p, s->stream + off, end - off);
+			memcpy(p, s->f.stream + off, end - off);
 			p += end - off;
 		}
 		off = end;
@@ -943,7 +945,7 @@ static char *copy_items(char *p, const struct span *s, unsigned want)
 /* The status message item, if any: its payload (Status.message, field 2). */
 static size_t status_item(const struct span *s, size_t *payload)
 {
-	for (size_t off = s->name_at + s->name_len; s->mixed && off < s->len;) {
+	for (size_t off = s->name_at + s->name_len; s->mixed && off < s->f.len;) {
 		unsigned field;
 		size_t end;
 		if (!item_at(s, off, &field, payload, &end))
@@ -960,7 +962,7 @@ static size_t encoded_size(const struct span *s, uint64_t end_ns, size_t *status
 	size_t msg_at = 0;
 	*status_msg = s->status == SPAN_STATUS_ERROR ? status_item(s, &msg_at) : 0;
 	*status_body = *status_msg + uint_field(3, s->status);
-	return 18 + 10 + (s->has_parent ? 10 : 0) + s->len + uint_field(F_KIND, s->kind) + (s->start_ns ? 9 : 0) +
+	return 18 + 10 + (s->has_parent ? 10 : 0) + s->f.len + uint_field(F_KIND, s->kind) + (s->start_ns ? 9 : 0) +
 	       (end_ns ? 9 : 0) + uint_field(F_DROPPED_ATTRS, s->dropped_attrs) +
 	       uint_field(F_DROPPED_EVENTS, s->dropped_events) + uint_field(F_DROPPED_LINKS, s->dropped_links) +
 	       (s->status != SPAN_STATUS_UNSET ? pb_len_field(F_STATUS, *status_body) : 0) + 6 -
@@ -972,11 +974,11 @@ static char *encode(char *p, const struct span *s, uint64_t end_ns, size_t statu
 {
 	p = pb_put_bytes(p, F_TRACE_ID, s->trace_id, 16);
 	p = pb_put_bytes(p, F_SPAN_ID, s->span_id, 8);
-	memcpy(p, s->stream, s->name_at);   /* the tracestate item, if any */
+	memcpy(p, s->f.stream, s->name_at);   /* the tracestate item, if any */
 	p += s->name_at;
 	if (s->has_parent)
 		p = pb_put_bytes(p, F_PARENT, s->parent_span_id, 8);
-	memcpy(p, s->stream + s->name_at, s->name_len);
+	memcpy(p, s->f.stream + s->name_at, s->name_len);
 	p += s->name_len;
 	p = put_uint(p, F_KIND, s->kind);
 	if (s->start_ns)
@@ -985,8 +987,8 @@ static char *encode(char *p, const struct span *s, uint64_t end_ns, size_t statu
 		p = pb_put_fixed64(p, F_END, end_ns);
 	size_t rest = (size_t)s->name_at + s->name_len;
 	if (!s->mixed) {
-		memcpy(p, s->stream + rest, s->len - rest);   /* only attributes: the usual case */
-		p += s->len - rest;
+		memcpy(p, s->f.stream + rest, s->f.len - rest);   /* only attributes: the usual case */
+		p += s->f.len - rest;
 	} else {
 		p = copy_items(p, s, F_ATTR);
 	}
@@ -1002,7 +1004,7 @@ static char *encode(char *p, const struct span *s, uint64_t end_ns, size_t statu
 		if (status_msg) {
 			size_t at = 0;
 			status_item(s, &at);
-			memcpy(p, s->stream + at, status_msg);
+			memcpy(p, s->f.stream + at, status_msg);
 			p += status_msg;
 		}
 		p = put_uint(p, 3, s->status);

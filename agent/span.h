@@ -104,27 +104,147 @@ void span_attr_int(struct span *s, const char *key, size_t klen, int64_t v);
 void span_attr_double(struct span *s, const char *key, size_t klen, double v);
 void span_attr_bool(struct span *s, const char *key, size_t klen, bool v);
 
-static inline void span_set_str(struct span *s, const char *key, const char *val, size_t len)
+/*
+ * The inline setters below write an attribute straight into the record when
+ * the usual case holds (a short ASCII value, a key not set before, room
+ * left, under the limits), and call span_attr_* otherwise. Their keys must
+ * be ASCII string literals: the key's bytes and bloom bit are then folded at
+ * compile time, and the attribute costs a few dozen instructions.
+ */
+
+/* Inlined at every call site, so that a literal key's length, bytes and bloom bit fold to constants. */
+#define SPAN_INLINE static inline __attribute__((always_inline))
+
+/* The head of every record: what the inline setters touch (agent/span.c owns the rest). */
+struct span_fast {
+	char *stream;        /* the span's fields, as OTLP bytes */
+	uint64_t bloom;      /* attribute keys set, for the overwrite check */
+	uint16_t len, cap;   /* stream bytes used, and room */
+	uint8_t n_attrs;
+};
+
+/* The effective attribute limits (span_pool_init sets them). */
+extern uint32_t span_limit_attr_count, span_limit_attr_len;
+
+#define SPAN_BLOOM_BIT(key, klen) \
+	((klen) ? 1ull << (((klen) * 7u + (unsigned char)(key)[0] * 3u + (unsigned char)(key)[(klen) - 1]) & 63u) : 1ull)
+
+/* Copies n bytes (n < 128) and says whether they were all ASCII: a word at
+ * a time, the tail as one overlapping word. */
+SPAN_INLINE bool span_copy_ascii_(char *dst, const char *src, size_t n)
 {
-	span_attr_str(s, key, __builtin_strlen(key), val, len);
+	uint64_t acc = 0, w;
+	if (n >= 8) {
+		for (size_t i = 0; i + 8 <= n; i += 8) {
+			__builtin_memcpy(&w, src + i, 8);
+			__builtin_memcpy(dst + i, &w, 8);
+			acc |= w;
+		}
+		__builtin_memcpy(&w, src + n - 8, 8);
+		__builtin_memcpy(dst + n - 8, &w, 8);
+		acc |= w;
+	} else if (n >= 4) {
+		uint32_t a, b;
+		__builtin_memcpy(&a, src, 4);
+		__builtin_memcpy(&b, src + n - 4, 4);
+		__builtin_memcpy(dst, &a, 4);
+		__builtin_memcpy(dst + n - 4, &b, 4);
+		acc = a | b;
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			dst[i] = src[i];
+			acc |= (unsigned char)src[i];
+		}
+	}
+	return !(acc & 0x8080808080808080ull);
 }
 
-static inline void span_set_cstr(struct span *s, const char *key, const char *val)
+/* Room for need bytes, and the key new and under the count limit: the fast path. */
+SPAN_INLINE char *span_fast_claim_(struct span *s, size_t need, uint64_t bit)
 {
-	span_attr_str(s, key, __builtin_strlen(key), val, __builtin_strlen(val));
+	struct span_fast *f = (struct span_fast *)s;
+	if (__builtin_expect(!s, 0) || (size_t)f->len + need > f->cap || (f->bloom & bit) ||
+	    f->n_attrs >= span_limit_attr_count)
+		return NULL;
+	return f->stream + f->len;
 }
 
-static inline void span_set_int(struct span *s, const char *key, int64_t v)
+SPAN_INLINE void span_fast_commit_(struct span *s, size_t need, uint64_t bit)
 {
-	span_attr_int(s, key, __builtin_strlen(key), v);
+	struct span_fast *f = (struct span_fast *)s;
+	f->len = (uint16_t)(f->len + need);
+	f->n_attrs++;
+	f->bloom |= bit;
 }
 
-static inline void span_set_double(struct span *s, const char *key, double v)
+/* "attribute { key, value: " with one-byte lengths: kv and av are the
+ * KeyValue's and the AnyValue's lengths. */
+SPAN_INLINE char *span_fast_head_(char *p, const char *key, size_t klen, size_t kv, size_t av)
+{
+	p[0] = 0x4a;   /* Span.attributes */
+	p[1] = (char)kv;
+	p[2] = 0x0a;   /* KeyValue.key */
+	p[3] = (char)klen;
+	__builtin_memcpy(p + 4, key, klen);
+	p += 4 + klen;
+	p[0] = 0x12;   /* KeyValue.value */
+	p[1] = (char)av;
+	return p + 2;
+}
+
+SPAN_INLINE void span_set_str(struct span *s, const char *key, const char *val, size_t len)
+{
+	const size_t klen = __builtin_strlen(key);
+	const uint64_t bit = SPAN_BLOOM_BIT(key, klen);
+	size_t need = klen + len + 8;
+	char *p;
+	if (klen + len < 120 && len <= span_limit_attr_len && (p = span_fast_claim_(s, need, bit))) {
+		p = span_fast_head_(p, key, klen, need - 2, len + 2);
+		p[0] = 0x0a;   /* AnyValue.string_value */
+		p[1] = (char)len;
+		if (__builtin_expect(span_copy_ascii_(p + 2, val, len), 1)) {
+			span_fast_commit_(s, need, bit);
+			return;
+		}
+	}
+	span_attr_str(s, key, klen, val, len);   /* also what a non-ASCII value written above comes to */
+}
+
+SPAN_INLINE void span_set_cstr(struct span *s, const char *key, const char *val)
+{
+	span_set_str(s, key, val, __builtin_strlen(val));
+}
+
+SPAN_INLINE void span_set_int(struct span *s, const char *key, int64_t v)
+{
+	const size_t klen = __builtin_strlen(key);
+	const uint64_t bit = SPAN_BLOOM_BIT(key, klen);
+	uint64_t u = (uint64_t)v;
+	char *p;
+	if (klen < 100 && u < (1ull << 28)) {
+		size_t vs = u < 0x80 ? 1 : u < 0x4000 ? 2 : u < 0x200000 ? 3 : 4;
+		size_t need = klen + vs + 7;
+		if ((p = span_fast_claim_(s, need, bit))) {
+			p = span_fast_head_(p, key, klen, need - 2, vs + 1);
+			*p++ = 0x18;   /* AnyValue.int_value */
+			while (u >= 0x80) {
+				*p++ = (char)(u | 0x80);
+				u >>= 7;
+			}
+			*p = (char)u;
+			span_fast_commit_(s, need, bit);
+			return;
+		}
+	}
+	span_attr_int(s, key, klen, v);
+}
+
+SPAN_INLINE void span_set_double(struct span *s, const char *key, double v)
 {
 	span_attr_double(s, key, __builtin_strlen(key), v);
 }
 
-static inline void span_set_bool(struct span *s, const char *key, bool v)
+SPAN_INLINE void span_set_bool(struct span *s, const char *key, bool v)
 {
 	span_attr_bool(s, key, __builtin_strlen(key), v);
 }
