@@ -34,27 +34,25 @@ static void trim_ows(const char **s, size_t *len)
 }
 
 /* HEXDIGLC: W3C Trace Context accepts lower-case hex only, so "0A" is invalid. */
-static int lchex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
+/* Lower-case hex digits only (W3C forbids upper case): their value plus one;
+ * 0 for anything else. */
+static const uint8_t lchex1[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+	['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
 
-/* Decodes n (even) lower-case hex characters into n / 2 bytes. */
+/* Decodes n (even) lower-case hex characters into n / 2 bytes (ids are
+ * decoded for every received header and delivery report: a table lookup
+ * per character, one check at the end). */
 static bool decode_lchex(const char *s, size_t n, uint8_t *out)
 {
+	bool bad = false;
 	for (size_t i = 0; i < n; i += 2) {
-		int hi = lchex_value(s[i]);
-		int lo = lchex_value(s[i + 1]);
-
-		if (hi < 0 || lo < 0)
-			return false;
-		out[i / 2] = (uint8_t)(hi << 4 | lo);
+		uint8_t hi = lchex1[(unsigned char)s[i]], lo = lchex1[(unsigned char)s[i + 1]];
+		bad |= !hi | !lo;
+		out[i / 2] = (uint8_t)((hi - 1) << 4 | ((lo - 1) & 0x0f));
 	}
-	return true;
+	return !bad;
 }
 
 static bool all_zero(const uint8_t *b, size_t n)

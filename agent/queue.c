@@ -101,7 +101,10 @@ bool queue_reserve(size_t len, struct queue_slot *slot)
 		uint64_t off = h & ring_mask;
 		pad = off + need > ring_size ? ring_size - off : 0;
 		at = h + pad;
-		if (at + need - atomic_load_explicit(&tail, memory_order_acquire) > ring_size) {
+		/* Signed: with a stale h (others reserved, and the consumer released,
+		 * past it), tail is ahead of at; that is not "full", and the CAS
+		 * below fails and retries with the current head. */
+		if ((int64_t)(at + need - atomic_load_explicit(&tail, memory_order_acquire)) > (int64_t)ring_size) {
 			atomic_fetch_sub_explicit(&count, 1, memory_order_relaxed);
 			return false;
 		}

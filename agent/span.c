@@ -39,7 +39,7 @@ struct span {
 	uint32_t index;          /* in the pool */
 	uint32_t big;            /* big block index + 1; 0: none */
 	uint16_t name_at, name_len;
-	uint16_t dropped_attrs, dropped_events, dropped_links;
+	uint32_t dropped_attrs, dropped_events, dropped_links;   /* uint32 in OTLP */
 	uint8_t trace_flags, kind, status;
 	uint8_t n_events, n_links, n_sub;
 	bool has_parent, parent_remote, mixed, scratch;
@@ -396,7 +396,7 @@ struct span *span_start(enum span_kind kind, const char *name, size_t name_len,
 	}
 	s->name_at = s->f.len;
 	name_len = utf8_prefix(name, name_len, room_left(s, 4), UINT32_MAX);
-	if (room(s, pb_len_field(F_NAME, name_len))) {
+	if (name_len && room(s, pb_len_field(F_NAME, name_len))) {   /* proto3: an empty name is left out */
 		s->f.len = (uint16_t)(put_name_item(s->f.stream + s->f.len, name, name_len) - s->f.stream);
 		s->name_len = (uint16_t)(s->f.len - s->name_at);
 	}
@@ -415,7 +415,7 @@ void span_set_name(struct span *s, const char *name, size_t len)
 	s->name_len = 0;
 	len = utf8_prefix(name, len, room_left(s, 4), UINT32_MAX);
 	size_t need = pb_len_field(F_NAME, len);
-	if (!room(s, need))
+	if (!len || !room(s, need))
 		return;
 	memmove(s->f.stream + at + need, s->f.stream + at, s->f.len - at);
 	put_name_item(s->f.stream + at, name, len);
@@ -441,6 +441,11 @@ static bool kv_key(const struct span *s, size_t payload, size_t end, const char 
 {
 	const unsigned char *p = (const unsigned char *)s->f.stream + payload, *lim = (const unsigned char *)s->f.stream + end;
 	uint64_t n;
+	if (p < lim && *p == PB_KEY(2, PB_LEN)) {
+		*key = "";   /* the empty key, left out */
+		*klen = 0;
+		return true;
+	}
 	if (p >= lim || *p != PB_KEY(1, PB_LEN))
 		return false;
 	p++;
@@ -494,17 +499,30 @@ static const char *clean_key(const char *key, size_t *klen, char fixed[256])
 
 /* Writes the item "attribute: key = AnyValue of av bytes" up to the value;
  * returns where the AnyValue's bytes go. */
+/* Bytes of a KeyValue's body; an empty key is left out, as proto3 does. */
+static size_t kv_body(size_t klen, size_t av)
+{
+	return (klen ? pb_len_field(1, klen) : 0) + pb_len_field(2, av);
+}
+
+/* "field { key, value: " of a KeyValue; the AnyValue's av bytes follow. The
+ * key is written as it is: callers give it UTF-8-repaired. */
+static char *put_kv_head(char *p, unsigned field, const char *key, size_t klen, size_t av)
+{
+	p = pb_put_len(p, field, kv_body(klen, av));
+	if (klen)
+		p = pb_put_bytes(p, 1, key, klen);
+	return pb_put_len(p, 2, av);
+}
+
 static char *put_attr_head(char *p, const char *key, size_t klen, size_t av)
 {
-	size_t kv = pb_len_field(1, klen) + pb_len_field(2, av);
-	p = pb_put_len(p, F_ATTR, kv);
-	p = pb_put_bytes(p, 1, key, klen);
-	return pb_put_len(p, 2, av);
+	return put_kv_head(p, F_ATTR, key, klen, av);
 }
 
 static size_t attr_size(size_t klen, size_t av)
 {
-	return pb_len_field(F_ATTR, pb_len_field(1, klen) + pb_len_field(2, av));
+	return pb_len_field(F_ATTR, kv_body(klen, av));
 }
 
 /* A scalar AnyValue (int, double, bool) of av bytes written by put. */
@@ -589,23 +607,22 @@ void span_attr_str(struct span *s, const char *key, size_t klen, const char *val
 	s->f.bloom |= bit;
 }
 
-void span_set_str_array(struct span *s, const char *key, const char *const *vals,
-			const size_t *lens, size_t n)
+static void attr_str_array(struct span *s, const char *key, size_t klen, const char *const *vals,
+			   const size_t *lens, size_t n)
 {
 	if (!s)
 		return;
 	char fixed[256];
-	size_t klen = strlen(key);
 	key = clean_key(key, &klen, fixed);
 	uint64_t bit = bloom_bit(key, klen);
 	if (!attr_claim(s, key, klen, bit))
 		return;
-	/* The elements that fit whole are kept. */
+	/* The elements that fit whole are kept (their lengths are worked out
+	 * twice rather than kept: arrays are rare, their count unbounded). */
 	size_t arr = 0, keep = 0, budget = room_left(s, klen + 16);
-	size_t cut[16];
-	for (; keep < n && keep < 16; keep++) {
-		cut[keep] = utf8_prefix(vals[keep], lens[keep], SIZE_MAX, limits.attr_len);
-		size_t e = pb_len_field(1, pb_len_field(AV_STRING, cut[keep]));
+	for (; keep < n; keep++) {
+		size_t l = utf8_prefix(vals[keep], lens[keep], SIZE_MAX, limits.attr_len);
+		size_t e = pb_len_field(1, pb_len_field(AV_STRING, l));
 		if (arr + e > budget)
 			break;
 		arr += e;
@@ -619,12 +636,19 @@ void span_set_str_array(struct span *s, const char *key, const char *const *vals
 	char *p = put_attr_head(s->f.stream + s->f.len, key, klen, av);
 	p = pb_put_len(p, AV_ARRAY, arr);
 	for (size_t i = 0; i < keep; i++) {
-		p = pb_put_len(p, 1, pb_len_field(AV_STRING, cut[i]));
-		p = put_utf8(pb_put_len(p, AV_STRING, cut[i]), vals[i], cut[i]);
+		size_t l = utf8_prefix(vals[i], lens[i], SIZE_MAX, limits.attr_len);
+		p = pb_put_len(p, 1, pb_len_field(AV_STRING, l));
+		p = put_utf8(pb_put_len(p, AV_STRING, l), vals[i], l);
 	}
 	s->f.len = (uint16_t)(s->f.len + need);
 	s->f.n_attrs++;
 	s->f.bloom |= bit;
+}
+
+void span_set_str_array(struct span *s, const char *key, const char *const *vals,
+			const size_t *lens, size_t n)
+{
+	attr_str_array(s, key, strlen(key), vals, lens, n);
 }
 
 /* --- status, events, links --- */
@@ -683,9 +707,10 @@ static size_t sub_av_size(const struct span_kv *kv, size_t len)
 }
 
 /* Bytes of the KeyValues of kv[0..n) that fit the limits: *kept of them
- * (the rest are counted in *dropped); string lengths cut into lens. */
-static size_t sub_attrs_size(struct span *s, const struct span_kv *kv, size_t n, uint32_t limit, size_t *kept,
-			     uint32_t *dropped, size_t lens[SUB_MAX])
+ * (the rest are counted in *dropped); string lengths cut into lens, so that
+ * the whole event or link (overhead: its other bytes) still fits the span. */
+static size_t sub_attrs_size(struct span *s, const struct span_kv *kv, size_t n, uint32_t limit, size_t overhead,
+			     size_t *kept, uint32_t *dropped, size_t lens[SUB_MAX])
 {
 	size_t total = 0;
 	*kept = 0;
@@ -697,10 +722,11 @@ static size_t sub_attrs_size(struct span *s, const struct span_kv *kv, size_t n,
 		}
 		size_t klen = strlen(kv[i].key);
 		lens[i] = kv[i].type == SPAN_ATTR_STRING
-				  ? utf8_prefix(kv[i].v.s.p, kv[i].v.s.len, room_left(s, total + klen + 24), limits.attr_len)
+				  ? utf8_prefix(kv[i].v.s.p, kv[i].v.s.len, room_left(s, overhead + total + klen + 24),
+						limits.attr_len)
 				  : 0;
 		/* Event.attributes (3) and Link.attributes (4): one-byte keys. */
-		total += pb_len_field(3, pb_len_field(1, klen) + pb_len_field(2, sub_av_size(&kv[i], lens[i])));
+		total += pb_len_field(3, kv_body(klen, sub_av_size(&kv[i], lens[i])));
 		(*kept)++;
 	}
 	return total;
@@ -713,8 +739,9 @@ static char *put_sub_attrs(char *p, unsigned field, const struct span_kv *kv, si
 		if (!sub_type_ok(kv[i].type))
 			continue;
 		size_t klen = strlen(kv[i].key), av = sub_av_size(&kv[i], lens[i]);
-		p = pb_put_len(p, field, pb_len_field(1, klen) + pb_len_field(2, av));
-		p = pb_put_bytes(p, 1, kv[i].key, klen);
+		p = pb_put_len(p, field, kv_body(klen, av));
+		if (klen)
+			p = put_utf8(pb_put_len(p, 1, klen), kv[i].key, klen);   /* repaired, as attribute keys are */
 		p = pb_put_len(p, 2, av);
 		switch (kv[i].type) {
 		case SPAN_ATTR_STRING:
@@ -756,8 +783,8 @@ void span_add_event(struct span *s, const char *name, uint64_t time_ns,
 	}
 	size_t nlen = strlen(name), kept, lens[SUB_MAX];
 	uint32_t dropped;
-	size_t body = 9 + pb_len_field(2, nlen);
-	body += sub_attrs_size(s, attrs, n, limits.event_attr_count, &kept, &dropped, lens);
+	size_t body = 9 + (nlen ? pb_len_field(2, nlen) : 0);
+	body += sub_attrs_size(s, attrs, n, limits.event_attr_count, body + 16, &kept, &dropped, lens);
 	body += uint_field(4, dropped);
 	size_t need = pb_len_field(F_EVENT, body);
 	if (!room(s, need)) {
@@ -766,7 +793,8 @@ void span_add_event(struct span *s, const char *name, uint64_t time_ns,
 	}
 	char *p = pb_put_len(s->f.stream + s->f.len, F_EVENT, body);
 	p = pb_put_fixed64(p, 1, time_ns ? time_ns : clock_now_ns());
-	p = put_utf8(pb_put_len(p, 2, nlen), name, nlen);
+	if (nlen)
+		p = put_utf8(pb_put_len(p, 2, nlen), name, nlen);
 	p = put_sub_attrs(p, 3, attrs, n, kept, lens);
 	put_uint(p, 4, dropped);
 	s->f.len = (uint16_t)(s->f.len + need);
@@ -805,7 +833,7 @@ void span_add_link(struct span *s, const struct trace_context *ctx,
 	size_t kept, lens[SUB_MAX];
 	uint32_t dropped;
 	size_t body = 18 + 10 + (ctx->tracestate_len ? pb_len_field(3, ctx->tracestate_len) : 0) + 5;
-	body += sub_attrs_size(s, attrs, n, limits.link_attr_count, &kept, &dropped, lens);
+	body += sub_attrs_size(s, attrs, n, limits.link_attr_count, body + 16, &kept, &dropped, lens);
 	body += uint_field(5, dropped);
 	size_t need = pb_len_field(F_LINK, body);
 	if (!room(s, need)) {
@@ -886,6 +914,27 @@ static void block_add_each(struct span *s, const struct span_attr_block *b)
 			double d;
 			memcpy(&d, kv, 8);
 			span_attr_double(s, k, kl, d);
+		} else if (t == PB_KEY(AV_ARRAY, PB_LEN) && pb_get_varint(&kv, kvend, &v) && v <= (uint64_t)(kvend - kv)) {
+			/* ArrayValue { values: AnyValue { string_value } ... } */
+			const char *vals[SPAN_BLOCK_BYTES / 4];
+			size_t lens[SPAN_BLOCK_BYTES / 4], m = 0;
+			const unsigned char *e = kv, *eend = kv + v;
+			while (e < eend && m < sizeof vals / sizeof vals[0]) {
+				uint64_t el, sl;
+				if (*e++ != PB_KEY(1, PB_LEN) || !pb_get_varint(&e, eend, &el) || el > (uint64_t)(eend - e))
+					break;
+				const unsigned char *q = e;
+				e += el;
+				if (q < e && *q++ == PB_KEY(AV_STRING, PB_LEN) && pb_get_varint(&q, e, &sl) &&
+				    sl <= (uint64_t)(e - q)) {
+					vals[m] = (const char *)q;
+					lens[m++] = sl;
+				} else if (q == e) {
+					vals[m] = "";
+					lens[m++] = 0;
+				}
+			}
+			attr_str_array(s, k, kl, vals, lens, m);
 		}
 	}
 }
