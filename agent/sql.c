@@ -64,6 +64,39 @@ struct lexer {
 	size_t n, pos;
 };
 
+/* From a comment's first byte (s[i..n) starts with "--" or a block
+ * comment's opening): the position after the comment, or n with *ok false
+ * when a block comment is never closed. Block comments nest. */
+static size_t comment_end(const unsigned char *s, size_t n, size_t i, bool *ok)
+{
+	*ok = true;
+	if (s[i] == '-') {
+		const unsigned char *nl = memchr(s + i + 2, '\n', n - i - 2);
+
+		return nl ? (size_t)(nl - s) + 1 : n;
+	}
+	size_t j = i + 2, depth = 1;
+
+	while (j < n && depth) {
+		if (s[j] == '*' && j + 1 < n && s[j + 1] == '/') {
+			depth--;
+			j += 2;
+		} else if (s[j] == '/' && j + 1 < n && s[j + 1] == '*') {
+			depth++;
+			j += 2;
+		} else {
+			j++;
+		}
+	}
+	*ok = depth == 0;
+	return j;
+}
+
+static inline bool comment_at(const unsigned char *s, size_t n, size_t i)
+{
+	return i + 1 < n && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'));
+}
+
 /* Skips whitespace and complete comments (-- and nested block comments).
  * Returns false, with pos at the comment, for an unterminated block
  * comment: the caller then treats the rest as one bad token. */
@@ -71,39 +104,22 @@ static bool skip_trivia(struct lexer *lx)
 {
 	const unsigned char *s = lx->s;
 	size_t n = lx->n, i = lx->pos;
+	bool ok;
 
 	for (;;) {
 		while (i < n && (cls[s[i]] & C_SPACE))
 			i++;
-		if (i + 1 < n && s[i] == '-' && s[i + 1] == '-') {
-			const unsigned char *nl = memchr(s + i + 2, '\n', n - i - 2);
-
-			i = nl ? (size_t)(nl - s) + 1 : n;
-			continue;
+		if (!comment_at(s, n, i)) {
+			lx->pos = i;
+			return true;
 		}
-		if (i + 1 < n && s[i] == '/' && s[i + 1] == '*') {
-			size_t j = i + 2, depth = 1;
+		size_t e = comment_end(s, n, i, &ok);
 
-			while (j < n && depth) {
-				if (s[j] == '*' && j + 1 < n && s[j + 1] == '/') {
-					depth--;
-					j += 2;
-				} else if (s[j] == '/' && j + 1 < n && s[j + 1] == '*') {
-					depth++;
-					j += 2;
-				} else {
-					j++;
-				}
-			}
-			if (depth) {
-				lx->pos = i;
-				return false;
-			}
-			i = j;
-			continue;
+		if (!ok) {
+			lx->pos = i;
+			return false;
 		}
-		lx->pos = i;
-		return true;
+		i = e;
 	}
 }
 
@@ -172,26 +188,16 @@ static size_t scan_number(const unsigned char *s, size_t n, size_t i)
 	return i;
 }
 
-static void lex(struct lexer *lx, struct tok *t)
+/* The token that starts at s[i], i < n, after any whitespace and comments:
+ * its kind and end. Shared by the summariser's lexer and the sanitiser,
+ * which calls it only where a token may need replacing. */
+static void lex_at(const unsigned char *s, size_t n, size_t i, struct tok *t)
 {
-	const unsigned char *s = lx->s;
-	size_t n = lx->n, i, e;
+	size_t e;
 	bool ok = true;
-	unsigned char c;
+	unsigned char c = s[i];
 
-	if (!skip_trivia(lx)) {
-		t->kind = T_BAD;
-		t->start = lx->pos;
-		t->end = lx->pos = n;
-		return;
-	}
-	i = t->start = lx->pos;
-	if (i >= n) {
-		t->kind = T_END;
-		t->end = n;
-		return;
-	}
-	c = s[i];
+	t->start = i;
 	if (cls[c] & C_IDSTART) {
 		e = i + 1;
 		while (e < n && (cls[s[e]] & C_IDCONT))
@@ -271,7 +277,24 @@ static void lex(struct lexer *lx, struct tok *t)
 		t->kind = T_BAD;
 		e = n;
 	}
-	t->end = lx->pos = e;
+	t->end = e;
+}
+
+static void lex(struct lexer *lx, struct tok *t)
+{
+	if (!skip_trivia(lx)) {
+		t->kind = T_BAD;
+		t->start = lx->pos;
+		t->end = lx->pos = lx->n;
+		return;
+	}
+	if (lx->pos >= lx->n) {
+		t->kind = T_END;
+		t->start = t->end = lx->n;
+		return;
+	}
+	lex_at(lx->s, lx->n, lx->pos, t);
+	lx->pos = t->end;
 }
 
 /* --- keywords --- */
@@ -1152,18 +1175,117 @@ static bool literal_item(struct lexer *lx, const struct tok *t, size_t *end)
 	return false;
 }
 
+/*
+ * The sanitiser runs on every statement a traced connection sends, so it
+ * doesn't lex every token: it jumps from one byte that may need a decision
+ * to the next, sixteen bytes at a time, and the bytes in between are copied
+ * as they are. Those stop bytes are the ones that can begin a literal, a
+ * quoted name or a comment (' " $ . digits - /), and '(' (an IN list).
+ * Letters, spaces and the other punctuation are never replaced; all they
+ * decide is whether a digit or '$' continues a name ("t1", "a$b"), and
+ * that is read from the byte before it. At a stop the token is lexed by
+ * lex_at, so that the sanitiser and the summariser agree on every token.
+ */
+
+/* Stop bytes, as a table for the tail and as vector compares below. */
+static inline bool san_stop(unsigned char c)
+{
+	return (unsigned char)(c - '0') < 10u || c == '\'' || c == '"' || c == '$' || c == '.' || c == '-' ||
+	       c == '/' || c == '(';
+}
+
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+typedef uint8_t san_v16 __attribute__((vector_size(16)));
+
+/* Offset of the first stop byte in p[0..16), or 16 (SSE2 on x86-64, NEON
+ * on arm64: GCC's and clang's generic vectors). */
+static inline unsigned san_stop16(const unsigned char *p)
+{
+	san_v16 x, m;
+	uint64_t lo, hi;
+
+	memcpy(&x, p, 16);
+	m = (san_v16)((san_v16)(x - (uint8_t)'0') < (uint8_t)10) | (san_v16)(x == (uint8_t)'\'') |
+	    (san_v16)(x == (uint8_t)'"') | (san_v16)(x == (uint8_t)'$') | (san_v16)(x == (uint8_t)'.') |
+	    (san_v16)(x == (uint8_t)'-') | (san_v16)(x == (uint8_t)'/') | (san_v16)(x == (uint8_t)'(');
+	memcpy(&lo, &m, 8);
+	memcpy(&hi, (const char *)&m + 8, 8);
+	if (lo)
+		return (unsigned)__builtin_ctzll(lo) >> 3;
+	if (hi)
+		return 8 + ((unsigned)__builtin_ctzll(hi) >> 3);
+	return 16;
+}
+
+/* The first stop byte at or after i, or n. The last partial block is
+ * looked at in a zero-padded copy: nothing past s[n - 1] is read. */
+static size_t san_next(const unsigned char *s, size_t n, size_t i)
+{
+	unsigned k;
+
+	for (; i + 16 <= n; i += 16)
+		if ((k = san_stop16(s + i)) < 16)
+			return i + k;
+	if (i < n) {
+		unsigned char tail[16] = { 0 };
+
+		memcpy(tail, s + i, n - i);
+		k = san_stop16(tail);  /* NUL is no stop: the padding never matches */
+		return k < 16 ? i + k : n;
+	}
+	return n;
+}
+#else
+static size_t san_next(const unsigned char *s, size_t n, size_t i)
+{
+	while (i < n && !san_stop(s[i]))
+		i++;
+	return i;
+}
+#endif
+
+/* Where the literal or quoted name whose quote is at s[i] begins: at a
+ * one-letter word glued to it (E'', B'', X'', N'', U&'', U&""), which
+ * lex_at then reads as its prefix; otherwise at the quote. from: the end of
+ * the last token lexed, so s[from..i) holds only letters, spaces and plain
+ * punctuation. */
+static size_t quote_start(const unsigned char *s, size_t from, size_t i)
+{
+	size_t j = i;
+
+	if (j > from && s[j - 1] == '&')
+		j--;
+	if (j > from && (cls[s[j - 1]] & C_IDSTART) && (j - 1 == from || !(cls[s[j - 2]] & C_IDCONT)))
+		return j - 1;
+	return i;
+}
+
+/* Whether the '(' or comment at s[i] follows the word IN (with only
+ * whitespace, or comments that follow it, in between). in_tail: the end of
+ * the last comment that followed an IN. */
+static bool after_in(const unsigned char *s, size_t from, size_t in_tail, size_t i)
+{
+	size_t j = i;
+
+	while (j > from && (cls[s[j - 1]] & C_SPACE))
+		j--;
+	if (j == from)
+		return from == in_tail;
+	return j - from >= 2 && (s[j - 2] | 0x20) == 'i' && (s[j - 1] | 0x20) == 'n' &&
+	       (j - 2 == from || !(cls[s[j - 3]] & C_IDCONT));
+}
+
 size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *truncated)
 {
 	static const unsigned char qmark[] = "?";
 	struct sink k = { out, cap, 0, false };
-	struct lexer lx = { (const unsigned char *)text, text ? len : 0, 0 };
-	const unsigned char *s = lx.s;
-	size_t prev = 0;  /* input before prev has been written or deliberately dropped */
+	const unsigned char *s = (const unsigned char *)text;
+	size_t n = text ? len : 0;
+	size_t prev = 0;            /* input before prev has been written or deliberately dropped */
+	size_t last = 0;            /* end of the last token or comment read */
+	size_t in_tail = SIZE_MAX;  /* end of the last comment that followed IN */
+	size_t i = 0;
 	struct tok t;
-	/* IN (1, 2, 'x') -> IN (?): streamed, so that a long list is never
-	 * read ahead: the first item gives '?', each further ", item" is
-	 * dropped, and anything else ends the list with the text as it is. */
-	enum { S_NORMAL, S_IN, S_OPEN, S_ITEM, S_COMMA } st = S_NORMAL;
 
 	if (!out || cap == 0) {
 		if (truncated)
@@ -1171,53 +1293,93 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
 		return 0;
 	}
 	for (;;) {
-		size_t end;
-
-		lex(&lx, &t);
-		if (t.kind == T_END)
+		i = san_next(s, n, i);
+		/* the run from prev is kept as it is: once it can't fit, the
+		 * output is full and reading stops */
+		if (i - prev > k.cap - 1 - k.len) {
+			put(&k, s + prev, i - prev);
+			goto done;
+		}
+		if (i >= n)
 			break;
-		if (st == S_ITEM && t.kind == T_PUNCT && s[t.start] == ',') {
-			st = S_COMMA;  /* held back until we know what follows */
-			continue;
-		}
-		if (st == S_COMMA && literal_item(&lx, &t, &end)) {
-			prev = end;
-			st = S_ITEM;
-			continue;
-		}
-		if (st == S_OPEN && literal_item(&lx, &t, &end)) {
-			if (!put(&k, s + prev, t.start - prev) || !put(&k, qmark, 1))
+		unsigned char c = s[i];
+		size_t start = i;
+
+		if (c == '\'' || c == '"') {
+			start = quote_start(s, last, i);
+		} else if (c == '$' || (cls[c] & C_DIGIT)) {
+			if (i > last && (cls[s[i - 1]] & C_IDCONT)) {
+				/* inside a name: t1, a$b */
+				while (i < n && (cls[s[i]] & C_IDCONT))
+					i++;
+				last = i;
+				continue;
+			}
+		} else if (c == '-' || c == '/') {
+			if (!comment_at(s, n, i)) {
+				i++;
+				continue;
+			}
+			bool ok, in = after_in(s, last, in_tail, i);
+			size_t e = comment_end(s, n, i, &ok);
+
+			if (!ok) {
+				/* unterminated: whatever it holds, it must not leak */
+				if (put(&k, s + prev, i - prev))
+					put(&k, qmark, 1);
 				goto done;
-			prev = end;
-			st = S_ITEM;
+			}
+			last = i = e;
+			if (in)
+				in_tail = e;
+			continue;
+		} else if (c == '(') {
+			if (!after_in(s, last, in_tail, i)) {
+				i++;
+				continue;
+			}
+			/* IN (1, 2, 'x') -> IN (?): streamed, so that a long list
+			 * is never read ahead: the first item gives '?', each
+			 * further ", item" is dropped, and anything else ends the
+			 * list, and is read again from its start as usual. */
+			struct lexer lx = { s, n, i + 1 };
+			enum { S_OPEN, S_ITEM, S_COMMA } st = S_OPEN;
+			size_t end;
+
+			for (;;) {
+				lex(&lx, &t);
+				if (st == S_ITEM && t.kind == T_PUNCT && s[t.start] == ',') {
+					st = S_COMMA;  /* held back until we know what follows */
+					continue;
+				}
+				if (st != S_ITEM && literal_item(&lx, &t, &end)) {
+					if (st == S_OPEN &&
+					    (!put(&k, s + prev, t.start - prev) || !put(&k, qmark, 1)))
+						goto done;
+					prev = end;
+					st = S_ITEM;
+					continue;
+				}
+				break;
+			}
+			last = i = t.start;
 			continue;
 		}
-		switch (t.kind) {
-		case T_STRING:
-		case T_NUMBER:
-		case T_BAD:  /* unterminated: whatever it holds, it must not leak */
+		/* a token that may be a literal: ' " $ digit . */
+		lex_at(s, n, start, &t);
+		if (start != i && t.kind == T_WORD) {
+			/* that letter was no prefix: the quote is lexed next time */
+			last = i = t.end;
+			continue;
+		}
+		if (t.kind == T_STRING || t.kind == T_NUMBER || t.kind == T_BAD) {
 			if (!put(&k, s + prev, t.start - prev) || !put(&k, qmark, 1))
 				goto done;
 			prev = t.end;
-			break;
-		default:
-			/* kept tokens and the text between them are copied in one
-			 * run at the next replacement, or as soon as the run no
-			 * longer fits, so that reading stops with the output full */
-			if (t.end - prev > k.cap - 1 - k.len) {
-				put(&k, s + prev, t.end - prev);
-				goto done;
-			}
-			break;
 		}
-		if (st == S_IN && t.kind == T_PUNCT && s[t.start] == '(')
-			st = S_OPEN;
-		else if (t.kind == T_WORD && t.end - t.start == 2 && word_is(s + t.start, 2, "IN"))
-			st = S_IN;
-		else
-			st = S_NORMAL;
+		last = i = t.end;
 	}
-	put(&k, s + prev, lx.n - prev);  /* the pending run, trailing whitespace and comments */
+	put(&k, s + prev, n - prev);  /* the pending run */
 done:
 	out[k.len] = '\0';
 	if (truncated)
