@@ -1608,3 +1608,104 @@ bool sql_is_complete(const char *text, size_t len)
 	size_t need = lead < 0x80 ? 0 : (lead >> 5) == 6 ? 1 : (lead >> 4) == 14 ? 2 : (lead >> 3) == 30 ? 3 : 99;
 	return back == need || (lead < 0x80 && back == 0);
 }
+
+/* --- summary cache --- */
+
+/* 64-bit hash of a key, a word at a time: it picks the slot and rules out
+ * most mismatches before the key is compared. */
+static uint64_t cache_hash(const unsigned char *p, size_t n)
+{
+	const uint64_t k = 0x9e3779b97f4a7c15ull;
+	uint64_t h = n * k, w;
+
+	for (; n >= 8; p += 8, n -= 8) {
+		memcpy(&w, p, 8);
+		h = (h ^ w) * k;
+		h ^= h >> 32;
+	}
+	if (n) {
+		w = 0;
+		memcpy(&w, p, n);
+		h = (h ^ w) * k;
+	}
+	h ^= h >> 29;
+	h *= 0xbf58476d1ce4e5b9ull;
+	return h ^ (h >> 32);
+}
+
+void sql_summary_view_of(const struct sql_summary *sum, struct sql_summary_view *out)
+{
+	out->summary = sum->summary;
+	out->summary_len = sum->summary_len;
+	out->operation = sum->operation;
+	out->operation_len = sum->operation_len;
+	out->collection = sum->collection;
+	out->collection_len = sum->collection_len;
+	out->procedure = sum->procedure;
+	out->procedure_len = sum->procedure_len;
+}
+
+/* An entry is [key | summary | operation | collection | procedure] in the
+ * arena, never wrapping around its end. Writes go on at head, so the
+ * entry's bytes are intact as long as head hasn't gone a whole arena past
+ * its start. */
+static void slot_view(const struct sql_cache *c, const struct sql_cache_slot *sl, struct sql_summary_view *out)
+{
+	const char *p = c->arena + sl->pos % SQL_CACHE_ARENA + sl->key_len;
+
+	out->summary = p;
+	out->summary_len = sl->summary_len;
+	p += sl->summary_len;
+	out->operation = p;
+	out->operation_len = sl->operation_len;
+	p += sl->operation_len;
+	out->collection = p;
+	out->collection_len = sl->collection_len;
+	p += sl->collection_len;
+	out->procedure = p;
+	out->procedure_len = sl->procedure_len;
+}
+
+void sql_cache_summary(struct sql_cache *c, const char *key, size_t key_len, const char *text, size_t len,
+		       struct sql_summary *scratch, struct sql_summary_view *out)
+{
+	uint64_t h = cache_hash((const unsigned char *)key, key_len);
+	struct sql_cache_slot *sl = &c->slot[(h >> 40) & (SQL_CACHE_SLOTS - 1)];
+
+	if (sl->used && sl->hash == h && sl->key_len == key_len && c->head - sl->pos <= SQL_CACHE_ARENA &&
+	    memcmp(c->arena + sl->pos % SQL_CACHE_ARENA, key, key_len) == 0) {
+		slot_view(c, sl, out);
+		return;
+	}
+	sql_summarize(text, len, scratch);
+	sql_summary_view_of(scratch, out);
+	size_t size = key_len + scratch->summary_len + scratch->operation_len + scratch->collection_len +
+		      scratch->procedure_len;
+
+	if (size > SQL_CACHE_ARENA / 4)
+		return;  /* would push out too many others: made each time */
+	size_t off = c->head % SQL_CACHE_ARENA;
+
+	if (off + size > SQL_CACHE_ARENA)
+		c->head += SQL_CACHE_ARENA - off;  /* entries don't wrap: start over at 0 */
+	char *p = c->arena + c->head % SQL_CACHE_ARENA;
+
+	sl->used = true;
+	sl->hash = h;
+	sl->pos = c->head;
+	sl->key_len = (uint16_t)key_len;
+	sl->summary_len = (uint8_t)scratch->summary_len;
+	sl->operation_len = (uint8_t)scratch->operation_len;
+	sl->collection_len = (uint8_t)scratch->collection_len;
+	sl->procedure_len = (uint8_t)scratch->procedure_len;
+	memcpy(p, key, key_len);
+	p += key_len;
+	memcpy(p, scratch->summary, scratch->summary_len);
+	p += scratch->summary_len;
+	memcpy(p, scratch->operation, scratch->operation_len);
+	p += scratch->operation_len;
+	memcpy(p, scratch->collection, scratch->collection_len);
+	p += scratch->collection_len;
+	memcpy(p, scratch->procedure, scratch->procedure_len);
+	c->head += size;
+}
