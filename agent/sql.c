@@ -28,6 +28,7 @@ enum {
 	C_IDCONT = 4,    /* continues one (PostgreSQL allows '$' inside) */
 	C_DIGIT = 8,
 	C_TAG = 16,      /* continues a dollar-quote tag: like C_IDCONT but no '$' */
+	C_NUM = 32,      /* continues the digits of a number: digits and '_' */
 };
 
 /* Bytes >= 0x80 are identifier characters in PostgreSQL whatever the
@@ -37,9 +38,9 @@ static const uint8_t cls[256] = {
 	['\f'] = C_SPACE, ['\v'] = C_SPACE,
 	['A' ... 'Z'] = C_IDSTART | C_IDCONT | C_TAG,
 	['a' ... 'z'] = C_IDSTART | C_IDCONT | C_TAG,
-	['_'] = C_IDSTART | C_IDCONT | C_TAG,
+	['_'] = C_IDSTART | C_IDCONT | C_TAG | C_NUM,
 	[0x80 ... 0xff] = C_IDSTART | C_IDCONT | C_TAG,
-	['0' ... '9'] = C_IDCONT | C_DIGIT | C_TAG,
+	['0' ... '9'] = C_IDCONT | C_DIGIT | C_TAG | C_NUM,
 	['$'] = C_IDCONT,
 };
 
@@ -166,13 +167,13 @@ static size_t scan_quoted(const unsigned char *s, size_t n, size_t i, unsigned c
 /* Number: digits with '_' separators, a fraction, an exponent, 0x/0o/0b
  * forms. Identifier bytes glued to it ("123abc", PostgreSQL's "trailing
  * junk") are swallowed too, so that nothing of a literal survives. */
-static size_t scan_number(const unsigned char *s, size_t n, size_t i)
+static inline __attribute__((always_inline)) size_t scan_number(const unsigned char *s, size_t n, size_t i)
 {
-	while (i < n && ((cls[s[i]] & C_DIGIT) || s[i] == '_'))
+	while (i < n && (cls[s[i]] & C_NUM))
 		i++;
 	if (i < n && s[i] == '.') {
 		i++;
-		while (i < n && ((cls[s[i]] & C_DIGIT) || s[i] == '_'))
+		while (i < n && (cls[s[i]] & C_NUM))
 			i++;
 	}
 	if (i < n && (s[i] | 0x20) == 'e') {
@@ -186,6 +187,20 @@ static size_t scan_number(const unsigned char *s, size_t n, size_t i)
 	while (i < n && (cls[s[i]] & (C_IDCONT)) && s[i] != '$')
 		i++;
 	return i;
+}
+
+/* The end of the number at s[i] (a digit, or '.' before one): 0x1F, 0o17
+ * and 0b101 forms, or scan_number's. */
+static inline __attribute__((always_inline)) size_t number_end(const unsigned char *s, size_t n, size_t i)
+{
+	if (s[i] == '0' && i + 1 < n && ((s[i + 1] | 0x20) == 'x' || (s[i + 1] | 0x20) == 'o' ||
+					 (s[i + 1] | 0x20) == 'b')) {
+		i += 2;
+		while (i < n && (cls[s[i]] & C_TAG))
+			i++;
+		return i;
+	}
+	return scan_number(s, n, i);
 }
 
 /* The token that starts at s[i], i < n, after any whitespace and comments:
@@ -218,14 +233,7 @@ static void lex_at(const unsigned char *s, size_t n, size_t i, struct tok *t)
 		}
 	} else if ((cls[c] & C_DIGIT) || (c == '.' && i + 1 < n && (cls[s[i + 1]] & C_DIGIT))) {
 		t->kind = T_NUMBER;
-		if (c == '0' && i + 1 < n && ((s[i + 1] | 0x20) == 'x' || (s[i + 1] | 0x20) == 'o' ||
-					      (s[i + 1] | 0x20) == 'b')) {
-			e = i + 2;
-			while (e < n && (cls[s[e]] & C_TAG))
-				e++;
-		} else {
-			e = scan_number(s, n, i);
-		}
+		e = number_end(s, n, i);
 	} else if (c == '\'') {
 		t->kind = T_STRING;
 		e = scan_quoted(s, n, i + 1, '\'', false, &ok);
@@ -1129,28 +1137,41 @@ struct sink {
 	bool full;
 };
 
-/* Appends s[0..n) if it fits in cap - 1; otherwise as much as fits, cut
- * before a UTF-8 continuation byte so that no character is split (invalid
- * input is copied as is: the span layer replaces invalid UTF-8 later, so
- * at most 3 bytes are given back for it), and marks the sink full. */
-static bool put(struct sink *k, const unsigned char *s, size_t n)
+/* put's slow path: as much of s[0..n) as fits in cap - 1, cut before a
+ * UTF-8 continuation byte so that no character is split (invalid input is
+ * copied as is: the span layer replaces invalid UTF-8 later, so at most 3
+ * bytes are given back for it), and the sink marked full. */
+static __attribute__((noinline)) bool put_cut(struct sink *k, const unsigned char *s)
 {
-	size_t room = k->cap - 1 - k->len, m;
+	size_t m = k->cap - 1 - k->len;
 
-	if (n == 0)
-		return true;
-	if (n <= room) {
-		memcpy(k->out + k->len, s, n);
-		k->len += n;
-		return true;
-	}
-	m = room;
 	for (int back = 0; m > 0 && back < 3 && (s[m] & 0xC0) == 0x80; back++)
 		m--;
 	memcpy(k->out + k->len, s, m);
 	k->len += m;
 	k->full = true;
 	return false;
+}
+
+/* Appends s[0..n) if it fits in cap - 1; otherwise put_cut. */
+static inline bool put(struct sink *k, const unsigned char *s, size_t n)
+{
+	if (__builtin_expect(n > k->cap - 1 - k->len, 0))
+		return put_cut(k, s);
+	memcpy(k->out + k->len, s, n);
+	k->len += n;
+	return true;
+}
+
+/* Appends a '?' if it fits. */
+static inline bool put_mark(struct sink *k)
+{
+	if (__builtin_expect(k->len + 1 >= k->cap, 0)) {
+		k->full = true;
+		return false;
+	}
+	k->out[k->len++] = '?';
+	return true;
 }
 
 /* Whether the token at t starts a literal list item: a string, a number,
@@ -1187,56 +1208,51 @@ static bool literal_item(struct lexer *lx, const struct tok *t, size_t *end)
  * lex_at, so that the sanitiser and the summariser agree on every token.
  */
 
-/* Stop bytes, as a table for the tail and as vector compares below. */
+/* Stop bytes: '"'..'(' and '-'..'9', two ranges cheap to test sixteen at
+ * a time. They hold three bytes that need nothing ('#', '%', '&'): those
+ * cost a look and are passed over. */
 static inline bool san_stop(unsigned char c)
 {
-	return (unsigned char)(c - '0') < 10u || c == '\'' || c == '"' || c == '$' || c == '.' || c == '-' ||
-	       c == '/' || c == '(';
+	return (unsigned char)(c - '"') <= '(' - '"' || (unsigned char)(c - '-') <= '9' - '-';
 }
 
-#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-typedef uint8_t san_v16 __attribute__((vector_size(16)));
+#ifdef __SSE2__
+#include <emmintrin.h>
 
-/* Offset of the first stop byte in p[0..16), or 16 (SSE2 on x86-64, NEON
- * on arm64: GCC's and clang's generic vectors). */
-static inline unsigned san_stop16(const unsigned char *p)
+/* Bit k set when p[k] is a stop byte, for the 16 bytes at p. */
+static inline unsigned san_mask16(const unsigned char *p)
 {
-	san_v16 x, m;
-	uint64_t lo, hi;
+	__m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+	__m128i a = _mm_sub_epi8(x, _mm_set1_epi8('"'));
+	__m128i b = _mm_sub_epi8(x, _mm_set1_epi8('-'));
 
-	memcpy(&x, p, 16);
-	m = (san_v16)((san_v16)(x - (uint8_t)'0') < (uint8_t)10) | (san_v16)(x == (uint8_t)'\'') |
-	    (san_v16)(x == (uint8_t)'"') | (san_v16)(x == (uint8_t)'$') | (san_v16)(x == (uint8_t)'.') |
-	    (san_v16)(x == (uint8_t)'-') | (san_v16)(x == (uint8_t)'/') | (san_v16)(x == (uint8_t)'(');
-	memcpy(&lo, &m, 8);
-	memcpy(&hi, (const char *)&m + 8, 8);
-	if (lo)
-		return (unsigned)__builtin_ctzll(lo) >> 3;
-	if (hi)
-		return 8 + ((unsigned)__builtin_ctzll(hi) >> 3);
-	return 16;
+	a = _mm_cmpeq_epi8(_mm_min_epu8(a, _mm_set1_epi8('(' - '"')), a);
+	b = _mm_cmpeq_epi8(_mm_min_epu8(b, _mm_set1_epi8('9' - '-')), b);
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(a, b));
 }
 
-/* The first stop byte at or after i, or n. The last partial block is
- * looked at in a zero-padded copy: nothing past s[n - 1] is read. */
-static size_t san_next(const unsigned char *s, size_t n, size_t i)
+/* The first stop byte at or after i, or n. A last partial block is read as
+ * the last 16 bytes of the text, the ones already seen masked off: nothing
+ * outside s[0..n) is read. */
+static inline size_t san_next(const unsigned char *s, size_t n, size_t i)
 {
-	unsigned k;
+	unsigned m;
 
 	for (; i + 16 <= n; i += 16)
-		if ((k = san_stop16(s + i)) < 16)
-			return i + k;
-	if (i < n) {
-		unsigned char tail[16] = { 0 };
-
-		memcpy(tail, s + i, n - i);
-		k = san_stop16(tail);  /* NUL is no stop: the padding never matches */
-		return k < 16 ? i + k : n;
+		if ((m = san_mask16(s + i)) != 0)
+			return i + (size_t)__builtin_ctz(m);
+	if (i >= n)
+		return n;
+	if (n >= 16) {
+		m = san_mask16(s + n - 16) >> (16 - (n - i));
+		return m ? i + (size_t)__builtin_ctz(m) : n;
 	}
-	return n;
+	while (i < n && !san_stop(s[i]))
+		i++;
+	return i;
 }
 #else
-static size_t san_next(const unsigned char *s, size_t n, size_t i)
+static inline size_t san_next(const unsigned char *s, size_t n, size_t i)
 {
 	while (i < n && !san_stop(s[i]))
 		i++;
@@ -1277,7 +1293,6 @@ static bool after_in(const unsigned char *s, size_t from, size_t in_tail, size_t
 
 size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *truncated)
 {
-	static const unsigned char qmark[] = "?";
 	struct sink k = { out, cap, 0, false };
 	const unsigned char *s = (const unsigned char *)text;
 	size_t n = text ? len : 0;
@@ -1303,11 +1318,12 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
 		if (i >= n)
 			break;
 		unsigned char c = s[i];
-		size_t start = i;
+		size_t start = i, end;
+		bool ok;
 
-		if (c == '\'' || c == '"') {
-			start = quote_start(s, last, i);
-		} else if (c == '$' || (cls[c] & C_DIGIT)) {
+		switch (c) {
+		case '0' ... '9':
+		case '$':
 			if (i > last && (cls[s[i - 1]] & C_IDCONT)) {
 				/* inside a name: t1, a$b */
 				while (i < n && (cls[s[i]] & C_IDCONT))
@@ -1315,25 +1331,45 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
 				last = i;
 				continue;
 			}
-		} else if (c == '-' || c == '/') {
+			if (c != '$') {
+				end = number_end(s, n, i);
+				goto literal;
+			}
+			break;  /* $1, $$...$$, $tag$...$tag$ or a lone '$' */
+		case '.':
+			if (i + 1 < n && (cls[s[i + 1]] & C_DIGIT)) {
+				end = number_end(s, n, i);
+				goto literal;
+			}
+			i++;
+			continue;
+		case '\'':
+			start = quote_start(s, last, i);
+			if (start == i) {
+				end = scan_quoted(s, n, i + 1, '\'', false, &ok);  /* n when unterminated */
+				goto literal;
+			}
+			break;
+		case '"':
+			start = quote_start(s, last, i);
+			break;
+		case '-':
+		case '/': {
 			if (!comment_at(s, n, i)) {
 				i++;
 				continue;
 			}
-			bool ok, in = after_in(s, last, in_tail, i);
-			size_t e = comment_end(s, n, i, &ok);
+			bool in = after_in(s, last, in_tail, i);
 
-			if (!ok) {
-				/* unterminated: whatever it holds, it must not leak */
-				if (put(&k, s + prev, i - prev))
-					put(&k, qmark, 1);
-				goto done;
-			}
-			last = i = e;
+			end = comment_end(s, n, i, &ok);
+			if (!ok)
+				goto literal;  /* unterminated: whatever it holds, it must not leak */
+			last = i = end;
 			if (in)
-				in_tail = e;
+				in_tail = end;
 			continue;
-		} else if (c == '(') {
+		}
+		case '(': {
 			if (!after_in(s, last, in_tail, i)) {
 				i++;
 				continue;
@@ -1344,7 +1380,6 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
 			 * list, and is read again from its start as usual. */
 			struct lexer lx = { s, n, i + 1 };
 			enum { S_OPEN, S_ITEM, S_COMMA } st = S_OPEN;
-			size_t end;
 
 			for (;;) {
 				lex(&lx, &t);
@@ -1354,7 +1389,7 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
 				}
 				if (st != S_ITEM && literal_item(&lx, &t, &end)) {
 					if (st == S_OPEN &&
-					    (!put(&k, s + prev, t.start - prev) || !put(&k, qmark, 1)))
+					    (!put(&k, s + prev, t.start - prev) || !put_mark(&k)))
 						goto done;
 					prev = end;
 					st = S_ITEM;
@@ -1365,19 +1400,25 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
 			last = i = t.start;
 			continue;
 		}
-		/* a token that may be a literal: ' " $ digit . */
+		default:  /* '#', '%', '&' */
+			i++;
+			continue;
+		}
+		/* a quoted name, a prefixed string, or what starts with '$' */
 		lex_at(s, n, start, &t);
 		if (start != i && t.kind == T_WORD) {
-			/* that letter was no prefix: the quote is lexed next time */
+			/* that letter was no prefix: the quote is read next time */
 			last = i = t.end;
 			continue;
 		}
-		if (t.kind == T_STRING || t.kind == T_NUMBER || t.kind == T_BAD) {
-			if (!put(&k, s + prev, t.start - prev) || !put(&k, qmark, 1))
-				goto done;
-			prev = t.end;
-		}
 		last = i = t.end;
+		if (t.kind != T_STRING && t.kind != T_BAD)
+			continue;  /* kept: quoted names, $1, '$' */
+		end = t.end;
+literal:
+		if (!put(&k, s + prev, start - prev) || !put_mark(&k))
+			goto done;
+		prev = last = i = end;
 	}
 	put(&k, s + prev, n - prev);  /* the pending run */
 done:
@@ -1611,26 +1652,30 @@ bool sql_is_complete(const char *text, size_t len)
 
 /* --- summary cache --- */
 
-/* 64-bit hash of a key, a word at a time: it picks the slot and rules out
- * most mismatches before the key is compared. */
-static uint64_t cache_hash(const unsigned char *p, size_t n)
+/* 64-bit hash of a key, a word at a time (the last word overlapping the
+ * one before): it picks the slot and rules out most mismatches before the
+ * key is compared. */
+static inline uint64_t cache_hash(const unsigned char *p, size_t n)
 {
 	const uint64_t k = 0x9e3779b97f4a7c15ull;
 	uint64_t h = n * k, w;
 
-	for (; n >= 8; p += 8, n -= 8) {
-		memcpy(&w, p, 8);
-		h = (h ^ w) * k;
-		h ^= h >> 32;
-	}
-	if (n) {
+	if (n >= 8) {
+		const unsigned char *last = p + n - 8;
+
+		for (; p < last; p += 8) {
+			memcpy(&w, p, 8);
+			h = (h ^ w) * k;
+			h = (h << 29) | (h >> 35);
+		}
+		memcpy(&w, last, 8);
+	} else {
 		w = 0;
-		memcpy(&w, p, n);
-		h = (h ^ w) * k;
+		for (size_t i = 0; i < n; i++)
+			w = w << 8 | p[i];
 	}
-	h ^= h >> 29;
-	h *= 0xbf58476d1ce4e5b9ull;
-	return h ^ (h >> 32);
+	h = (h ^ w) * k;
+	return h ^ (h >> 31);
 }
 
 void sql_summary_view_of(const struct sql_summary *sum, struct sql_summary_view *out)
@@ -1670,7 +1715,7 @@ void sql_cache_summary(struct sql_cache *c, const char *key, size_t key_len, con
 		       struct sql_summary *scratch, struct sql_summary_view *out)
 {
 	uint64_t h = cache_hash((const unsigned char *)key, key_len);
-	struct sql_cache_slot *sl = &c->slot[(h >> 40) & (SQL_CACHE_SLOTS - 1)];
+	struct sql_cache_slot *sl = &c->slot[(h >> 58) & (SQL_CACHE_SLOTS - 1)];
 
 	if (sl->used && sl->hash == h && sl->key_len == key_len && c->head - sl->pos <= SQL_CACHE_ARENA &&
 	    memcmp(c->arena + sl->pos % SQL_CACHE_ARENA, key, key_len) == 0) {

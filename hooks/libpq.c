@@ -69,7 +69,7 @@ struct conn_state {
 	 * the first recorded statement from libpq's strings (kept to notice a
 	 * PQreset that lands on another host). */
 	bool attrs_built;
-	const char *attrs_db, *attrs_host, *attrs_port;
+	const char *attrs_host;
 	struct span_attr_block attrs;
 	struct sql_cache cache;
 };
@@ -104,7 +104,8 @@ static __thread struct pq_scratch *scratch_tls AGENT_TLS;
 /* NULL when there is no memory for it: the statement is not recorded. */
 static inline struct pq_scratch *scratch(void)
 {
-	return perthread_get((void **)&scratch_tls, sizeof *scratch_tls);
+	struct pq_scratch *x = scratch_tls;
+	return x ? x : perthread_get((void **)&scratch_tls, sizeof *scratch_tls);
 }
 
 static unsigned bucket_of(const PGconn *c)
@@ -135,27 +136,42 @@ static struct conn_state *conn_find(PGconn *c, bool create)
 	return s;
 }
 
-/* The connection's state: remembered by this thread (x, when not NULL),
- * else from the table. */
-static struct conn_state *conn_state(struct pq_scratch *x, PGconn *c, bool create)
+/* conn_state's slow path: the other remembered states, then the table.
+ * The one found goes first in recent[]. */
+static struct conn_state *conn_state_slow(struct pq_scratch *x, PGconn *c, bool create)
 {
+	struct conn_state *s = NULL;
+	unsigned i = RECENT - 1;
 	if (x) {
 		uint64_t g = atomic_load_explicit(&conn_gen, memory_order_acquire);
 		if (x->recent_gen != g) {
 			memset(x->recent, 0, sizeof x->recent);
 			x->recent_gen = g;
 		}
-		for (unsigned i = 0; i < RECENT; i++)
-			if (x->recent[i].conn == c)
-				return x->recent[i].state;
+		for (unsigned j = 1; j < RECENT; j++)
+			if (x->recent[j].conn == c) {
+				s = x->recent[j].state;
+				i = j;
+				break;
+			}
 	}
-	struct conn_state *s = conn_find(c, create);
+	if (!s)
+		s = conn_find(c, create);
 	if (s && x) {
-		unsigned i = x->recent_next++ % RECENT;
-		x->recent[i].conn = c;
-		x->recent[i].state = s;
+		memmove(&x->recent[1], &x->recent[0], i * sizeof x->recent[0]);
+		x->recent[0].conn = c;
+		x->recent[0].state = s;
 	}
 	return s;
+}
+
+/* The connection's state (c not NULL): remembered by this thread (x, when
+ * not NULL), else from the table. */
+static inline struct conn_state *conn_state(struct pq_scratch *x, PGconn *c, bool create)
+{
+	if (x && x->recent[0].conn == c && x->recent_gen == atomic_load_explicit(&conn_gen, memory_order_acquire))
+		return x->recent[0].state;
+	return conn_state_slow(x, c, create);
 }
 
 static void conn_forget(PGconn *c)
@@ -179,6 +195,9 @@ static void conn_forget(PGconn *c)
 }
 
 /* --- spans --- */
+
+/* A literal span name and its length. */
+#define NAME(s) s, sizeof s - 1
 
 static bool enter(void)
 {
@@ -218,28 +237,29 @@ static void set_conn_attrs(struct span *sp, const struct conn_strings *cs)
 }
 
 /* The connection's attributes on sp: a copy of the block made once per
- * connection (again if libpq's answers moved: PQreset to another host). */
+ * connection. PQreset may land on another of the connection's hosts, so the
+ * block is made again when PQhost answers another string: it is that of
+ * the host entry in use (each entry has its own, with its port). */
 static void add_conn_attrs(struct span *sp, struct conn_state *s, PGconn *conn)
 {
-	struct conn_strings cs;
-	conn_strings(conn, &cs);
-	if (!s) {
-		set_conn_attrs(sp, &cs);
+	const char *host = REAL_PQ(host) ? REAL_PQ(host)(conn) : NULL;
+	if (s && s->attrs_built && host == s->attrs_host && s->attrs.n) {
+		span_attr_block_add(sp, &s->attrs);
 		return;
 	}
-	if (!s->attrs_built || cs.db != s->attrs_db || cs.host != s->attrs_host || cs.port != s->attrs_port) {
+	struct conn_strings cs;
+	conn_strings(conn, &cs);
+	if (s && (!s->attrs_built || host != s->attrs_host)) {
 		struct span *tmp = span_scratch_new();
 		set_conn_attrs(tmp, &cs);
 		span_attr_block_take(&s->attrs, tmp);
 		s->attrs_built = true;
-		s->attrs_db = cs.db;
-		s->attrs_host = cs.host;
-		s->attrs_port = cs.port;
+		s->attrs_host = host;
 	}
-	if (s->attrs.n)
+	if (s && s->attrs.n)
 		span_attr_block_add(sp, &s->attrs);
 	else
-		set_conn_attrs(sp, &cs);   /* no block (no memory, or the limits cut it): one by one */
+		set_conn_attrs(sp, &cs);   /* no block (no state, no memory, or the limits cut it): one by one */
 }
 
 /* "db.query.parameter.<i>" for 0 <= i < 100, into key; returns its length. */
@@ -310,8 +330,8 @@ static const char *prepared_text(struct conn_state *s, const char *name, size_t 
  * looked up (NULL otherwise).
  */
 static struct span *stmt_begin(PGconn *conn, struct conn_state **state, const char *text, size_t len,
-			       const char *prepared, bool parameterized, const char *fallback_name, int nparams,
-			       const char *const *values, const int *formats)
+			       const char *prepared, bool parameterized, const char *fallback_name, size_t fallback_len,
+			       int nparams, const char *const *values, const int *formats)
 {
 	const struct config *c = &config_global;
 	struct pq_scratch *x = scratch();
@@ -323,7 +343,7 @@ static struct span *stmt_begin(PGconn *conn, struct conn_state **state, const ch
 	if (!conn || (c->db_require_parent && !context_current()->valid))
 		return NULL;
 	/* Sampled out, nothing below is needed: the summary only names the span. */
-	struct span *sp = span_start(SPAN_KIND_CLIENT, fallback_name, strlen(fallback_name), NULL, &x->ctx);
+	struct span *sp = span_start(SPAN_KIND_CLIENT, fallback_name, fallback_len, NULL, &x->ctx);
 	if (!sp)
 		return NULL;
 	struct conn_state *s = *state = conn_state(x, conn, true);
@@ -394,11 +414,18 @@ static void set_error(struct span *sp, const char *type, const char *msg, size_t
 		span_add_exception(sp, type, msg ? msg : "", msg ? len : 0);
 }
 
+static void result_record(struct span *sp, PGconn *conn, const PGresult *res, ExecStatusType st, int64_t *rows);
+
 /* Records one result into the span; rows accumulate over results. */
 static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int64_t *rows)
 {
-	if (!sp)
-		return;
+	if (sp)
+		result_record(sp, conn, res, res ? REAL_PQ(result_status)(res) : PGRES_FATAL_ERROR, rows);
+}
+
+/* stmt_result for a recorded span, res's status st already read. */
+static void result_record(struct span *sp, PGconn *conn, const PGresult *res, ExecStatusType st, int64_t *rows)
+{
 	if (!res) {
 		/* No result at all: out of memory, or the connection is gone. */
 		const char *msg = REAL_PQ(error_message) ? REAL_PQ(error_message)(conn) : NULL;
@@ -408,7 +435,6 @@ static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int6
 		set_error(sp, bad ? "08006" : "_OTHER", msg, ml);
 		return;
 	}
-	ExecStatusType st = REAL_PQ(result_status)(res);
 	switch (st) {
 	case PGRES_TUPLES_OK:
 	case PGRES_SINGLE_TUPLE:
@@ -438,11 +464,11 @@ static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int6
 /* The text sent to the server when TRACEAGENT_DB_SQLCOMMENTER is on: the
  * app's text with the span's traceparent as a trailing comment (before a
  * final ';'). Returns the app's own text when off or when it can't be built. */
-static const char *commented(const char *text)
+static const char *commented_text(const char *text)
 {
 	static const char open[] = "\n/*traceparent='", close[] = "'*/";
 	struct pq_scratch *x = scratch_tls;
-	if (!config_global.db_sqlcommenter || !text || !x || !x->ctx.valid)
+	if (!text || !x || !x->ctx.valid)
 		return text;
 	size_t len = strlen(text);
 	if (!sql_is_complete(text, len))
@@ -466,6 +492,11 @@ static const char *commented(const char *text)
 	p += sizeof close - 1;
 	memcpy(p, text + body, len - body + 1);   /* with the NUL */
 	return x->commented;
+}
+
+static inline const char *commented(const char *text)
+{
+	return __builtin_expect(config_global.db_sqlcommenter, 0) ? commented_text(text) : text;
 }
 
 /* A PQsend* call that dispatched (ok) queues its span until PQgetResult's NULL.
@@ -519,7 +550,7 @@ HOOK PGresult *PQexec(PGconn *conn, const char *query)
 	if (!enter())
 		return REAL_PQ(exec)(conn, query);
 	struct conn_state *s;
-	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, false, "postgresql", 0, NULL, NULL);
+	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, false, NAME("postgresql"), 0, NULL, NULL);
 	return sync_done(sp, conn, REAL_PQ(exec)(conn, commented(query)));
 }
 
@@ -529,7 +560,7 @@ HOOK PGresult *PQexecParams(PGconn *conn, const char *command, int n, const Oid 
 	if (!enter())
 		return REAL_PQ(exec_params)(conn, command, n, types, values, lengths, formats, result_format);
 	struct conn_state *s;
-	struct span *sp = stmt_begin(conn, &s, command, SIZE_MAX, NULL, n > 0, "postgresql", n, values, formats);
+	struct span *sp = stmt_begin(conn, &s, command, SIZE_MAX, NULL, n > 0, NAME("postgresql"), n, values, formats);
 	return sync_done(sp, conn, REAL_PQ(exec_params)(conn, commented(command), n, types, values, lengths,
 							  formats, result_format));
 }
@@ -539,7 +570,7 @@ HOOK PGresult *PQprepare(PGconn *conn, const char *name, const char *query, int 
 	if (!enter())
 		return REAL_PQ(prepare)(conn, name, query, n, types);
 	struct conn_state *s;
-	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, true, "PREPARE", 0, NULL, NULL);
+	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, true, NAME("PREPARE"), 0, NULL, NULL);
 	PGresult *r = REAL_PQ(prepare)(conn, name, commented(query), n, types);
 	int e = errno;
 	if (r && REAL_PQ(result_status)(r) == PGRES_COMMAND_OK)
@@ -554,7 +585,7 @@ HOOK PGresult *PQexecPrepared(PGconn *conn, const char *name, int n, const char 
 	if (!enter())
 		return REAL_PQ(exec_prepared)(conn, name, n, values, lengths, formats, result_format);
 	struct conn_state *s;
-	struct span *sp = stmt_begin(conn, &s, NULL, 0, name, true, "EXECUTE", n, values, formats);
+	struct span *sp = stmt_begin(conn, &s, NULL, 0, name, true, NAME("EXECUTE"), n, values, formats);
 	return sync_done(sp, conn, REAL_PQ(exec_prepared)(conn, name, n, values, lengths, formats, result_format));
 }
 
@@ -563,7 +594,7 @@ HOOK PGresult *PQdescribePrepared(PGconn *conn, const char *name)
 	if (!enter())
 		return REAL_PQ(describe_prepared)(conn, name);
 	struct conn_state *s;
-	struct span *sp = stmt_begin(conn, &s, NULL, 0, NULL, true, "DESCRIBE", 0, NULL, NULL);
+	struct span *sp = stmt_begin(conn, &s, NULL, 0, NULL, true, NAME("DESCRIBE"), 0, NULL, NULL);
 	return sync_done(sp, conn, REAL_PQ(describe_prepared)(conn, name));
 }
 
@@ -572,7 +603,7 @@ HOOK PGresult *PQdescribePortal(PGconn *conn, const char *portal)
 	if (!enter())
 		return REAL_PQ(describe_portal)(conn, portal);
 	struct conn_state *s;
-	struct span *sp = stmt_begin(conn, &s, NULL, 0, NULL, true, "DESCRIBE", 0, NULL, NULL);
+	struct span *sp = stmt_begin(conn, &s, NULL, 0, NULL, true, NAME("DESCRIBE"), 0, NULL, NULL);
 	return sync_done(sp, conn, REAL_PQ(describe_portal)(conn, portal));
 }
 
@@ -583,7 +614,7 @@ HOOK int PQsendQuery(PGconn *conn, const char *query)
 	if (!enter())
 		return REAL_PQ(send_query)(conn, query);
 	struct conn_state *s;
-	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, false, "postgresql", 0, NULL, NULL);
+	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, false, NAME("postgresql"), 0, NULL, NULL);
 	return async_done(sp, conn, s, REAL_PQ(send_query)(conn, commented(query)));
 }
 
@@ -593,7 +624,7 @@ HOOK int PQsendQueryParams(PGconn *conn, const char *command, int n, const Oid *
 	if (!enter())
 		return REAL_PQ(send_query_params)(conn, command, n, types, values, lengths, formats, result_format);
 	struct conn_state *s;
-	struct span *sp = stmt_begin(conn, &s, command, SIZE_MAX, NULL, n > 0, "postgresql", n, values, formats);
+	struct span *sp = stmt_begin(conn, &s, command, SIZE_MAX, NULL, n > 0, NAME("postgresql"), n, values, formats);
 	return async_done(sp, conn, s, REAL_PQ(send_query_params)(conn, commented(command), n, types, values, lengths,
 								  formats, result_format));
 }
@@ -603,7 +634,7 @@ HOOK int PQsendPrepare(PGconn *conn, const char *name, const char *query, int n,
 	if (!enter())
 		return REAL_PQ(send_prepare)(conn, name, query, n, types);
 	struct conn_state *s;
-	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, true, "PREPARE", 0, NULL, NULL);
+	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, true, NAME("PREPARE"), 0, NULL, NULL);
 	int ok = REAL_PQ(send_prepare)(conn, name, commented(query), n, types);
 	int e = errno;
 	if (ok) {
@@ -621,7 +652,7 @@ HOOK int PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *
 	if (!enter())
 		return REAL_PQ(send_query_prepared)(conn, name, n, values, lengths, formats, result_format);
 	struct conn_state *s;
-	struct span *sp = stmt_begin(conn, &s, NULL, 0, name, true, "EXECUTE", n, values, formats);
+	struct span *sp = stmt_begin(conn, &s, NULL, 0, name, true, NAME("EXECUTE"), n, values, formats);
 	return async_done(sp, conn, s, REAL_PQ(send_query_prepared)(conn, name, n, values, lengths, formats,
 								     result_format));
 }
@@ -636,14 +667,17 @@ HOOK PGresult *PQgetResult(PGconn *conn)
 {
 	if (!enter())
 		return REAL_PQ(get_result)(conn);
-	struct conn_state *s = conn ? conn_state(scratch(), conn, false) : NULL;
+	struct pq_scratch *x = scratch();
+	struct conn_state *s = conn ? conn_state(x, conn, false) : NULL;
 	PGresult *r = REAL_PQ(get_result)(conn);
 	int e = errno;
 	if (s && s->count) {
 		struct pending *p = &s->q[s->first];
 		if (r) {
-			if (REAL_PQ(result_status)(r) != PGRES_PIPELINE_SYNC) {
-				stmt_result(p->sp, conn, r, &p->rows);
+			ExecStatusType st = REAL_PQ(result_status)(r);
+			if (st != PGRES_PIPELINE_SYNC) {
+				if (p->sp)
+					result_record(p->sp, conn, r, st, &p->rows);
 				p->got_result = true;
 			}
 		} else if (p->got_result) {
