@@ -1309,18 +1309,20 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
 	}
 	for (;;) {
 		i = san_next(s, n, i);
-		/* the run from prev is kept as it is: once it can't fit, the
-		 * output is full and reading stops */
-		if (i - prev > k.cap - 1 - k.len) {
-			put(&k, s + prev, i - prev);
+		unsigned char c = i < n ? s[i] : 0;
+		/* where what the stop starts starts: a prefixed string at its
+		 * prefix letter */
+		size_t start = c == '\'' || c == '"' ? quote_start(s, last, i) : i, end;
+		bool ok;
+
+		/* the run from prev to there is kept as it is: once it can't
+		 * fit, the output is full and reading stops */
+		if (start - prev > k.cap - 1 - k.len) {
+			put(&k, s + prev, start - prev);
 			goto done;
 		}
 		if (i >= n)
 			break;
-		unsigned char c = s[i];
-		size_t start = i, end;
-		bool ok;
-
 		switch (c) {
 		case '0' ... '9':
 		case '$':
@@ -1344,14 +1346,12 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
 			i++;
 			continue;
 		case '\'':
-			start = quote_start(s, last, i);
 			if (start == i) {
 				end = scan_quoted(s, n, i + 1, '\'', false, &ok);  /* n when unterminated */
 				goto literal;
 			}
 			break;
 		case '"':
-			start = quote_start(s, last, i);
 			break;
 		case '-':
 		case '/': {

@@ -465,6 +465,8 @@ START_TEST(test_sanitize_caps)
 	bool trunc = false;
 
 	check_caps(sanitize, in, "SELECT ?, é€𝄞 FROM \"tåble\" WHERE a IN (?) AND b = $1 -- ñ\n", NULL);
+	/* a prefixed literal is cut before its prefix letter, not after */
+	check_caps(sanitize, "SELECT U&'x', E'y', n'z' FROM t", "SELECT ?, ?, ? FROM t", NULL);
 	ck_assert_uint_eq(sql_sanitize(in, strlen(in), out, 0, &trunc), 0);
 	ck_assert(trunc);
 	ck_assert_uint_eq(sql_sanitize("", 0, out, 0, &trunc), 0);
