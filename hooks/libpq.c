@@ -329,23 +329,35 @@ static const char *prepared_text(struct conn_state *s, const char *name, size_t 
  * or there is no scratch). *state: the connection's state when it was
  * looked up (NULL otherwise).
  */
-static struct span *stmt_begin(PGconn *conn, struct conn_state **state, const char *text, size_t len,
-			       const char *prepared, bool parameterized, const char *fallback_name, size_t fallback_len,
-			       int nparams, const char *const *values, const int *formats)
+static void stmt_describe(struct span *sp, struct pq_scratch *x, PGconn *conn, struct conn_state **state,
+			  const char *text, size_t len, const char *prepared, bool parameterized, int nparams,
+			  const char *const *values, const int *formats);
+
+static inline struct span *stmt_begin(PGconn *conn, struct conn_state **state, const char *text, size_t len,
+				      const char *prepared, bool parameterized, const char *fallback_name,
+				      size_t fallback_len, int nparams, const char *const *values, const int *formats)
 {
-	const struct config *c = &config_global;
 	struct pq_scratch *x = scratch();
 
 	*state = NULL;
 	if (!x)
 		return NULL;
 	x->ctx.valid = false;
-	if (!conn || (c->db_require_parent && !context_current()->valid))
+	if (!conn || (config_global.db_require_parent && !context_current()->valid))
 		return NULL;
-	/* Sampled out, nothing below is needed: the summary only names the span. */
+	/* Sampled out, nothing else is needed: the summary only names the span. */
 	struct span *sp = span_start(SPAN_KIND_CLIENT, fallback_name, fallback_len, NULL, &x->ctx);
-	if (!sp)
-		return NULL;
+	if (sp)
+		stmt_describe(sp, x, conn, state, text, len, prepared, parameterized, nparams, values, formats);
+	return sp;
+}
+
+/* The recorded statement's attributes and name (stmt_begin). */
+static void stmt_describe(struct span *sp, struct pq_scratch *x, PGconn *conn, struct conn_state **state,
+			  const char *text, size_t len, const char *prepared, bool parameterized, int nparams,
+			  const char *const *values, const int *formats)
+{
+	const struct config *c = &config_global;
 	struct conn_state *s = *state = conn_state(x, conn, true);
 	add_conn_attrs(sp, s, conn);
 	if (!text && prepared)
@@ -390,7 +402,6 @@ static struct span *stmt_begin(PGconn *conn, struct conn_state **state, const ch
 			span_attr_str(sp, key, parameter_key(key, i), values[i], strnlen(values[i], 4096));
 		}
 	}
-	return sp;
 }
 
 /* Status Error with msg (and an exception event when type is not NULL).
@@ -502,7 +513,7 @@ static inline const char *commented(const char *text)
 /* A PQsend* call that dispatched (ok) queues its span until PQgetResult's NULL.
  * Unrecorded statements queue a NULL span: results are matched by position,
  * so every statement in flight needs its place. */
-static void queue_pending(PGconn *conn, struct conn_state *s, struct span *sp, int ok)
+static inline void queue_pending(PGconn *conn, struct conn_state *s, struct span *sp, int ok)
 {
 	if (!ok) {
 		stmt_result(sp, conn, NULL, &(int64_t){ 0 });
@@ -534,7 +545,7 @@ static PGresult *sync_done(struct span *sp, PGconn *conn, PGresult *r)
 }
 
 /* The common tail of the PQsend* hooks: queue the span, leave, errno intact. */
-static int async_done(struct span *sp, PGconn *conn, struct conn_state *s, int ok)
+static inline int async_done(struct span *sp, PGconn *conn, struct conn_state *s, int ok)
 {
 	int e = errno;
 	queue_pending(conn, s, sp, ok);
