@@ -101,7 +101,7 @@ static inline bool comment_at(const unsigned char *s, size_t n, size_t i)
 /* Skips whitespace and complete comments (-- and nested block comments).
  * Returns false, with pos at the comment, for an unterminated block
  * comment: the caller then treats the rest as one bad token. */
-static bool skip_trivia(struct lexer *lx)
+static inline bool skip_trivia(struct lexer *lx)
 {
 	const unsigned char *s = lx->s;
 	size_t n = lx->n, i = lx->pos;
@@ -110,7 +110,7 @@ static bool skip_trivia(struct lexer *lx)
 	for (;;) {
 		while (i < n && (cls[s[i]] & C_SPACE))
 			i++;
-		if (!comment_at(s, n, i)) {
+		if (__builtin_expect(!comment_at(s, n, i), 1)) {
 			lx->pos = i;
 			return true;
 		}
@@ -206,7 +206,7 @@ static inline __attribute__((always_inline)) size_t number_end(const unsigned ch
 /* The token that starts at s[i], i < n, after any whitespace and comments:
  * its kind and end. Shared by the summariser's lexer and the sanitiser,
  * which calls it only where a token may need replacing. */
-static void lex_at(const unsigned char *s, size_t n, size_t i, struct tok *t)
+static inline __attribute__((always_inline)) void lex_at(const unsigned char *s, size_t n, size_t i, struct tok *t)
 {
 	size_t e;
 	bool ok = true;
@@ -288,7 +288,7 @@ static void lex_at(const unsigned char *s, size_t n, size_t i, struct tok *t)
 	t->end = e;
 }
 
-static void lex(struct lexer *lx, struct tok *t)
+static inline __attribute__((always_inline)) void lex(struct lexer *lx, struct tok *t)
 {
 	if (!skip_trivia(lx)) {
 		t->kind = T_BAD;
@@ -381,27 +381,26 @@ static inline void kw_key(const char name[13], uint64_t *hi, uint32_t *lo)
 	*lo = __builtin_bswap32(b);
 }
 
-/* The keyword entry for word s[0..n), or NULL: one upper-casing pass and
- * a binary search on integer keys (this runs for every word). */
+/* The keyword entry for word s[0..n), or NULL: the word upper-cased a word
+ * at a time and a binary search on integer keys (this runs for every word). */
 static const struct kw_entry *kw_find(const unsigned char *s, size_t n)
 {
-	char up[13] = { 0 };
+	unsigned char w[16] = { 0 };
 	size_t lo = 0, hi = sizeof(kw_table) / sizeof(kw_table[0]);
-	uint64_t wh;
-	uint32_t wl;
+	uint64_t a, wh;
+	uint32_t b, wl;
 
 	/* first letters of no keyword (B, K, P, Q, X, Y, Z): most identifiers
-	 * are rejected here or at their first digit or underscore */
+	 * are rejected here */
 	if (n < 2 || n > 12 || ((1u << ((s[0] | 0x20) & 31)) & 0x07030804u))
 		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = upper(s[i]);
-
-		if ((unsigned char)(c - 'A') >= 26u)
-			return NULL;
-		up[i] = (char)c;
-	}
-	kw_key(up, &wh, &wl);
+	memcpy(w, s, n);
+	memcpy(&a, w, 8);
+	memcpy(&b, w + 8, 4);
+	/* clearing 0x20 upper-cases ASCII letters, and makes no other byte a
+	 * letter: a word with anything but letters matches no keyword */
+	wh = __builtin_bswap64(a & ~0x2020202020202020ull);
+	wl = __builtin_bswap32(b & ~0x20202020u);
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 		uint64_t eh;
