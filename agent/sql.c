@@ -1710,14 +1710,30 @@ static void slot_view(const struct sql_cache *c, const struct sql_cache_slot *sl
 	out->procedure_len = sl->procedure_len;
 }
 
+/* Whether slot sl holds key. */
+static inline bool slot_holds(const struct sql_cache *c, const struct sql_cache_slot *sl, const char *key,
+			      size_t key_len)
+{
+	return sl->used && sl->key_len == key_len && c->head - sl->pos <= SQL_CACHE_ARENA &&
+	       memcmp(c->arena + sl->pos % SQL_CACHE_ARENA, key, key_len) == 0;
+}
+
 void sql_cache_summary(struct sql_cache *c, const char *key, size_t key_len, const char *text, size_t len,
 		       struct sql_summary *scratch, struct sql_summary_view *out)
 {
-	uint64_t h = cache_hash((const unsigned char *)key, key_len);
-	struct sql_cache_slot *sl = &c->slot[(h >> 58) & (SQL_CACHE_SLOTS - 1)];
+	/* a connection often sends the same statement again and again */
+	struct sql_cache_slot *sl = &c->slot[c->last % SQL_CACHE_SLOTS];
 
-	if (sl->used && sl->hash == h && sl->key_len == key_len && c->head - sl->pos <= SQL_CACHE_ARENA &&
-	    memcmp(c->arena + sl->pos % SQL_CACHE_ARENA, key, key_len) == 0) {
+	if (slot_holds(c, sl, key, key_len)) {
+		slot_view(c, sl, out);
+		return;
+	}
+	uint64_t h = cache_hash((const unsigned char *)key, key_len);
+	unsigned i = (unsigned)(h >> 58) & (SQL_CACHE_SLOTS - 1);
+
+	sl = &c->slot[i];
+	c->last = i;
+	if (sl->hash == h && slot_holds(c, sl, key, key_len)) {
 		slot_view(c, sl, out);
 		return;
 	}

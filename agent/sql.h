@@ -103,6 +103,7 @@ struct sql_cache_slot {
 
 struct sql_cache {
 	uint64_t head;               /* bytes ever written to arena (it wraps) */
+	unsigned last;               /* the slot used last: tried first, without hashing */
 	struct sql_cache_slot slot[SQL_CACHE_SLOTS];
 	char arena[SQL_CACHE_ARENA];
 };
