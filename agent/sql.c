@@ -1,4 +1,4 @@
-/* SQL text as pure functions: a PostgreSQL lexer, the query summary with operation/collection names, literal sanitising, and values hidden in error messages. */
+/* SQL text as pure functions: a PostgreSQL lexer, the query summary with operation/collection names, literal sanitising, a summary cache, and values hidden in error messages. */
 #include "sql.h"
 
 #include <stdint.h>
@@ -9,10 +9,13 @@
  * production service, so they are single forward passes over the text with
  * no allocation: one lexer (below) shared by the summariser (a small
  * token-driven state machine, one frame per parenthesis level) and the
- * sanitiser (which copies the bytes between tokens verbatim and replaces
- * literal tokens by '?'). Neither ever reads s[n] or beyond: every look at
- * the next byte is guarded by the length, because the text is a prefix of
- * the real query and not NUL-terminated.
+ * sanitiser (which skips sixteen bytes at a time to where a literal may
+ * start, copies what it skipped verbatim and replaces literal tokens by
+ * '?'). The sanitiser runs on every statement; the summariser only when the
+ * connection's cache (sql_cache_summary) doesn't have the statement yet.
+ * Neither ever reads s[n] or beyond: every look at the next byte is guarded
+ * by the length, because the text is a prefix of the real query and not
+ * NUL-terminated.
  */
 
 #define SUMMARY_SCAN_MAX (64u * 1024u)  /* what the summary looks at */

@@ -3,7 +3,6 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,7 +65,7 @@ struct conn_state {
 	unsigned nprep, next_prep;
 	struct prepared prep[PREPARED_MAX];
 	/* db.system.name, db.namespace, server.address, server.port, built on
-	 * the first recorded statement from libpq's strings (kept to notice a
+	 * the first recorded statement (PQhost's string kept, to notice a
 	 * PQreset that lands on another host). */
 	bool attrs_built;
 	const char *attrs_host;
@@ -89,11 +88,10 @@ struct pq_scratch {
 	struct sql_summary sum;
 	struct trace_context ctx;
 	uint64_t recent_gen;           /* conn_gen when recent[] was filled */
-	unsigned recent_next;
 	struct {
 		PGconn *conn;
 		struct conn_state *state;
-	} recent[RECENT];
+	} recent[RECENT];              /* most recently used first */
 	char text[2048];
 	char commented[8192];
 };
@@ -322,12 +320,12 @@ static const char *prepared_text(struct conn_state *s, const char *name, size_t 
 /*
  * Starts the span for one statement: named after its summary, child of the
  * thread's current context. text: len bytes, or a C string when len is
- * SIZE_MAX; or, with text NULL, that of the statement prepared under the name
- * prepared (when not NULL). parameterized: the text has $n placeholders and no
- * literals to hide. Returns NULL when not recorded; the new context is in the scratch's
- * ctx either way (valid unless TRACEAGENT_DB_REQUIRE_PARENT suppressed it,
- * or there is no scratch). *state: the connection's state when it was
- * looked up (NULL otherwise).
+ * SIZE_MAX; or, with text NULL, that of the statement prepared under the
+ * name prepared (when not NULL). parameterized: the text has $n
+ * placeholders and no literals to hide. Returns NULL when not recorded; the
+ * new context is in the scratch's ctx either way (valid unless
+ * TRACEAGENT_DB_REQUIRE_PARENT suppressed it, or there is no scratch).
+ * *state: the connection's state when it was looked up (NULL otherwise).
  */
 static void stmt_describe(struct span *sp, struct pq_scratch *x, PGconn *conn, struct conn_state **state,
 			  const char *text, size_t len, const char *prepared, bool parameterized, int nparams,
