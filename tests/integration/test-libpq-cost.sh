@@ -14,9 +14,9 @@
 # those are libpq's, not ours.
 #
 # Bounds (instructions per statement), with the figures when written:
-#   simple protocol, sampled (sanitised text, cached summary) <= 1500  (~1000; 5400 before the cache)
-#   extended or prepared, sampled ($n text, no sanitising)    <= 1100  (~730)
-#   simple protocol, OTEL_TRACES_SAMPLER=always_off          <= 450   (~300; 3600 before)
+#   simple protocol, sampled (sanitised text, cached summary) <= 1500  (~940; 5400 before the cache)
+#   extended or prepared, sampled ($n text, no sanitising)    <= 1100  (~650; 4100-4200 before)
+#   simple protocol, OTEL_TRACES_SAMPLER=always_off          <= 450   (~300; 3650 before)
 # Settings: LIBPQ_COST_N1 (300), LIBPQ_COST_N2 (1300).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
