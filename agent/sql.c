@@ -1,4 +1,4 @@
-/* SQL text as pure functions: a PostgreSQL lexer, the query summary with operation/collection names, literal sanitising, and values hidden in error messages. */
+/* SQL text as pure functions: a PostgreSQL lexer, the query summary with operation/collection names, literal sanitising, a summary cache, and values hidden in error messages. */
 #include "sql.h"
 
 #include <stdint.h>
@@ -9,10 +9,13 @@
  * production service, so they are single forward passes over the text with
  * no allocation: one lexer (below) shared by the summariser (a small
  * token-driven state machine, one frame per parenthesis level) and the
- * sanitiser (which copies the bytes between tokens verbatim and replaces
- * literal tokens by '?'). Neither ever reads s[n] or beyond: every look at
- * the next byte is guarded by the length, because the text is a prefix of
- * the real query and not NUL-terminated.
+ * sanitiser (which skips sixteen bytes at a time to where a literal may
+ * start, copies what it skipped verbatim and replaces literal tokens by
+ * '?'). The sanitiser runs on every statement; the summariser only when the
+ * connection's cache (sql_cache_summary) doesn't have the statement yet.
+ * Neither ever reads s[n] or beyond: every look at the next byte is guarded
+ * by the length, because the text is a prefix of the real query and not
+ * NUL-terminated.
  */
 
 #define SUMMARY_SCAN_MAX (64u * 1024u)  /* what the summary looks at */
@@ -28,6 +31,7 @@ enum {
 	C_IDCONT = 4,    /* continues one (PostgreSQL allows '$' inside) */
 	C_DIGIT = 8,
 	C_TAG = 16,      /* continues a dollar-quote tag: like C_IDCONT but no '$' */
+	C_NUM = 32,      /* continues the digits of a number: digits and '_' */
 };
 
 /* Bytes >= 0x80 are identifier characters in PostgreSQL whatever the
@@ -37,9 +41,9 @@ static const uint8_t cls[256] = {
 	['\f'] = C_SPACE, ['\v'] = C_SPACE,
 	['A' ... 'Z'] = C_IDSTART | C_IDCONT | C_TAG,
 	['a' ... 'z'] = C_IDSTART | C_IDCONT | C_TAG,
-	['_'] = C_IDSTART | C_IDCONT | C_TAG,
+	['_'] = C_IDSTART | C_IDCONT | C_TAG | C_NUM,
 	[0x80 ... 0xff] = C_IDSTART | C_IDCONT | C_TAG,
-	['0' ... '9'] = C_IDCONT | C_DIGIT | C_TAG,
+	['0' ... '9'] = C_IDCONT | C_DIGIT | C_TAG | C_NUM,
 	['$'] = C_IDCONT,
 };
 
@@ -64,46 +68,62 @@ struct lexer {
 	size_t n, pos;
 };
 
+/* From a comment's first byte (s[i..n) starts with "--" or a block
+ * comment's opening): the position after the comment, or n with *ok false
+ * when a block comment is never closed. Block comments nest. */
+static size_t comment_end(const unsigned char *s, size_t n, size_t i, bool *ok)
+{
+	*ok = true;
+	if (s[i] == '-') {
+		const unsigned char *nl = memchr(s + i + 2, '\n', n - i - 2);
+
+		return nl ? (size_t)(nl - s) + 1 : n;
+	}
+	size_t j = i + 2, depth = 1;
+
+	while (j < n && depth) {
+		if (s[j] == '*' && j + 1 < n && s[j + 1] == '/') {
+			depth--;
+			j += 2;
+		} else if (s[j] == '/' && j + 1 < n && s[j + 1] == '*') {
+			depth++;
+			j += 2;
+		} else {
+			j++;
+		}
+	}
+	*ok = depth == 0;
+	return j;
+}
+
+static inline bool comment_at(const unsigned char *s, size_t n, size_t i)
+{
+	return i + 1 < n && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'));
+}
+
 /* Skips whitespace and complete comments (-- and nested block comments).
  * Returns false, with pos at the comment, for an unterminated block
  * comment: the caller then treats the rest as one bad token. */
-static bool skip_trivia(struct lexer *lx)
+static inline bool skip_trivia(struct lexer *lx)
 {
 	const unsigned char *s = lx->s;
 	size_t n = lx->n, i = lx->pos;
+	bool ok;
 
 	for (;;) {
 		while (i < n && (cls[s[i]] & C_SPACE))
 			i++;
-		if (i + 1 < n && s[i] == '-' && s[i + 1] == '-') {
-			const unsigned char *nl = memchr(s + i + 2, '\n', n - i - 2);
-
-			i = nl ? (size_t)(nl - s) + 1 : n;
-			continue;
+		if (__builtin_expect(!comment_at(s, n, i), 1)) {
+			lx->pos = i;
+			return true;
 		}
-		if (i + 1 < n && s[i] == '/' && s[i + 1] == '*') {
-			size_t j = i + 2, depth = 1;
+		size_t e = comment_end(s, n, i, &ok);
 
-			while (j < n && depth) {
-				if (s[j] == '*' && j + 1 < n && s[j + 1] == '/') {
-					depth--;
-					j += 2;
-				} else if (s[j] == '/' && j + 1 < n && s[j + 1] == '*') {
-					depth++;
-					j += 2;
-				} else {
-					j++;
-				}
-			}
-			if (depth) {
-				lx->pos = i;
-				return false;
-			}
-			i = j;
-			continue;
+		if (!ok) {
+			lx->pos = i;
+			return false;
 		}
-		lx->pos = i;
-		return true;
+		i = e;
 	}
 }
 
@@ -150,13 +170,13 @@ static size_t scan_quoted(const unsigned char *s, size_t n, size_t i, unsigned c
 /* Number: digits with '_' separators, a fraction, an exponent, 0x/0o/0b
  * forms. Identifier bytes glued to it ("123abc", PostgreSQL's "trailing
  * junk") are swallowed too, so that nothing of a literal survives. */
-static size_t scan_number(const unsigned char *s, size_t n, size_t i)
+static inline __attribute__((always_inline)) size_t scan_number(const unsigned char *s, size_t n, size_t i)
 {
-	while (i < n && ((cls[s[i]] & C_DIGIT) || s[i] == '_'))
+	while (i < n && (cls[s[i]] & C_NUM))
 		i++;
 	if (i < n && s[i] == '.') {
 		i++;
-		while (i < n && ((cls[s[i]] & C_DIGIT) || s[i] == '_'))
+		while (i < n && (cls[s[i]] & C_NUM))
 			i++;
 	}
 	if (i < n && (s[i] | 0x20) == 'e') {
@@ -172,26 +192,30 @@ static size_t scan_number(const unsigned char *s, size_t n, size_t i)
 	return i;
 }
 
-static void lex(struct lexer *lx, struct tok *t)
+/* The end of the number at s[i] (a digit, or '.' before one): 0x1F, 0o17
+ * and 0b101 forms, or scan_number's. */
+static inline __attribute__((always_inline)) size_t number_end(const unsigned char *s, size_t n, size_t i)
 {
-	const unsigned char *s = lx->s;
-	size_t n = lx->n, i, e;
-	bool ok = true;
-	unsigned char c;
+	if (s[i] == '0' && i + 1 < n && ((s[i + 1] | 0x20) == 'x' || (s[i + 1] | 0x20) == 'o' ||
+					 (s[i + 1] | 0x20) == 'b')) {
+		i += 2;
+		while (i < n && (cls[s[i]] & C_TAG))
+			i++;
+		return i;
+	}
+	return scan_number(s, n, i);
+}
 
-	if (!skip_trivia(lx)) {
-		t->kind = T_BAD;
-		t->start = lx->pos;
-		t->end = lx->pos = n;
-		return;
-	}
-	i = t->start = lx->pos;
-	if (i >= n) {
-		t->kind = T_END;
-		t->end = n;
-		return;
-	}
-	c = s[i];
+/* The token that starts at s[i], i < n, after any whitespace and comments:
+ * its kind and end. Shared by the summariser's lexer and the sanitiser,
+ * which calls it only where a token may need replacing. */
+static inline __attribute__((always_inline)) void lex_at(const unsigned char *s, size_t n, size_t i, struct tok *t)
+{
+	size_t e;
+	bool ok = true;
+	unsigned char c = s[i];
+
+	t->start = i;
 	if (cls[c] & C_IDSTART) {
 		e = i + 1;
 		while (e < n && (cls[s[e]] & C_IDCONT))
@@ -212,14 +236,7 @@ static void lex(struct lexer *lx, struct tok *t)
 		}
 	} else if ((cls[c] & C_DIGIT) || (c == '.' && i + 1 < n && (cls[s[i + 1]] & C_DIGIT))) {
 		t->kind = T_NUMBER;
-		if (c == '0' && i + 1 < n && ((s[i + 1] | 0x20) == 'x' || (s[i + 1] | 0x20) == 'o' ||
-					      (s[i + 1] | 0x20) == 'b')) {
-			e = i + 2;
-			while (e < n && (cls[s[e]] & C_TAG))
-				e++;
-		} else {
-			e = scan_number(s, n, i);
-		}
+		e = number_end(s, n, i);
 	} else if (c == '\'') {
 		t->kind = T_STRING;
 		e = scan_quoted(s, n, i + 1, '\'', false, &ok);
@@ -271,7 +288,24 @@ static void lex(struct lexer *lx, struct tok *t)
 		t->kind = T_BAD;
 		e = n;
 	}
-	t->end = lx->pos = e;
+	t->end = e;
+}
+
+static inline __attribute__((always_inline)) void lex(struct lexer *lx, struct tok *t)
+{
+	if (!skip_trivia(lx)) {
+		t->kind = T_BAD;
+		t->start = lx->pos;
+		t->end = lx->pos = lx->n;
+		return;
+	}
+	if (lx->pos >= lx->n) {
+		t->kind = T_END;
+		t->start = t->end = lx->n;
+		return;
+	}
+	lex_at(lx->s, lx->n, lx->pos, t);
+	lx->pos = t->end;
 }
 
 /* --- keywords --- */
@@ -350,27 +384,26 @@ static inline void kw_key(const char name[13], uint64_t *hi, uint32_t *lo)
 	*lo = __builtin_bswap32(b);
 }
 
-/* The keyword entry for word s[0..n), or NULL: one upper-casing pass and
- * a binary search on integer keys (this runs for every word). */
+/* The keyword entry for word s[0..n), or NULL: the word upper-cased a word
+ * at a time and a binary search on integer keys (this runs for every word). */
 static const struct kw_entry *kw_find(const unsigned char *s, size_t n)
 {
-	char up[13] = { 0 };
+	unsigned char w[16] = { 0 };
 	size_t lo = 0, hi = sizeof(kw_table) / sizeof(kw_table[0]);
-	uint64_t wh;
-	uint32_t wl;
+	uint64_t a, wh;
+	uint32_t b, wl;
 
 	/* first letters of no keyword (B, K, P, Q, X, Y, Z): most identifiers
-	 * are rejected here or at their first digit or underscore */
+	 * are rejected here */
 	if (n < 2 || n > 12 || ((1u << ((s[0] | 0x20) & 31)) & 0x07030804u))
 		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = upper(s[i]);
-
-		if ((unsigned char)(c - 'A') >= 26u)
-			return NULL;
-		up[i] = (char)c;
-	}
-	kw_key(up, &wh, &wl);
+	memcpy(w, s, n);
+	memcpy(&a, w, 8);
+	memcpy(&b, w + 8, 4);
+	/* clearing 0x20 upper-cases ASCII letters, and makes no other byte a
+	 * letter: a word with anything but letters matches no keyword */
+	wh = __builtin_bswap64(a & ~0x2020202020202020ull);
+	wl = __builtin_bswap32(b & ~0x20202020u);
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 		uint64_t eh;
@@ -1106,28 +1139,41 @@ struct sink {
 	bool full;
 };
 
-/* Appends s[0..n) if it fits in cap - 1; otherwise as much as fits, cut
- * before a UTF-8 continuation byte so that no character is split (invalid
- * input is copied as is: the span layer replaces invalid UTF-8 later, so
- * at most 3 bytes are given back for it), and marks the sink full. */
-static bool put(struct sink *k, const unsigned char *s, size_t n)
+/* put's slow path: as much of s[0..n) as fits in cap - 1, cut before a
+ * UTF-8 continuation byte so that no character is split (invalid input is
+ * copied as is: the span layer replaces invalid UTF-8 later, so at most 3
+ * bytes are given back for it), and the sink marked full. */
+static __attribute__((noinline)) bool put_cut(struct sink *k, const unsigned char *s)
 {
-	size_t room = k->cap - 1 - k->len, m;
+	size_t m = k->cap - 1 - k->len;
 
-	if (n == 0)
-		return true;
-	if (n <= room) {
-		memcpy(k->out + k->len, s, n);
-		k->len += n;
-		return true;
-	}
-	m = room;
 	for (int back = 0; m > 0 && back < 3 && (s[m] & 0xC0) == 0x80; back++)
 		m--;
 	memcpy(k->out + k->len, s, m);
 	k->len += m;
 	k->full = true;
 	return false;
+}
+
+/* Appends s[0..n) if it fits in cap - 1; otherwise put_cut. */
+static inline bool put(struct sink *k, const unsigned char *s, size_t n)
+{
+	if (__builtin_expect(n > k->cap - 1 - k->len, 0))
+		return put_cut(k, s);
+	memcpy(k->out + k->len, s, n);
+	k->len += n;
+	return true;
+}
+
+/* Appends a '?' if it fits. */
+static inline bool put_mark(struct sink *k)
+{
+	if (__builtin_expect(k->len + 1 >= k->cap, 0)) {
+		k->full = true;
+		return false;
+	}
+	k->out[k->len++] = '?';
+	return true;
 }
 
 /* Whether the token at t starts a literal list item: a string, a number,
@@ -1152,18 +1198,111 @@ static bool literal_item(struct lexer *lx, const struct tok *t, size_t *end)
 	return false;
 }
 
+/*
+ * The sanitiser runs on every statement a traced connection sends, so it
+ * doesn't lex every token: it jumps from one byte that may need a decision
+ * to the next, sixteen bytes at a time, and the bytes in between are copied
+ * as they are. Those stop bytes are the ones that can begin a literal, a
+ * quoted name or a comment (' " $ . digits - /), and '(' (an IN list).
+ * Letters, spaces and the other punctuation are never replaced; all they
+ * decide is whether a digit or '$' continues a name ("t1", "a$b"), and
+ * that is read from the byte before it. At a stop the token is lexed by
+ * lex_at, so that the sanitiser and the summariser agree on every token.
+ */
+
+/* Stop bytes: '"'..'(' and '-'..'9', two ranges cheap to test sixteen at
+ * a time. They hold three bytes that need nothing ('#', '%', '&'): those
+ * cost a look and are passed over. */
+static inline bool san_stop(unsigned char c)
+{
+	return (unsigned char)(c - '"') <= '(' - '"' || (unsigned char)(c - '-') <= '9' - '-';
+}
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/* Bit k set when p[k] is a stop byte, for the 16 bytes at p. */
+static inline unsigned san_mask16(const unsigned char *p)
+{
+	__m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+	__m128i a = _mm_sub_epi8(x, _mm_set1_epi8('"'));
+	__m128i b = _mm_sub_epi8(x, _mm_set1_epi8('-'));
+
+	a = _mm_cmpeq_epi8(_mm_min_epu8(a, _mm_set1_epi8('(' - '"')), a);
+	b = _mm_cmpeq_epi8(_mm_min_epu8(b, _mm_set1_epi8('9' - '-')), b);
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(a, b));
+}
+
+/* The first stop byte at or after i, or n. A last partial block is read as
+ * the last 16 bytes of the text, the ones already seen masked off: nothing
+ * outside s[0..n) is read. */
+static inline size_t san_next(const unsigned char *s, size_t n, size_t i)
+{
+	unsigned m;
+
+	for (; i + 16 <= n; i += 16)
+		if ((m = san_mask16(s + i)) != 0)
+			return i + (size_t)__builtin_ctz(m);
+	if (i >= n)
+		return n;
+	if (n >= 16) {
+		m = san_mask16(s + n - 16) >> (16 - (n - i));
+		return m ? i + (size_t)__builtin_ctz(m) : n;
+	}
+	while (i < n && !san_stop(s[i]))
+		i++;
+	return i;
+}
+#else
+static inline size_t san_next(const unsigned char *s, size_t n, size_t i)
+{
+	while (i < n && !san_stop(s[i]))
+		i++;
+	return i;
+}
+#endif
+
+/* Where the literal or quoted name whose quote is at s[i] begins: at a
+ * one-letter word glued to it (E'', B'', X'', N'', U&'', U&""), which
+ * lex_at then reads as its prefix; otherwise at the quote. from: the end of
+ * the last token lexed, so s[from..i) holds only letters, spaces and plain
+ * punctuation. */
+static size_t quote_start(const unsigned char *s, size_t from, size_t i)
+{
+	size_t j = i;
+
+	if (j > from && s[j - 1] == '&')
+		j--;
+	if (j > from && (cls[s[j - 1]] & C_IDSTART) && (j - 1 == from || !(cls[s[j - 2]] & C_IDCONT)))
+		return j - 1;
+	return i;
+}
+
+/* Whether the '(' or comment at s[i] follows the word IN (with only
+ * whitespace, or comments that follow it, in between). in_tail: the end of
+ * the last comment that followed an IN. */
+static bool after_in(const unsigned char *s, size_t from, size_t in_tail, size_t i)
+{
+	size_t j = i;
+
+	while (j > from && (cls[s[j - 1]] & C_SPACE))
+		j--;
+	if (j == from)
+		return from == in_tail;
+	return j - from >= 2 && (s[j - 2] | 0x20) == 'i' && (s[j - 1] | 0x20) == 'n' &&
+	       (j - 2 == from || !(cls[s[j - 3]] & C_IDCONT));
+}
+
 size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *truncated)
 {
-	static const unsigned char qmark[] = "?";
 	struct sink k = { out, cap, 0, false };
-	struct lexer lx = { (const unsigned char *)text, text ? len : 0, 0 };
-	const unsigned char *s = lx.s;
-	size_t prev = 0;  /* input before prev has been written or deliberately dropped */
+	const unsigned char *s = (const unsigned char *)text;
+	size_t n = text ? len : 0;
+	size_t prev = 0;            /* input before prev has been written or deliberately dropped */
+	size_t last = 0;            /* end of the last token or comment read */
+	size_t in_tail = SIZE_MAX;  /* end of the last comment that followed IN */
+	size_t i = 0;
 	struct tok t;
-	/* IN (1, 2, 'x') -> IN (?): streamed, so that a long list is never
-	 * read ahead: the first item gives '?', each further ", item" is
-	 * dropped, and anything else ends the list with the text as it is. */
-	enum { S_NORMAL, S_IN, S_OPEN, S_ITEM, S_COMMA } st = S_NORMAL;
 
 	if (!out || cap == 0) {
 		if (truncated)
@@ -1171,53 +1310,119 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
 		return 0;
 	}
 	for (;;) {
-		size_t end;
+		i = san_next(s, n, i);
+		unsigned char c = i < n ? s[i] : 0;
+		/* where what the stop starts starts: a prefixed string at its
+		 * prefix letter */
+		size_t start = c == '\'' || c == '"' ? quote_start(s, last, i) : i, end;
+		bool ok;
 
-		lex(&lx, &t);
-		if (t.kind == T_END)
+		/* the run from prev to there is kept as it is: once it can't
+		 * fit, the output is full and reading stops */
+		if (start - prev > k.cap - 1 - k.len) {
+			put(&k, s + prev, start - prev);
+			goto done;
+		}
+		if (i >= n)
 			break;
-		if (st == S_ITEM && t.kind == T_PUNCT && s[t.start] == ',') {
-			st = S_COMMA;  /* held back until we know what follows */
+		switch (c) {
+		case '0' ... '9':
+		case '$':
+			if (i > last && (cls[s[i - 1]] & C_IDCONT)) {
+				/* inside a name: t1, a$b */
+				while (i < n && (cls[s[i]] & C_IDCONT))
+					i++;
+				last = i;
+				continue;
+			}
+			if (c != '$') {
+				end = number_end(s, n, i);
+				goto literal;
+			}
+			break;  /* $1, $$...$$, $tag$...$tag$ or a lone '$' */
+		case '.':
+			if (i + 1 < n && (cls[s[i + 1]] & C_DIGIT)) {
+				end = number_end(s, n, i);
+				goto literal;
+			}
+			i++;
 			continue;
-		}
-		if (st == S_COMMA && literal_item(&lx, &t, &end)) {
-			prev = end;
-			st = S_ITEM;
-			continue;
-		}
-		if (st == S_OPEN && literal_item(&lx, &t, &end)) {
-			if (!put(&k, s + prev, t.start - prev) || !put(&k, qmark, 1))
-				goto done;
-			prev = end;
-			st = S_ITEM;
-			continue;
-		}
-		switch (t.kind) {
-		case T_STRING:
-		case T_NUMBER:
-		case T_BAD:  /* unterminated: whatever it holds, it must not leak */
-			if (!put(&k, s + prev, t.start - prev) || !put(&k, qmark, 1))
-				goto done;
-			prev = t.end;
-			break;
-		default:
-			/* kept tokens and the text between them are copied in one
-			 * run at the next replacement, or as soon as the run no
-			 * longer fits, so that reading stops with the output full */
-			if (t.end - prev > k.cap - 1 - k.len) {
-				put(&k, s + prev, t.end - prev);
-				goto done;
+		case '\'':
+			if (start == i) {
+				end = scan_quoted(s, n, i + 1, '\'', false, &ok);  /* n when unterminated */
+				goto literal;
 			}
 			break;
+		case '"':
+			break;
+		case '-':
+		case '/': {
+			if (!comment_at(s, n, i)) {
+				i++;
+				continue;
+			}
+			bool in = after_in(s, last, in_tail, i);
+
+			end = comment_end(s, n, i, &ok);
+			if (!ok)
+				goto literal;  /* unterminated: whatever it holds, it must not leak */
+			last = i = end;
+			if (in)
+				in_tail = end;
+			continue;
 		}
-		if (st == S_IN && t.kind == T_PUNCT && s[t.start] == '(')
-			st = S_OPEN;
-		else if (t.kind == T_WORD && t.end - t.start == 2 && word_is(s + t.start, 2, "IN"))
-			st = S_IN;
-		else
-			st = S_NORMAL;
+		case '(': {
+			if (!after_in(s, last, in_tail, i)) {
+				i++;
+				continue;
+			}
+			/* IN (1, 2, 'x') -> IN (?): streamed, so that a long list
+			 * is never read ahead: the first item gives '?', each
+			 * further ", item" is dropped, and anything else ends the
+			 * list, and is read again from its start as usual. */
+			struct lexer lx = { s, n, i + 1 };
+			enum { S_OPEN, S_ITEM, S_COMMA } st = S_OPEN;
+
+			for (;;) {
+				lex(&lx, &t);
+				if (st == S_ITEM && t.kind == T_PUNCT && s[t.start] == ',') {
+					st = S_COMMA;  /* held back until we know what follows */
+					continue;
+				}
+				if (st != S_ITEM && literal_item(&lx, &t, &end)) {
+					if (st == S_OPEN &&
+					    (!put(&k, s + prev, t.start - prev) || !put_mark(&k)))
+						goto done;
+					prev = end;
+					st = S_ITEM;
+					continue;
+				}
+				break;
+			}
+			last = i = t.start;
+			continue;
+		}
+		default:  /* '#', '%', '&' */
+			i++;
+			continue;
+		}
+		/* a quoted name, a prefixed string, or what starts with '$' */
+		lex_at(s, n, start, &t);
+		if (start != i && t.kind == T_WORD) {
+			/* that letter was no prefix: the quote is read next time */
+			last = i = t.end;
+			continue;
+		}
+		last = i = t.end;
+		if (t.kind != T_STRING && t.kind != T_BAD)
+			continue;  /* kept: quoted names, $1, '$' */
+		end = t.end;
+literal:
+		if (!put(&k, s + prev, start - prev) || !put_mark(&k))
+			goto done;
+		prev = last = i = end;
 	}
-	put(&k, s + prev, lx.n - prev);  /* the pending run, trailing whitespace and comments */
+	put(&k, s + prev, n - prev);  /* the pending run */
 done:
 	out[k.len] = '\0';
 	if (truncated)
@@ -1445,4 +1650,125 @@ bool sql_is_complete(const char *text, size_t len)
 	unsigned char lead = (unsigned char)text[i - 1];
 	size_t need = lead < 0x80 ? 0 : (lead >> 5) == 6 ? 1 : (lead >> 4) == 14 ? 2 : (lead >> 3) == 30 ? 3 : 99;
 	return back == need || (lead < 0x80 && back == 0);
+}
+
+/* --- summary cache --- */
+
+/* 64-bit hash of a key, a word at a time (the last word overlapping the
+ * one before): it picks the slot and rules out most mismatches before the
+ * key is compared. */
+static inline uint64_t cache_hash(const unsigned char *p, size_t n)
+{
+	const uint64_t k = 0x9e3779b97f4a7c15ull;
+	uint64_t h = n * k, w;
+
+	if (n >= 8) {
+		const unsigned char *last = p + n - 8;
+
+		for (; p < last; p += 8) {
+			memcpy(&w, p, 8);
+			h = (h ^ w) * k;
+			h = (h << 29) | (h >> 35);
+		}
+		memcpy(&w, last, 8);
+	} else {
+		w = 0;
+		for (size_t i = 0; i < n; i++)
+			w = w << 8 | p[i];
+	}
+	h = (h ^ w) * k;
+	return h ^ (h >> 31);
+}
+
+void sql_summary_view_of(const struct sql_summary *sum, struct sql_summary_view *out)
+{
+	out->summary = sum->summary;
+	out->summary_len = sum->summary_len;
+	out->operation = sum->operation;
+	out->operation_len = sum->operation_len;
+	out->collection = sum->collection;
+	out->collection_len = sum->collection_len;
+	out->procedure = sum->procedure;
+	out->procedure_len = sum->procedure_len;
+}
+
+/* An entry is [key | summary | operation | collection | procedure] in the
+ * arena, never wrapping around its end. Writes go on at head, so the
+ * entry's bytes are intact as long as head hasn't gone a whole arena past
+ * its start. */
+static void slot_view(const struct sql_cache *c, const struct sql_cache_slot *sl, struct sql_summary_view *out)
+{
+	const char *p = c->arena + sl->pos % SQL_CACHE_ARENA + sl->key_len;
+
+	out->summary = p;
+	out->summary_len = sl->summary_len;
+	p += sl->summary_len;
+	out->operation = p;
+	out->operation_len = sl->operation_len;
+	p += sl->operation_len;
+	out->collection = p;
+	out->collection_len = sl->collection_len;
+	p += sl->collection_len;
+	out->procedure = p;
+	out->procedure_len = sl->procedure_len;
+}
+
+/* Whether slot sl holds key. */
+static inline bool slot_holds(const struct sql_cache *c, const struct sql_cache_slot *sl, const char *key,
+			      size_t key_len)
+{
+	return sl->used && sl->key_len == key_len && c->head - sl->pos <= SQL_CACHE_ARENA &&
+	       memcmp(c->arena + sl->pos % SQL_CACHE_ARENA, key, key_len) == 0;
+}
+
+void sql_cache_summary(struct sql_cache *c, const char *key, size_t key_len, const char *text, size_t len,
+		       struct sql_summary *scratch, struct sql_summary_view *out)
+{
+	/* a connection often sends the same statement again and again */
+	struct sql_cache_slot *sl = &c->slot[c->last % SQL_CACHE_SLOTS];
+
+	if (slot_holds(c, sl, key, key_len)) {
+		slot_view(c, sl, out);
+		return;
+	}
+	uint64_t h = cache_hash((const unsigned char *)key, key_len);
+	unsigned i = (unsigned)(h >> 58) & (SQL_CACHE_SLOTS - 1);
+
+	sl = &c->slot[i];
+	c->last = i;
+	if (sl->hash == h && slot_holds(c, sl, key, key_len)) {
+		slot_view(c, sl, out);
+		return;
+	}
+	sql_summarize(text, len, scratch);
+	sql_summary_view_of(scratch, out);
+	size_t size = key_len + scratch->summary_len + scratch->operation_len + scratch->collection_len +
+		      scratch->procedure_len;
+
+	if (size > SQL_CACHE_ARENA / 4)
+		return;  /* would push out too many others: made each time */
+	size_t off = c->head % SQL_CACHE_ARENA;
+
+	if (off + size > SQL_CACHE_ARENA)
+		c->head += SQL_CACHE_ARENA - off;  /* entries don't wrap: start over at 0 */
+	char *p = c->arena + c->head % SQL_CACHE_ARENA;
+
+	sl->used = true;
+	sl->hash = h;
+	sl->pos = c->head;
+	sl->key_len = (uint16_t)key_len;
+	sl->summary_len = (uint8_t)scratch->summary_len;
+	sl->operation_len = (uint8_t)scratch->operation_len;
+	sl->collection_len = (uint8_t)scratch->collection_len;
+	sl->procedure_len = (uint8_t)scratch->procedure_len;
+	memcpy(p, key, key_len);
+	p += key_len;
+	memcpy(p, scratch->summary, scratch->summary_len);
+	p += scratch->summary_len;
+	memcpy(p, scratch->operation, scratch->operation_len);
+	p += scratch->operation_len;
+	memcpy(p, scratch->collection, scratch->collection_len);
+	p += scratch->collection_len;
+	memcpy(p, scratch->procedure, scratch->procedure_len);
+	c->head += size;
 }

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Pure functions over (const char *, size_t): no I/O, no allocation, no
@@ -77,6 +78,51 @@ size_t sql_sanitize(const char *text, size_t len, char *out, size_t cap, bool *t
  * than the message, cut at a character boundary (*truncated then set).
  */
 size_t sql_sanitize_message(const char *msg, size_t len, char *out, size_t cap, bool *truncated);
+
+/*
+ * Summaries cached by the text they were made for: a connection sends the
+ * same few statements again and again, with other values (pgbench -S sends
+ * one SELECT with a new number each time), and sanitised they are the same
+ * text. The key is that text (the sanitised one, or the text itself where
+ * it isn't sanitised); sanitising never changes a summary (the fuzzer checks
+ * it), so every entry holds the summary of its key. A fixed ring of bytes
+ * holds the entries: the newest overwrite the oldest, nothing is allocated,
+ * and a hit costs a hash and a compare of the key. Not thread-safe: one
+ * owner at a time (a libpq connection).
+ */
+#define SQL_CACHE_SLOTS 32       /* a power of two */
+#define SQL_CACHE_ARENA 8192
+
+struct sql_cache_slot {
+	uint64_t hash;
+	uint64_t pos;                /* where the entry starts, counted as head is */
+	uint16_t key_len;
+	uint8_t summary_len, operation_len, collection_len, procedure_len;
+	bool used;
+};
+
+struct sql_cache {
+	uint64_t head;               /* bytes ever written to arena (it wraps) */
+	unsigned last;               /* the slot used last: tried first, without hashing */
+	struct sql_cache_slot slot[SQL_CACHE_SLOTS];
+	char arena[SQL_CACHE_ARENA];
+};
+
+/* A summary as (pointer, length) pairs, into the cache or a sql_summary. */
+struct sql_summary_view {
+	const char *summary, *operation, *collection, *procedure;
+	size_t summary_len, operation_len, collection_len, procedure_len;
+};
+
+/* The summary of text[0..len) (not multiple_statements), whose cache key is
+ * key[0..key_len): from the cache, or made with sql_summarize into *scratch
+ * and cached. *out views the cache or *scratch, until the cache's next use.
+ * A zeroed struct sql_cache is an empty one. */
+void sql_cache_summary(struct sql_cache *c, const char *key, size_t key_len, const char *text, size_t len,
+		       struct sql_summary *scratch, struct sql_summary_view *out);
+
+/* *out viewing *sum. */
+void sql_summary_view_of(const struct sql_summary *sum, struct sql_summary_view *out);
 
 /* True when text ends outside any literal, quoted name or comment and on a
  * whole UTF-8 character: appending a comment then can't change its meaning. */

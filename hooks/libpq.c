@@ -1,8 +1,8 @@
 /* PostgreSQL through libpq: a CLIENT span per statement, synchronous, asynchronous and pipelined. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,16 +21,26 @@
 /*
  * Statements started with PQsend* end when PQgetResult returns NULL for
  * them, so each connection keeps a FIFO of the spans it has in flight (one
- * per queued statement in pipeline mode), and the text of the statements it
- * prepared, so PQexecPrepared spans can show what they run. libpq allows one
- * thread at a time per connection, so a connection's state needs no lock of
- * its own; the buckets of the table that finds it have one each.
+ * per queued statement in pipeline mode), the text of the statements it
+ * prepared, so PQexecPrepared spans can show what they run, the attributes
+ * all its spans share, and its cache of query summaries.
+ *
+ * libpq allows one thread at a time per connection, so a connection's state
+ * needs no lock of its own. The table that finds it has a lock per bucket,
+ * taken only when a thread uses a connection it hasn't used lately: each
+ * thread remembers the last few states it found. A remembered state can be
+ * gone only if its connection was finished (or its address reused after an
+ * untracked free), and every such end bumps conn_gen, which makes every
+ * thread forget what it remembered; a connection being used on one thread
+ * can't end on another, that would be a use-after-free in libpq itself.
  */
 
 #define PENDING_MAX 64
 #define PREPARED_MAX 16
+#define PREPARED_NAME_MAX 64
 #define PREPARED_TEXT_MAX 1024
 #define BUCKETS 256
+#define RECENT 4
 /* db.query.text kept per span: the record holds 3 KiB of text in all. */
 #define QUERY_TEXT_MAX 1536
 
@@ -41,8 +51,9 @@ struct pending {
 };
 
 struct prepared {
-	char name[64];
+	uint8_t name_len;
 	uint16_t len;
+	char name[PREPARED_NAME_MAX];
 	char text[PREPARED_TEXT_MAX];
 };
 
@@ -53,19 +64,34 @@ struct conn_state {
 	struct pending q[PENDING_MAX];
 	unsigned nprep, next_prep;
 	struct prepared prep[PREPARED_MAX];
+	/* db.system.name, db.namespace, server.address, server.port, built on
+	 * the first recorded statement (PQhost's string kept, to notice a
+	 * PQreset that lands on another host). */
+	bool attrs_built;
+	const char *attrs_host;
+	struct span_attr_block attrs;
+	struct sql_cache cache;
 };
 
+#define BUCKET_INIT { PTHREAD_MUTEX_INITIALIZER, NULL }
 static struct {
 	pthread_mutex_t mu;
 	struct conn_state *head;
-} buckets[BUCKETS];
-static pthread_once_t buckets_once = PTHREAD_ONCE_INIT;
+} buckets[BUCKETS] = { [0 ... BUCKETS - 1] = BUCKET_INIT };
+
+/* Bumped whenever a connection's state is freed (see above). */
+static _Atomic uint64_t conn_gen;
 
 /* Per-thread scratch: summaries, sanitised text and commented queries are
  * too big for the stack of an app thread calling PQexec. */
 struct pq_scratch {
 	struct sql_summary sum;
 	struct trace_context ctx;
+	uint64_t recent_gen;           /* conn_gen when recent[] was filled */
+	struct {
+		PGconn *conn;
+		struct conn_state *state;
+	} recent[RECENT];              /* most recently used first */
 	char text[2048];
 	char commented[8192];
 };
@@ -76,13 +102,8 @@ static __thread struct pq_scratch *scratch_tls AGENT_TLS;
 /* NULL when there is no memory for it: the statement is not recorded. */
 static inline struct pq_scratch *scratch(void)
 {
-	return perthread_get((void **)&scratch_tls, sizeof *scratch_tls);
-}
-
-static void buckets_init(void)
-{
-	for (unsigned i = 0; i < BUCKETS; i++)
-		pthread_mutex_init(&buckets[i].mu, NULL);
+	struct pq_scratch *x = scratch_tls;
+	return x ? x : perthread_get((void **)&scratch_tls, sizeof *scratch_tls);
 }
 
 static unsigned bucket_of(const PGconn *c)
@@ -93,10 +114,9 @@ static unsigned bucket_of(const PGconn *c)
 	return (unsigned)(h >> 56) % BUCKETS;
 }
 
-/* The connection's state, created when create is set. */
+/* The connection's state from the table, created when create is set. */
 static struct conn_state *conn_find(PGconn *c, bool create)
 {
-	pthread_once(&buckets_once, buckets_init);
 	unsigned b = bucket_of(c);
 	pthread_mutex_lock(&buckets[b].mu);
 	struct conn_state *s = buckets[b].head;
@@ -114,9 +134,46 @@ static struct conn_state *conn_find(PGconn *c, bool create)
 	return s;
 }
 
+/* conn_state's slow path: the other remembered states, then the table.
+ * The one found goes first in recent[]. */
+static struct conn_state *conn_state_slow(struct pq_scratch *x, PGconn *c, bool create)
+{
+	struct conn_state *s = NULL;
+	unsigned i = RECENT - 1;
+	if (x) {
+		uint64_t g = atomic_load_explicit(&conn_gen, memory_order_acquire);
+		if (x->recent_gen != g) {
+			memset(x->recent, 0, sizeof x->recent);
+			x->recent_gen = g;
+		}
+		for (unsigned j = 1; j < RECENT; j++)
+			if (x->recent[j].conn == c) {
+				s = x->recent[j].state;
+				i = j;
+				break;
+			}
+	}
+	if (!s)
+		s = conn_find(c, create);
+	if (s && x) {
+		memmove(&x->recent[1], &x->recent[0], i * sizeof x->recent[0]);
+		x->recent[0].conn = c;
+		x->recent[0].state = s;
+	}
+	return s;
+}
+
+/* The connection's state (c not NULL): remembered by this thread (x, when
+ * not NULL), else from the table. */
+static inline struct conn_state *conn_state(struct pq_scratch *x, PGconn *c, bool create)
+{
+	if (x && x->recent[0].conn == c && x->recent_gen == atomic_load_explicit(&conn_gen, memory_order_acquire))
+		return x->recent[0].state;
+	return conn_state_slow(x, c, create);
+}
+
 static void conn_forget(PGconn *c)
 {
-	pthread_once(&buckets_once, buckets_init);
 	unsigned b = bucket_of(c);
 	pthread_mutex_lock(&buckets[b].mu);
 	struct conn_state **pp = &buckets[b].head;
@@ -128,6 +185,7 @@ static void conn_forget(PGconn *c)
 	pthread_mutex_unlock(&buckets[b].mu);
 	if (!s)
 		return;
+	atomic_fetch_add_explicit(&conn_gen, 1, memory_order_acq_rel);
 	/* Statements still in flight end with the connection. */
 	for (unsigned i = 0; i < s->count; i++)
 		span_end(s->q[(s->first + i) % PENDING_MAX].sp);
@@ -135,6 +193,9 @@ static void conn_forget(PGconn *c)
 }
 
 /* --- spans --- */
+
+/* A literal span name and its length. */
+#define NAME(s) s, sizeof s - 1
 
 static bool enter(void)
 {
@@ -148,84 +209,197 @@ static bool enter(void)
 	return true;
 }
 
-static void set_conn_attrs(struct span *sp, PGconn *conn)
+struct conn_strings {
+	const char *db, *host, *port;
+};
+
+static void conn_strings(PGconn *conn, struct conn_strings *cs)
+{
+	cs->db = REAL_PQ(db) ? REAL_PQ(db)(conn) : NULL;
+	cs->host = REAL_PQ(host) ? REAL_PQ(host)(conn) : NULL;
+	cs->port = REAL_PQ(port) ? REAL_PQ(port)(conn) : NULL;
+}
+
+static void set_conn_attrs(struct span *sp, const struct conn_strings *cs)
 {
 	span_set_cstr(sp, "db.system.name", "postgresql");
-	const char *db = REAL_PQ(db) ? REAL_PQ(db)(conn) : NULL;
-	if (db && *db)
-		span_set_cstr(sp, "db.namespace", db);
-	const char *host = REAL_PQ(host) ? REAL_PQ(host)(conn) : NULL;
-	if (host && *host)
-		span_set_cstr(sp, "server.address", host);
-	const char *port = REAL_PQ(port) ? REAL_PQ(port)(conn) : NULL;
-	if (port && *port) {
-		long p = strtol(port, NULL, 10);
+	if (cs->db && *cs->db)
+		span_set_cstr(sp, "db.namespace", cs->db);
+	if (cs->host && *cs->host)
+		span_set_cstr(sp, "server.address", cs->host);
+	if (cs->port && *cs->port) {
+		long p = strtol(cs->port, NULL, 10);
 		if (p > 0 && p != 5432)   /* the default port is implied, as the conventions say */
 			span_set_int(sp, "server.port", p);
 	}
 }
 
+/* The connection's attributes on sp: a copy of the block made once per
+ * connection. PQreset may land on another of the connection's hosts, so the
+ * block is made again when PQhost answers another string: it is that of
+ * the host entry in use (each entry has its own, with its port). */
+static void add_conn_attrs(struct span *sp, struct conn_state *s, PGconn *conn)
+{
+	const char *host = REAL_PQ(host) ? REAL_PQ(host)(conn) : NULL;
+	if (s && s->attrs_built && host == s->attrs_host && s->attrs.n) {
+		span_attr_block_add(sp, &s->attrs);
+		return;
+	}
+	struct conn_strings cs;
+	conn_strings(conn, &cs);
+	if (s && (!s->attrs_built || host != s->attrs_host)) {
+		struct span *tmp = span_scratch_new();
+		set_conn_attrs(tmp, &cs);
+		span_attr_block_take(&s->attrs, tmp);
+		s->attrs_built = true;
+		s->attrs_host = host;
+	}
+	if (s && s->attrs.n)
+		span_attr_block_add(sp, &s->attrs);
+	else
+		set_conn_attrs(sp, &cs);   /* no block (no state, no memory, or the limits cut it): one by one */
+}
+
+/* "db.query.parameter.<i>" for 0 <= i < 100, into key; returns its length. */
+static size_t parameter_key(char *key, int i)
+{
+	static const char prefix[] = "db.query.parameter.";
+	size_t n = sizeof prefix - 1;
+	memcpy(key, prefix, n);
+	if (i >= 10)
+		key[n++] = (char)('0' + i / 10);
+	key[n++] = (char)('0' + i % 10);
+	return n;
+}
+
+static struct prepared *prepared_find(struct conn_state *s, const char *name, size_t nlen)
+{
+	for (unsigned i = 0; i < s->nprep; i++)
+		if (s->prep[i].name_len == nlen && memcmp(s->prep[i].name, name, nlen) == 0)
+			return &s->prep[i];
+	return NULL;
+}
+
+/* Names longer than PREPARED_NAME_MAX - 1 are not kept: their spans are
+ * named EXECUTE, without the text. */
+static void remember_prepared(struct conn_state *s, const char *name, const char *text)
+{
+	if (!s || !name || !text)
+		return;
+	size_t nlen = strnlen(name, PREPARED_NAME_MAX);
+	if (nlen == PREPARED_NAME_MAX)
+		return;
+	struct prepared *p = prepared_find(s, name, nlen);
+	if (!p) {
+		if (s->nprep < PREPARED_MAX) {
+			p = &s->prep[s->nprep++];
+		} else {
+			p = &s->prep[s->next_prep];
+			s->next_prep = (s->next_prep + 1) % PREPARED_MAX;
+		}
+	}
+	memcpy(p->name, name, nlen);
+	p->name_len = (uint8_t)nlen;
+	size_t l = strnlen(text, PREPARED_TEXT_MAX - 1);
+	memcpy(p->text, text, l);
+	p->len = (uint16_t)l;
+}
+
+/* The text a prepared statement runs (len in *len), or NULL when unknown. */
+static const char *prepared_text(struct conn_state *s, const char *name, size_t *len)
+{
+	if (!s || !name)
+		return NULL;
+	struct prepared *p = prepared_find(s, name, strnlen(name, PREPARED_NAME_MAX));
+	if (!p)
+		return NULL;
+	*len = p->len;
+	return p->text;
+}
+
 /*
  * Starts the span for one statement: named after its summary, child of the
- * thread's current context. parameterized: the text has $n placeholders and
- * no literals to hide. Returns NULL when not recorded; the new context is
- * in the scratch's ctx either way (valid unless TRACEAGENT_DB_REQUIRE_PARENT
- * suppressed it, or there is no scratch).
+ * thread's current context. text: len bytes, or a C string when len is
+ * SIZE_MAX; or, with text NULL, that of the statement prepared under the
+ * name prepared (when not NULL). parameterized: the text has $n
+ * placeholders and no literals to hide. Returns NULL when not recorded; the
+ * new context is in the scratch's ctx either way (valid unless
+ * TRACEAGENT_DB_REQUIRE_PARENT suppressed it, or there is no scratch).
+ * *state: the connection's state when it was looked up (NULL otherwise).
  */
-static struct span *stmt_begin(PGconn *conn, const char *text, bool parameterized, const char *fallback_name,
-			       int nparams, const char *const *values, const int *formats)
+static void stmt_describe(struct span *sp, struct pq_scratch *x, PGconn *conn, struct conn_state **state,
+			  const char *text, size_t len, const char *prepared, bool parameterized, int nparams,
+			  const char *const *values, const int *formats);
+
+static inline struct span *stmt_begin(PGconn *conn, struct conn_state **state, const char *text, size_t len,
+				      const char *prepared, bool parameterized, const char *fallback_name,
+				      size_t fallback_len, int nparams, const char *const *values, const int *formats)
 {
-	const struct config *c = &config_global;
 	struct pq_scratch *x = scratch();
 
+	*state = NULL;
 	if (!x)
 		return NULL;
 	x->ctx.valid = false;
-	if (!conn || (c->db_require_parent && !context_current()->valid))
+	if (!conn || (config_global.db_require_parent && !context_current()->valid))
 		return NULL;
-	size_t len = text ? strnlen(text, 1u << 16) : 0;
-	const char *name = fallback_name;
-	size_t nlen = strlen(fallback_name);
+	/* Sampled out, nothing else is needed: the summary only names the span. */
+	struct span *sp = span_start(SPAN_KIND_CLIENT, fallback_name, fallback_len, NULL, &x->ctx);
+	if (sp)
+		stmt_describe(sp, x, conn, state, text, len, prepared, parameterized, nparams, values, formats);
+	return sp;
+}
+
+/* The recorded statement's attributes and name (stmt_begin). */
+static void stmt_describe(struct span *sp, struct pq_scratch *x, PGconn *conn, struct conn_state **state,
+			  const char *text, size_t len, const char *prepared, bool parameterized, int nparams,
+			  const char *const *values, const int *formats)
+{
+	const struct config *c = &config_global;
+	struct conn_state *s = *state = conn_state(x, conn, true);
+	add_conn_attrs(sp, s, conn);
+	if (!text && prepared)
+		text = prepared_text(s, prepared, &len);
 	if (text) {
-		sql_summarize(text, len, &x->sum);
-		if (x->sum.summary_len) {
-			name = x->sum.summary;
-			nlen = x->sum.summary_len;
-		}
-	} else {
-		x->sum.summary_len = x->sum.operation_len = x->sum.collection_len = 0;
-	}
-	struct span *sp = span_start(SPAN_KIND_CLIENT, name, nlen, NULL, &x->ctx);
-	if (!sp)
-		return NULL;
-	set_conn_attrs(sp, conn);
-	/* Short attributes first, and the text capped: the record's text space
-	 * must keep room for the error attributes set after the call. */
-	if (x->sum.summary_len)
-		span_set_str(sp, "db.query.summary", x->sum.summary, x->sum.summary_len);
-	if (x->sum.operation_len)
-		span_set_str(sp, "db.operation.name", x->sum.operation, x->sum.operation_len);
-	if (x->sum.collection_len)
-		span_set_str(sp, "db.collection.name", x->sum.collection, x->sum.collection_len);
-	if (text) {
-		if (parameterized || !c->db_sanitize) {
-			span_set_str(sp, "db.query.text", text, len < QUERY_TEXT_MAX ? len : QUERY_TEXT_MAX);
-		} else {
+		if (len == SIZE_MAX)
+			len = strnlen(text, 1u << 16);
+		/* the text shown (db.query.text), also the cache's key when whole */
+		const char *q = text;
+		size_t qlen = len < QUERY_TEXT_MAX ? len : QUERY_TEXT_MAX;
+		bool whole = qlen == len;
+		if (!parameterized && c->db_sanitize) {
 			bool cut;
-			size_t n = sql_sanitize(text, len, x->text, QUERY_TEXT_MAX + 1, &cut);
-			span_set_str(sp, "db.query.text", x->text, n);
+			qlen = sql_sanitize(text, len, x->text, QUERY_TEXT_MAX + 1, &cut);
+			q = x->text;
+			whole = !cut;
 		}
+		struct sql_summary_view v;
+		if (s && whole) {
+			sql_cache_summary(&s->cache, q, qlen, text, len, &x->sum, &v);
+		} else {
+			sql_summarize(text, len, &x->sum);
+			sql_summary_view_of(&x->sum, &v);
+		}
+		/* Short attributes first, and the text capped: the record's text
+		 * space must keep room for the error attributes set after the call. */
+		if (v.summary_len) {
+			span_set_name(sp, v.summary, v.summary_len);
+			span_set_str(sp, "db.query.summary", v.summary, v.summary_len);
+		}
+		if (v.operation_len)
+			span_set_str(sp, "db.operation.name", v.operation, v.operation_len);
+		if (v.collection_len)
+			span_set_str(sp, "db.collection.name", v.collection, v.collection_len);
+		span_set_str(sp, "db.query.text", q, qlen);
 	}
 	if (c->db_capture_parameters && values) {
 		for (int i = 0; i < nparams && i < 32; i++) {
 			if (!values[i] || (formats && formats[i] != 0))
 				continue;   /* NULLs and binary parameters are not text to show */
-			char key[40];
-			snprintf(key, sizeof key, "db.query.parameter.%d", i);
-			span_attr_str(sp, key, strlen(key), values[i], strnlen(values[i], 4096));
+			char key[24];
+			span_attr_str(sp, key, parameter_key(key, i), values[i], strnlen(values[i], 4096));
 		}
 	}
-	return sp;
 }
 
 /* Status Error with msg (and an exception event when type is not NULL).
@@ -249,11 +423,18 @@ static void set_error(struct span *sp, const char *type, const char *msg, size_t
 		span_add_exception(sp, type, msg ? msg : "", msg ? len : 0);
 }
 
+static void result_record(struct span *sp, PGconn *conn, const PGresult *res, ExecStatusType st, int64_t *rows);
+
 /* Records one result into the span; rows accumulate over results. */
 static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int64_t *rows)
 {
-	if (!sp)
-		return;
+	if (sp)
+		result_record(sp, conn, res, res ? REAL_PQ(result_status)(res) : PGRES_FATAL_ERROR, rows);
+}
+
+/* stmt_result for a recorded span, res's status st already read. */
+static void result_record(struct span *sp, PGconn *conn, const PGresult *res, ExecStatusType st, int64_t *rows)
+{
 	if (!res) {
 		/* No result at all: out of memory, or the connection is gone. */
 		const char *msg = REAL_PQ(error_message) ? REAL_PQ(error_message)(conn) : NULL;
@@ -263,7 +444,6 @@ static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int6
 		set_error(sp, bad ? "08006" : "_OTHER", msg, ml);
 		return;
 	}
-	ExecStatusType st = REAL_PQ(result_status)(res);
 	switch (st) {
 	case PGRES_TUPLES_OK:
 	case PGRES_SINGLE_TUPLE:
@@ -293,10 +473,11 @@ static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int6
 /* The text sent to the server when TRACEAGENT_DB_SQLCOMMENTER is on: the
  * app's text with the span's traceparent as a trailing comment (before a
  * final ';'). Returns the app's own text when off or when it can't be built. */
-static const char *commented(const char *text)
+static const char *commented_text(const char *text)
 {
+	static const char open[] = "\n/*traceparent='", close[] = "'*/";
 	struct pq_scratch *x = scratch_tls;
-	if (!config_global.db_sqlcommenter || !text || !x || !x->ctx.valid)
+	if (!text || !x || !x->ctx.valid)
 		return text;
 	size_t len = strlen(text);
 	if (!sql_is_complete(text, len))
@@ -306,66 +487,39 @@ static const char *commented(const char *text)
 			   text[end - 1] == '\r'))
 		end--;
 	size_t body = end > 0 && text[end - 1] == ';' ? end - 1 : end;
-	char tp[TRACEPARENT_LEN + 1];
-	propagation_format_traceparent(&x->ctx, tp);
 	/* A newline first, so a trailing -- comment can't swallow ours. */
-	int n = snprintf(x->commented, sizeof x->commented, "%.*s\n/*traceparent='%s'*/%s", (int)body, text, tp,
-			 text + body);
-	if (n < 0 || (size_t)n >= sizeof x->commented)
+	size_t total = len + sizeof open - 1 + TRACEPARENT_LEN + sizeof close - 1;
+	if (total >= sizeof x->commented)
 		return text;   /* too long to comment without allocating: send as is */
+	char *p = x->commented;
+	memcpy(p, text, body);
+	p += body;
+	memcpy(p, open, sizeof open - 1);
+	p += sizeof open - 1;
+	p += propagation_format_traceparent(&x->ctx, p);
+	memcpy(p, close, sizeof close - 1);
+	p += sizeof close - 1;
+	memcpy(p, text + body, len - body + 1);   /* with the NUL */
 	return x->commented;
 }
 
-static void remember_prepared(PGconn *conn, const char *name, const char *text)
+static inline const char *commented(const char *text)
 {
-	if (!name || !text)
-		return;
-	struct conn_state *s = conn_find(conn, true);
-	if (!s)
-		return;
-	struct prepared *p = NULL;
-	for (unsigned i = 0; i < s->nprep; i++)
-		if (strcmp(s->prep[i].name, name) == 0)
-			p = &s->prep[i];
-	if (!p) {
-		if (s->nprep < PREPARED_MAX) {
-			p = &s->prep[s->nprep++];
-		} else {
-			p = &s->prep[s->next_prep];
-			s->next_prep = (s->next_prep + 1) % PREPARED_MAX;
-		}
-	}
-	snprintf(p->name, sizeof p->name, "%s", name);
-	size_t l = strnlen(text, PREPARED_TEXT_MAX - 1);
-	memcpy(p->text, text, l);
-	p->text[l] = '\0';
-	p->len = (uint16_t)l;
-}
-
-static const char *prepared_text(PGconn *conn, const char *name)
-{
-	if (!name)
-		return NULL;
-	struct conn_state *s = conn_find(conn, false);
-	if (!s)
-		return NULL;
-	for (unsigned i = 0; i < s->nprep; i++)
-		if (strcmp(s->prep[i].name, name) == 0)
-			return s->prep[i].text;
-	return NULL;
+	return __builtin_expect(config_global.db_sqlcommenter, 0) ? commented_text(text) : text;
 }
 
 /* A PQsend* call that dispatched (ok) queues its span until PQgetResult's NULL.
  * Unrecorded statements queue a NULL span: results are matched by position,
  * so every statement in flight needs its place. */
-static void queue_pending(PGconn *conn, struct span *sp, int ok)
+static inline void queue_pending(PGconn *conn, struct conn_state *s, struct span *sp, int ok)
 {
 	if (!ok) {
 		stmt_result(sp, conn, NULL, &(int64_t){ 0 });
 		span_end(sp);
 		return;
 	}
-	struct conn_state *s = conn_find(conn, true);
+	if (!s)
+		s = conn_state(scratch_tls, conn, true);
 	if (!s || s->count == PENDING_MAX) {
 		span_end(sp);   /* can't follow it: end now rather than misattribute results */
 		return;
@@ -389,10 +543,10 @@ static PGresult *sync_done(struct span *sp, PGconn *conn, PGresult *r)
 }
 
 /* The common tail of the PQsend* hooks: queue the span, leave, errno intact. */
-static int async_done(struct span *sp, PGconn *conn, int ok)
+static inline int async_done(struct span *sp, PGconn *conn, struct conn_state *s, int ok)
 {
 	int e = errno;
-	queue_pending(conn, sp, ok);
+	queue_pending(conn, s, sp, ok);
 	context_guard_leave();
 	errno = e;
 	return ok;
@@ -404,7 +558,8 @@ HOOK PGresult *PQexec(PGconn *conn, const char *query)
 {
 	if (!enter())
 		return REAL_PQ(exec)(conn, query);
-	struct span *sp = stmt_begin(conn, query, false, "postgresql", 0, NULL, NULL);
+	struct conn_state *s;
+	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, false, NAME("postgresql"), 0, NULL, NULL);
 	return sync_done(sp, conn, REAL_PQ(exec)(conn, commented(query)));
 }
 
@@ -413,7 +568,8 @@ HOOK PGresult *PQexecParams(PGconn *conn, const char *command, int n, const Oid 
 {
 	if (!enter())
 		return REAL_PQ(exec_params)(conn, command, n, types, values, lengths, formats, result_format);
-	struct span *sp = stmt_begin(conn, command, n > 0, "postgresql", n, values, formats);
+	struct conn_state *s;
+	struct span *sp = stmt_begin(conn, &s, command, SIZE_MAX, NULL, n > 0, NAME("postgresql"), n, values, formats);
 	return sync_done(sp, conn, REAL_PQ(exec_params)(conn, commented(command), n, types, values, lengths,
 							  formats, result_format));
 }
@@ -422,11 +578,12 @@ HOOK PGresult *PQprepare(PGconn *conn, const char *name, const char *query, int 
 {
 	if (!enter())
 		return REAL_PQ(prepare)(conn, name, query, n, types);
-	struct span *sp = stmt_begin(conn, query, true, "PREPARE", 0, NULL, NULL);
+	struct conn_state *s;
+	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, true, NAME("PREPARE"), 0, NULL, NULL);
 	PGresult *r = REAL_PQ(prepare)(conn, name, commented(query), n, types);
 	int e = errno;
 	if (r && REAL_PQ(result_status)(r) == PGRES_COMMAND_OK)
-		remember_prepared(conn, name, query);
+		remember_prepared(s ? s : conn_state(scratch_tls, conn, true), name, query);
 	errno = e;
 	return sync_done(sp, conn, r);
 }
@@ -436,7 +593,8 @@ HOOK PGresult *PQexecPrepared(PGconn *conn, const char *name, int n, const char 
 {
 	if (!enter())
 		return REAL_PQ(exec_prepared)(conn, name, n, values, lengths, formats, result_format);
-	struct span *sp = stmt_begin(conn, prepared_text(conn, name), true, "EXECUTE", n, values, formats);
+	struct conn_state *s;
+	struct span *sp = stmt_begin(conn, &s, NULL, 0, name, true, NAME("EXECUTE"), n, values, formats);
 	return sync_done(sp, conn, REAL_PQ(exec_prepared)(conn, name, n, values, lengths, formats, result_format));
 }
 
@@ -444,7 +602,8 @@ HOOK PGresult *PQdescribePrepared(PGconn *conn, const char *name)
 {
 	if (!enter())
 		return REAL_PQ(describe_prepared)(conn, name);
-	struct span *sp = stmt_begin(conn, NULL, true, "DESCRIBE", 0, NULL, NULL);
+	struct conn_state *s;
+	struct span *sp = stmt_begin(conn, &s, NULL, 0, NULL, true, NAME("DESCRIBE"), 0, NULL, NULL);
 	return sync_done(sp, conn, REAL_PQ(describe_prepared)(conn, name));
 }
 
@@ -452,7 +611,8 @@ HOOK PGresult *PQdescribePortal(PGconn *conn, const char *portal)
 {
 	if (!enter())
 		return REAL_PQ(describe_portal)(conn, portal);
-	struct span *sp = stmt_begin(conn, NULL, true, "DESCRIBE", 0, NULL, NULL);
+	struct conn_state *s;
+	struct span *sp = stmt_begin(conn, &s, NULL, 0, NULL, true, NAME("DESCRIBE"), 0, NULL, NULL);
 	return sync_done(sp, conn, REAL_PQ(describe_portal)(conn, portal));
 }
 
@@ -462,8 +622,9 @@ HOOK int PQsendQuery(PGconn *conn, const char *query)
 {
 	if (!enter())
 		return REAL_PQ(send_query)(conn, query);
-	struct span *sp = stmt_begin(conn, query, false, "postgresql", 0, NULL, NULL);
-	return async_done(sp, conn, REAL_PQ(send_query)(conn, commented(query)));
+	struct conn_state *s;
+	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, false, NAME("postgresql"), 0, NULL, NULL);
+	return async_done(sp, conn, s, REAL_PQ(send_query)(conn, commented(query)));
 }
 
 HOOK int PQsendQueryParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
@@ -471,22 +632,27 @@ HOOK int PQsendQueryParams(PGconn *conn, const char *command, int n, const Oid *
 {
 	if (!enter())
 		return REAL_PQ(send_query_params)(conn, command, n, types, values, lengths, formats, result_format);
-	struct span *sp = stmt_begin(conn, command, n > 0, "postgresql", n, values, formats);
-	return async_done(sp, conn, REAL_PQ(send_query_params)(conn, commented(command), n, types, values, lengths, formats,
-					    result_format));
+	struct conn_state *s;
+	struct span *sp = stmt_begin(conn, &s, command, SIZE_MAX, NULL, n > 0, NAME("postgresql"), n, values, formats);
+	return async_done(sp, conn, s, REAL_PQ(send_query_params)(conn, commented(command), n, types, values, lengths,
+								  formats, result_format));
 }
 
 HOOK int PQsendPrepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types)
 {
 	if (!enter())
 		return REAL_PQ(send_prepare)(conn, name, query, n, types);
-	struct span *sp = stmt_begin(conn, query, true, "PREPARE", 0, NULL, NULL);
+	struct conn_state *s;
+	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, true, NAME("PREPARE"), 0, NULL, NULL);
 	int ok = REAL_PQ(send_prepare)(conn, name, commented(query), n, types);
 	int e = errno;
-	if (ok)
-		remember_prepared(conn, name, query);
+	if (ok) {
+		if (!s)
+			s = conn_state(scratch_tls, conn, true);
+		remember_prepared(s, name, query);
+	}
 	errno = e;
-	return async_done(sp, conn, ok);
+	return async_done(sp, conn, s, ok);
 }
 
 HOOK int PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
@@ -494,9 +660,10 @@ HOOK int PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *
 {
 	if (!enter())
 		return REAL_PQ(send_query_prepared)(conn, name, n, values, lengths, formats, result_format);
-	struct span *sp = stmt_begin(conn, prepared_text(conn, name), true, "EXECUTE", n, values, formats);
-	return async_done(sp, conn, REAL_PQ(send_query_prepared)(conn, name, n, values, lengths, formats,
-								 result_format));
+	struct conn_state *s;
+	struct span *sp = stmt_begin(conn, &s, NULL, 0, name, true, NAME("EXECUTE"), n, values, formats);
+	return async_done(sp, conn, s, REAL_PQ(send_query_prepared)(conn, name, n, values, lengths, formats,
+								     result_format));
 }
 
 /*
@@ -509,14 +676,17 @@ HOOK PGresult *PQgetResult(PGconn *conn)
 {
 	if (!enter())
 		return REAL_PQ(get_result)(conn);
-	struct conn_state *s = conn ? conn_find(conn, false) : NULL;
+	struct pq_scratch *x = scratch();
+	struct conn_state *s = conn ? conn_state(x, conn, false) : NULL;
 	PGresult *r = REAL_PQ(get_result)(conn);
 	int e = errno;
 	if (s && s->count) {
 		struct pending *p = &s->q[s->first];
 		if (r) {
-			if (REAL_PQ(result_status)(r) != PGRES_PIPELINE_SYNC) {
-				stmt_result(p->sp, conn, r, &p->rows);
+			ExecStatusType st = REAL_PQ(result_status)(r);
+			if (st != PGRES_PIPELINE_SYNC) {
+				if (p->sp)
+					result_record(p->sp, conn, r, st, &p->rows);
 				p->got_result = true;
 			}
 		} else if (p->got_result) {
@@ -548,8 +718,11 @@ static void connect_end(struct span *sp, PGconn *c)
 {
 	if (c) {
 		conn_forget(c);   /* an address reused after an untracked free */
-		if (sp)
-			set_conn_attrs(sp, c);
+		if (sp) {
+			struct conn_strings cs;
+			conn_strings(c, &cs);
+			set_conn_attrs(sp, &cs);
+		}
 	}
 	if (sp && (!c || REAL_PQ(status)(c) == CONNECTION_BAD)) {
 		const char *msg = c ? REAL_PQ(error_message)(c) : "out of memory";

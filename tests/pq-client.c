@@ -5,9 +5,10 @@
 //
 // Without --case (or --case all) it runs the script below and exits 0 when
 // every step gave the status it should (1 otherwise, 2 when it cannot connect).
-// The other cases are bad input: they print the PQresultStatus and
-// PQerrorMessage of each call and exit 0 (2 when the first connection fails);
-// their output must be byte-identical with and without the agent.
+// The other cases are bad input, and one (threads) hands connections from
+// thread to thread: they print the PQresultStatus and PQerrorMessage of each
+// call and exit 0 (2 when the first connection fails); their output must be
+// byte-identical with and without the agent.
 //
 // The output has nothing that changes from run to run (no pids, no timings,
 // no counts of rows left by earlier runs), so two runs can be diffed.
@@ -39,6 +40,7 @@
 //   S19 PQexec              SELECT * FROM get_metrics(24)              24 rows
 //   S20 PQexec on connection 2 (PQconnectdbParams): SELECT title FROM pq_tasks ORDER BY id DESC   3 rows
 //   PQfinish both.
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -583,6 +585,93 @@ static int case_terminated(PGconn *c)
 	return 0;
 }
 
+// ---------------------------------------------------------------- threads
+
+// libpq lets a connection move between threads as long as one uses it at a
+// time: the agent keeps a connection's state across threads, and a thread
+// remembers the states it used last, which must never outlive their
+// connection (one finished on another thread, then one made at the same
+// address) nor be taken for another's.
+
+static void run_thread(void *(*fn)(void *), void *arg)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, fn, arg) != 0) {
+		perror("pthread_create");
+		exit(3);
+	}
+	pthread_join(t, NULL);
+}
+
+static void *thread_send(void *arg)
+{
+	show_int("thread PQsendQuery", arg, PQsendQuery(arg, "SELECT 11 AS handed_over"));
+	return NULL;
+}
+
+static void *thread_results(void *arg)
+{
+	show_results("thread PQgetResult", arg);
+	return NULL;
+}
+
+static void *thread_exec(void *arg)
+{
+	show("thread PQexec", arg, PQexec(arg, "SELECT 12 AS other_thread"));
+	return NULL;
+}
+
+static void *thread_finish(void *arg)
+{
+	PQfinish(arg);
+	printf("thread PQfinish: returned\n");
+	return NULL;
+}
+
+// A connection to database db (NULL: the one of conninfo).
+static PGconn *connect_db(const char *db)
+{
+	const char *const keys[] = { "dbname", "dbname", NULL };
+	const char *const vals[] = { conninfo, db, NULL };
+	PGconn *c = db ? PQconnectdbParams(keys, vals, 1) : PQconnectdb(conninfo);
+	printf("connect %s: %s\n", db ? db : "default", conn_status_name(PQstatus(c)));
+	if (PQstatus(c) != CONNECTION_OK) {
+		PQfinish(c);
+		exit(2);
+	}
+	PQsetNoticeProcessor(c, ignore_notice, NULL);
+	return c;
+}
+
+static int case_threads(PGconn *c)
+{
+	// one connection, used by three threads in turn, then by this one
+	run_thread(thread_send, c);
+	run_thread(thread_results, c);
+	run_thread(thread_exec, c);
+	show("main PQexec", c, PQexec(c, "SELECT 13 AS back_on_main"));
+	// used here, finished on another thread, made again here (malloc gives
+	// the same address back more often than not), in another database
+	for (int i = 0; i < 4; i++) {
+		PGconn *d = connect_db(i % 2 ? "postgres" : NULL);
+		show("reconnected PQexec", d, PQexec(d, i % 2 ? "SELECT 21 AS in_postgres" : "SELECT 22 AS in_default"));
+		run_thread(thread_finish, d);
+	}
+	// more connections on one thread than it remembers, in turn
+	PGconn *m[6];
+	for (int i = 0; i < 6; i++)
+		m[i] = connect_db(i % 2 ? "postgres" : NULL);
+	for (int round = 0; round < 3; round++)
+		for (int i = 0; i < 6; i++) {
+			char q[64];
+			snprintf(q, sizeof q, "SELECT %d AS conn_%d", i, i);
+			show(q, m[i], PQexec(m[i], q));
+		}
+	for (int i = 0; i < 6; i++)
+		PQfinish(m[i]);
+	return 0;
+}
+
 struct bad_case {
 	const char *name;
 	int (*fn)(PGconn *);
@@ -598,6 +687,7 @@ static const struct bad_case cases[] = {
 	{ "multi", case_multi },
 	{ "copy", case_copy },
 	{ "terminated", case_terminated },
+	{ "threads", case_threads },
 };
 
 int main(int argc, char **argv)

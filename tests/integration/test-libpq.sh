@@ -12,6 +12,9 @@
 #   (e) get_metrics(24): summary and returned_rows      (f) pgbench -i, tpcb, -M prepared, -S
 #   (g) TRACEAGENT_DB_SQLCOMMENTER                      (h) TRACEAGENT_DB_CAPTURE_PARAMETERS
 #   (i) OTEL_INSTRUMENTATION_COMMON_DB_STATEMENT_SANITIZER_ENABLED=false
+#   (j) connections handed from thread to thread, finished on one thread and
+#       made again on another (the same address), more in turn on one thread
+#       than it remembers: every span has its own connection's attributes
 # Nesting under a SERVER span is left to the end-to-end test.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -388,6 +391,26 @@ print('note: SELECT pgbench_accounts texts: %s' % texts)
 check(all(t and ('$1' in t or '?' in t) for t in texts), '(f) pgbench statements: $1 kept or literals sanitised', texts)
 for s in acc[:1]:
     check(A(s).get('db.collection.name') == 'pgbench_accounts', '(f) db.collection.name pgbench_accounts', show(s))
+PY
+
+echo "== (j) connections across threads (pq-client --case threads)"
+rc=0
+agent pq-threads "$PQC" --case threads "$DATABASE_URL" >"$WORK/threads.out" 2>&1 || rc=$?
+expect "(j) pq-client --case threads exits 0" 0 "$rc"
+check "(j) spans arrive" wait_service pq-threads 25
+pycheck "$SINK_JSONL" "$PG_DB" "$PG_PORT" <<'PY'
+db, port = sys.argv[2], int(sys.argv[3])
+ss = sorted((s for s in load(sys.argv[1]) if s.get('service.name') == 'pq-threads'), key=lambda s: s.get('start_ns', 0))
+want = [('SELECT ? AS handed_over', db), ('SELECT ? AS other_thread', db), ('SELECT ? AS back_on_main', db)]
+want += [('SELECT ? AS in_default', db), ('SELECT ? AS in_postgres', 'postgres')] * 2
+want += [('SELECT ? AS conn_%d' % i, 'postgres' if i % 2 else db) for _ in range(3) for i in range(6)]
+got = [(A(s).get('db.query.text'), A(s).get('db.namespace')) for s in ss]
+expect('(j) one span per statement, each with its own connection\'s database', want, got)
+expect('(j) every statement returned its row', [1] * len(want), [A(s).get('db.response.returned_rows') for s in ss])
+expect('(j) server.address and server.port on every span', [('127.0.0.1', port)] * len(want),
+       [(A(s).get('server.address'), A(s).get('server.port')) for s in ss])
+check(all(s.get('name') == 'SELECT' and A(s).get('db.system.name') == 'postgresql' for s in ss),
+      '(j) named SELECT, db.system.name postgresql', [show(s) for s in ss[:2]])
 PY
 
 finish

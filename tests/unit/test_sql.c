@@ -1,5 +1,6 @@
 /* Unit tests for agent/sql.c: query summaries, operation/collection names and literal sanitising as tables, fed as exactly-sized heap copies. */
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,6 +420,33 @@ static const struct san_case san_cases[] = {
 	/* UTF-8 and invalid bytes are kept */
 	{ "SELECT 'héllo', naïve FROM tåble", "SELECT ?, naïve FROM tåble" },
 	{ "SELECT \xff\xfe, '\xc3' FROM \x80x", "SELECT \xff\xfe, ? FROM \x80x" },
+	/* the sanitiser jumps 16 bytes at a time to the next byte that may
+	 * start something: digits and '$' glued to names (also across those
+	 * blocks), prefixes read back from their quote, IN read back from '(' */
+	{ "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+	  "SELECT abalance FROM pgbench_accounts WHERE aid = ?;" },
+	{ "SELECT col_a1, col_b22, t1234567890.x9 FROM table_with_digits_1234567890 WHERE a = 1",
+	  "SELECT col_a1, col_b22, t1234567890.x9 FROM table_with_digits_1234567890 WHERE a = ?" },
+	{ "SELECT aaaaaaaaaaaaaaa1, bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2, ccccccccccccccc$3 FROM ddddddddddddddd4",
+	  "SELECT aaaaaaaaaaaaaaa1, bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2, ccccccccccccccc$3 FROM ddddddddddddddd4" },
+	{ "SELECT 'abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz' AS long_string_literal_here",
+	  "SELECT ? AS long_string_literal_here" },
+	{ "SELECT 1 # 2 % 3 & 4, a#b, 'x'%'y'", "SELECT ? # ? % ? & ?, a#b, ?%?" },
+	{ "SELECT $1E'x', $1e'x', 1E'x', aE'x', (E'x'), U&'x' , u&\"y\", a&'b'",
+	  "SELECT $1?, $1?, ??, aE?, (?), ? , u&\"y\", a&?" },
+	{ "SELECT * FROM t WHERE a IN /* c */ (1, 2) AND b IN -- x\n (3, 4) AND c IN/*a*//*b*/(5,6)",
+	  "SELECT * FROM t WHERE a IN /* c */ (?) AND b IN -- x\n (?) AND c IN/*a*//*b*/(?)" },
+	{ "SELECT MIN (1, 2), t.in (3, 4), \"IN\" (5, 6), $1IN (7, 8), 1IN (9)",
+	  "SELECT MIN (?, ?), t.in (?), \"IN\" (?, ?), $1IN (?), ? (?)" },
+	{ "SELECT * FROM t WHERE a IN ((1, 2)) OR b IN (, 1) OR c IN (1 'a')",
+	  "SELECT * FROM t WHERE a IN ((?, ?)) OR b IN (, ?) OR c IN (? ?)" },
+	{ "SELECT /* 'not a literal' 123 */ col -- 'nor' 456\nFROM t",
+	  "SELECT /* 'not a literal' 123 */ col -- 'nor' 456\nFROM t" },
+	{ "INSERT INTO t (a, b, c) VALUES ($1, $2, $3), (4, 'five', 6.0), (-7, +8, x'09')",
+	  "INSERT INTO t (a, b, c) VALUES ($1, $2, $3), (?, ?, ?), (-?, +?, ?)" },
+	{ "SELECT 0x1F, 0xZZ, 0b2, 0o9, 0_1, 1__2 FROM t", "SELECT ?, ?, ?, ?, ?, ? FROM t" },
+	{ "SELECT a FROM t WHERE b = 1 /* unterminated 'x' 2", "SELECT a FROM t WHERE b = ? ?" },
+	{ "SELECT - 5, -5, --5\n5", "SELECT - ?, -?, --5\n?" },
 };
 
 START_TEST(test_sanitize_table)
@@ -437,6 +465,8 @@ START_TEST(test_sanitize_caps)
 	bool trunc = false;
 
 	check_caps(sanitize, in, "SELECT ?, é€𝄞 FROM \"tåble\" WHERE a IN (?) AND b = $1 -- ñ\n", NULL);
+	/* a prefixed literal is cut before its prefix letter, not after */
+	check_caps(sanitize, "SELECT U&'x', E'y', n'z' FROM t", "SELECT ?, ?, ? FROM t", NULL);
 	ck_assert_uint_eq(sql_sanitize(in, strlen(in), out, 0, &trunc), 0);
 	ck_assert(trunc);
 	ck_assert_uint_eq(sql_sanitize("", 0, out, 0, &trunc), 0);
@@ -655,6 +685,94 @@ START_TEST(test_is_complete)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Summary cache                                                       */
+/* ------------------------------------------------------------------ */
+
+/* v holds what sql_summarize makes of text (all but multiple_statements). */
+static void check_view(const struct sql_summary_view *v, const char *text, size_t len)
+{
+	struct sql_summary want;
+
+	summarize(text, len, &want);
+	ck_assert_msg(v->summary_len == want.summary_len && memcmp(v->summary, want.summary, want.summary_len) == 0,
+		      "[%.*s]: summary [%.*s], want [%s]", (int)len, text, (int)v->summary_len, v->summary,
+		      want.summary);
+	ck_assert(v->operation_len == want.operation_len &&
+		  memcmp(v->operation, want.operation, want.operation_len) == 0);
+	ck_assert(v->collection_len == want.collection_len &&
+		  memcmp(v->collection, want.collection, want.collection_len) == 0);
+	ck_assert(v->procedure_len == want.procedure_len &&
+		  memcmp(v->procedure, want.procedure, want.procedure_len) == 0);
+}
+
+/* Keyed by the sanitised text: the same statement with other values is a
+ * hit, and a hit returns what was cached without summarising again. */
+START_TEST(test_cache_hits)
+{
+	static const char *const texts[] = {
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 1;",
+		"SELECT abalance FROM pgbench_accounts WHERE aid = 98765;",
+		"UPDATE t SET a = 'x' WHERE id IN (1, 2, 3)",
+		"UPDATE t SET a = 'yy' WHERE id IN (4)",
+		"CALL refresh_stats($1, 'x')",
+		"BEGIN",
+		"",
+	};
+	struct sql_cache *c = calloc(1, sizeof *c);
+	struct sql_summary scratch;
+	struct sql_summary_view v;
+	char key[256];
+	bool cut;
+
+	ck_assert_ptr_nonnull(c);
+	for (int round = 0; round < 3; round++)
+		for (size_t i = 0; i < N_ELEMS(texts); i++) {
+			size_t len = strlen(texts[i]);
+			size_t kl = sql_sanitize(texts[i], len, key, sizeof key, &cut);
+
+			sql_cache_summary(c, key, kl, texts[i], len, &scratch, &v);
+			check_view(&v, texts[i], len);
+		}
+	/* a hit: the text is not looked at again */
+	sql_cache_summary(c, "BEGIN", 5, "DELETE FROM u", 13, &scratch, &v);
+	ck_assert_int_eq((int)v.summary_len, 5);
+	ck_assert_int_eq(memcmp(v.summary, "BEGIN", 5), 0);
+	/* a miss: summarised and cached */
+	sql_cache_summary(c, "DELETE FROM u", 13, "DELETE FROM u", 13, &scratch, &v);
+	check_view(&v, "DELETE FROM u", 13);
+	sql_cache_summary(c, "DELETE FROM u", 13, "SELECT 1", 8, &scratch, &v);
+	check_view(&v, "DELETE FROM u", 13);
+	free(c);
+}
+END_TEST
+
+/* Many more statements than the cache holds, of every size up to past what
+ * it takes, in a scrambled order: every answer is still the statement's own
+ * summary (evictions, slots shared, the ring wrapping around). */
+START_TEST(test_cache_churn)
+{
+	struct sql_cache *c = calloc(1, sizeof *c);
+	struct sql_summary scratch;
+	struct sql_summary_view v;
+	char text[4096];
+	uint32_t r = 12345;
+
+	ck_assert_ptr_nonnull(c);
+	for (int i = 0; i < 20000; i++) {
+		r = r * 1103515245u + 12345u;
+		unsigned which = (r >> 8) % (i < 10000 ? 60 : 300);
+		unsigned pad = which % 7 == 0 ? (which * 131) % 2600 : which % 40;
+		int n = snprintf(text, sizeof text, "SELECT c%u FROM table_%u t%u JOIN other_%u o ON o.id = t.id%*s",
+				 which, which, which, which % 3, (int)pad, "");
+
+		sql_cache_summary(c, text, (size_t)n, text, (size_t)n, &scratch, &v);
+		check_view(&v, text, (size_t)n);
+	}
+	free(c);
+}
+END_TEST
+
 Suite *sql_suite(void)
 {
 	Suite *s = suite_create("sql");
@@ -680,6 +798,11 @@ Suite *sql_suite(void)
 	tcase_add_loop_test(tc, test_message_table, 0, (int)N_ELEMS(msg_cases));
 	tcase_add_test(tc, test_message_caps);
 	tcase_add_test(tc, test_message_reads_only_len);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cache");
+	tcase_add_test(tc, test_cache_hits);
+	tcase_add_test(tc, test_cache_churn);
 	suite_add_tcase(s, tc);
 	return s;
 }
