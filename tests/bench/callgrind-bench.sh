@@ -47,10 +47,14 @@
 #                  the default pool, so no span is dropped.)
 #   kafka-consume  build/bench/kafka-consume-bench --count N (see its header:
 #                  rd_kafka_consumer_poll, partition assigned, no group join, no
-#                  commits) reading the topic consume-bench (1 partition),
-#                  filled beforehand with N2 messages of 100 bytes produced
-#                  under the agent (so they carry a traceparent header, as in a
-#                  traced system); op: one message consumed.
+#                  commits) reading the topic consume-bench-N (1 partition),
+#                  filled beforehand with N messages of 100 bytes (and one
+#                  more, kafka-produce-bench's first) produced under the agent
+#                  (so they carry a traceparent header, as in a traced system);
+#                  op: one message consumed. A topic per count: librdkafka
+#                  prefetches, and how far past N it had fetched when the
+#                  program stopped varied from run to run by millions of
+#                  instructions; reading a whole topic, it always fetched all.
 #
 # Settings (environment): CG_BENCH_SUBJECTS, CG_BENCH_REPEAT (2),
 # CG_BENCH_SIDES ("base agent unsampled"), CG_BENCH_N_<SUBJECT> ("N1 N2", the
@@ -100,14 +104,16 @@ if needs sql; then
 		{ cat "$tmp/pgbench-init.log" >&2; bench_die "pgbench -i failed"; }
 fi
 if needs kafka-produce || needs kafka-consume; then
-	start_kafka --topic kafka-bench:1 --topic consume-bench:1
+	read -r n1 n2 <<<"${NS[kafka-consume]}"
+	start_kafka --topic kafka-bench:1 --topic "consume-bench-$n1:1" --topic "consume-bench-$n2:1"
 fi
 if needs kafka-consume; then
-	read -r _ n2 <<<"${NS[kafka-consume]}"
-	"${PLAIN[@]}" LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="$SINK_ENDPOINT" OTEL_SERVICE_NAME=consume-bench-fill \
-		OTEL_BSP_MAX_QUEUE_SIZE=$((n2 + 1024)) build/bench/kafka-produce-bench --brokers "$KAFKA_BROKERS" \
-		--topic consume-bench --api producev --count "$n2" --size 100 --poll-every 100 >"$tmp/fill.log" 2>&1 ||
-		{ cat "$tmp/fill.log" >&2; bench_die "could not fill the topic consume-bench"; }
+	for n in $n1 $n2; do
+		"${PLAIN[@]}" LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="$SINK_ENDPOINT" OTEL_SERVICE_NAME=consume-bench-fill \
+			OTEL_BSP_MAX_QUEUE_SIZE=$((n + 1024)) build/bench/kafka-produce-bench --brokers "$KAFKA_BROKERS" \
+			--topic "consume-bench-$n" --api producev --count "$n" --size 100 --poll-every 100 >"$tmp/fill.log" 2>&1 ||
+			{ cat "$tmp/fill.log" >&2; bench_die "could not fill the topic consume-bench-$n"; }
+	done
 fi
 if needs http-client; then
 	bench_bg peer "${PLAIN[@]}" build/tests/mhd-server --mode per-connection --port 0
@@ -180,7 +186,7 @@ run_kafka-produce() {
 run_kafka-consume() {
 	local out=$1 n=$2
 	shift 2
-	cg_run "$out" "$@" -- build/bench/kafka-consume-bench --brokers "$KAFKA_BROKERS" --topic consume-bench --count "$n"
+	cg_run "$out" "$@" -- build/bench/kafka-consume-bench --brokers "$KAFKA_BROKERS" --topic "consume-bench-$n" --count "$n"
 }
 
 # One line per run in $tmp/results: SUBJECT SIDE N REP TOTAL STARTED EXPORTED DROPPED

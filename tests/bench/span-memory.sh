@@ -23,9 +23,9 @@
 #            neighbour: in the web-crawler today, the Kafka delivery-report
 #            tables, whose pages its status messages touch.)
 # Only pages really touched count, and the agent is asked for nothing: the
-# measurement holds as the span records change. (If the agent ever reports its
-# own record bytes, e.g. a "record bytes N" field in its debug summary at exit,
-# that figure can be printed beside these.)
+# measurement holds as the span records change. Should the agent's debug
+# summary at exit ever carry a "record bytes N" field (the bytes of record
+# memory its spans took), N / spans started is printed beside these.
 #
 # How: a throwaway PostgreSQL (scripts/dev-postgres), librdkafka's mock
 # cluster (scripts/dev-kafka), an otlp-sink writing every span it receives to
@@ -186,4 +186,8 @@ for svc, f in zip(SERVICES, ('agent.tm.err', 'agent.wc.err')):
     lines = [l.strip() for l in open(os.path.join(tmp, f)) if 'spans started' in l]
     if lines:
         print('%s: %s' % (svc, re.sub(r'^.*?(spans started)', r'\1', lines[-1])))
+        own = re.search(r'spans started (\d+),.*record bytes (\d+)', lines[-1])
+        if own and int(own.group(1)):
+            print('%s: the agent\'s own count: %.0f record bytes per span started' % (
+                svc, int(own.group(2)) / int(own.group(1))))
 PY
