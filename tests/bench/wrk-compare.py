@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """wrk-compare: one side without the agent against one with it, from alternating wrk runs (tests/bench/*-bench.sh).
 
-usage: wrk-compare.py DIR PAIRS PLAIN AGENT TARGET [SUMMARY]
+usage: wrk-compare.py DIR PAIRS PLAIN AGENT TARGET [P99_TARGET_US]
   reads DIR/PLAIN.I.wrk and DIR/AGENT.I.wrk for I = 1..PAIRS (wrk --latency output);
   prints each side's median requests/s, p50 and p99, the ratio of the medians
-  against TARGET (%), each pair's ratio, and the last line of SUMMARY (default
-  DIR/AGENT.PAIRS.err) that holds the agent's span counts.
+  against TARGET (%; - for none), each pair's ratio, the p99 latency added (against
+  P99_TARGET_US when given), and the agent's span counts from the last
+  "spans started" line of DIR/AGENT.PAIRS.err.
 """
 import os
 import re
@@ -27,8 +28,9 @@ def parse(path):
 
 
 def main():
-    d, pairs, plain, agent, target = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
-    summary = sys.argv[6] if len(sys.argv) > 6 else os.path.join(d, '%s.%d.err' % (agent, pairs))
+    d, pairs, plain, agent, target = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    p99_target = ' (target <= %s us)' % sys.argv[6] if len(sys.argv) > 6 else ''
+    summary = os.path.join(d, '%s.%d.err' % (agent, pairs))
     runs = {side: [parse(os.path.join(d, '%s.%d.wrk' % (side, i))) for i in range(1, pairs + 1)]
             for side in (plain, agent)}
     med = {side: [statistics.median(r[k] for r in runs[side]) for k in range(3)] for side in runs}
@@ -39,8 +41,9 @@ def main():
             label + ':', rps, p50, p99, ' '.join('%.0f' % r[0] for r in runs[side]), '  ' + errs if errs else ''))
     ratio = 100 * med[agent][0] / med[plain][0] if med[plain][0] else 0
     pair = ' '.join('%.1f%%' % (100 * a[0] / p[0]) for p, a in zip(runs[plain], runs[agent]) if p[0])
-    print('throughput with the agent: %.1f%% of without (target >= %g%%; each pair: %s)' % (ratio, target, pair))
-    print('p99 latency added: %+.1f us' % (med[agent][2] - med[plain][2]))
+    print('throughput with the agent: %.1f%% of without (%seach pair: %s)' % (
+        ratio, 'target >= %s%%; ' % target if target != '-' else '', pair))
+    print('p99 latency added: %+.1f us%s' % (med[agent][2] - med[plain][2], p99_target))
     if os.path.exists(summary):
         lines = [l.strip() for l in open(summary) if 'spans started' in l]
         if lines:
