@@ -143,10 +143,10 @@ $(BUILD)/bench/%: tests/bench/%.c $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(CORE_LIB) -lprotobuf-c -lm
 
-# The Kafka producer benchmark links librdkafka (and not the core): this
-# explicit rule wins over the pattern rule above.
-KAFKA_BENCH_BIN := $(BUILD)/bench/kafka-produce-bench
-$(KAFKA_BENCH_BIN): tests/bench/kafka-produce-bench.c
+# The Kafka producer and consumer benchmarks link librdkafka (and not the
+# core): these explicit rules win over the pattern rule above.
+KAFKA_BENCH_BIN := $(BUILD)/bench/kafka-produce-bench $(BUILD)/bench/kafka-consume-bench
+$(KAFKA_BENCH_BIN): $(BUILD)/bench/kafka-%-bench: tests/bench/kafka-%-bench.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka
 

@@ -5,24 +5,32 @@
 # build/bench/io-bench and build/tests/mhd-server). Both sides of every
 # comparison run in this one invocation, on this machine, one after the other.
 #
+# wrk: PAIRS pairs of runs, alternating (without, with, without, with, ...),
+# each against a fresh mhd-server (thread per connection) warmed up by 2 s of
+# wrk first; the agent's side exports to an otlp-sink that answers 200 without
+# decoding, at the default OTEL_BSP_* settings. Printed: each side's median
+# requests/s and latency (wrk --latency p50, p99), the ratio of the medians
+# (issue 13's target: >= 95%), each pair's ratio, the p99 latency added
+# (target <= 50 us), and the agent's span summary
+# of its last run (OTEL_LOG_LEVEL=debug: spans dropped are spans not paid for).
+#
 # Settings (environment): HTTP_BENCH_DURATION (wrk -d, default 10s),
 # HTTP_BENCH_THREADS (wrk -t, 2), HTTP_BENCH_CONNECTIONS (wrk -c, 16),
+# HTTP_BENCH_PAIRS (alternating wrk pairs, 2),
 # IO_BENCH_PAIRS (alternating io-bench runs per side, 3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. tests/bench/lib.sh
+bench_init http-bench
 
-AGENT=${TRACEAGENT_SO:-$PWD/build/libtraceagent.so}
-SINK=${TRACEAGENT_SINK:-$PWD/build/otlp-sink}
 MHD=build/tests/mhd-server
 IOB=build/bench/io-bench
 DURATION=${HTTP_BENCH_DURATION:-10s}
 THREADS=${HTTP_BENCH_THREADS:-2}
 CONNS=${HTTP_BENCH_CONNECTIONS:-16}
+WRK_PAIRS=${HTTP_BENCH_PAIRS:-2}
 PAIRS=${IO_BENCH_PAIRS:-3}
 
-for f in "$AGENT" "$SINK"; do
-	[[ -e $f ]] || { echo "http-bench: $f is missing (run make)" >&2; exit 1; }
-done
 if [[ ! -x $MHD || tests/mhd-server.c -nt $MHD ]]; then
 	mkdir -p build/tests
 	"${CC:-cc}" -std=gnu11 -D_GNU_SOURCE -O2 -g -pthread -Wall -Wextra -o "$MHD" tests/mhd-server.c -lmicrohttpd
@@ -31,90 +39,35 @@ if [[ ! -x $IOB || tests/bench/io-bench.c -nt $IOB ]]; then
 	mkdir -p build/bench
 	"${CC:-cc}" -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -o "$IOB" tests/bench/io-bench.c
 fi
-command -v wrk >/dev/null || { echo "http-bench: wrk is not installed" >&2; exit 1; }
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/http-bench.XXXXXX")
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# wait_listening FILE PID: prints the port from "listening on 127.0.0.1:PORT".
-wait_listening() {
-	local port i
-	for ((i = 0; i < 200; i++)); do
-		port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$1")
-		[[ -n $port ]] && { echo "$port"; return 0; }
-		kill -0 "$2" 2>/dev/null || break
-		sleep 0.05
-	done
-	echo "http-bench: no listening line in $1" >&2
-	cat "${1%.out}.err" >&2 2>/dev/null || true
-	return 1
-}
-
-# stop PID: SIGTERM and wait (bounded; the agent flushes at exit within 1 s).
-stop() {
-	local i
-	kill -TERM "$1" 2>/dev/null || true
-	for ((i = 0; i < 200; i++)); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
-	kill -KILL "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
+command -v wrk >/dev/null || bench_die "wrk is not installed"
 
 # The collector normally runs on another machine: here the sink answers 200
 # without decoding, so its CPU is not charged to the server under test (the
 # agent's own export work, encoding, gzip and HTTP, still is).
-"$SINK" --port 0 --quiet --status 200 >"$tmp/sink.out" 2>"$tmp/sink.err" &
-sink_pid=$!
-pids+=("$sink_pid")
-sink_port=$(wait_listening "$tmp/sink.out" "$sink_pid")
+start_sink --status 200
 
-# run_wrk LABEL [env words...]: starts mhd-server (thread per connection) with the given
-# environment, warms up, runs wrk; leaves the wrk output in $tmp/LABEL.wrk.
+# run_wrk LABEL [VAR=VALUE...]: starts mhd-server (thread per connection) in
+# the environment "${PLAIN[@]}" VAR=VALUE..., warms up, runs wrk; leaves the
+# wrk output in $tmp/LABEL.wrk.
 run_wrk() {
 	local label=$1 pid port
 	shift
-	env "$@" "$MHD" --mode per-connection --port 0 >"$tmp/$label.out" 2>"$tmp/$label.err" &
-	pid=$!
-	pids+=("$pid")
-	port=$(wait_listening "$tmp/$label.out" "$pid")
+	bench_bg "$label" "${PLAIN[@]}" "$@" "$MHD" --mode per-connection --port 0
+	pid=$BG_PID
+	port=$(wait_listening "$label" "$pid") || bench_die "mhd-server did not start"
 	wrk -t"$THREADS" -c"$CONNS" -d2s "http://127.0.0.1:$port/ok" >/dev/null
 	wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$port/ok" >"$tmp/$label.wrk"
-	stop "$pid"
+	bench_stop "$pid"
 }
 
-echo "== HTTP server: wrk -t$THREADS -c$CONNS -d$DURATION against mhd-server /ok (thread per connection)"
-run_wrk plain -u LD_PRELOAD
-run_wrk agent LD_PRELOAD="$AGENT" OTEL_SERVICE_NAME=mhd-bench OTEL_TRACES_SAMPLER=always_on \
-	OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_LOG_LEVEL=debug
-
-python3 - "$tmp/plain.wrk" "$tmp/agent.wrk" "$tmp/agent.err" <<'PY'
-import re, sys
-
-def parse(path):
-    text = open(path).read()
-    rps = float(re.search(r'Requests/sec:\s*([\d.]+)', text).group(1))
-    m = re.search(r'^\s*99%\s+([\d.]+)(us|ms|s)\s*$', text, re.M)
-    p99 = float(m.group(1)) * {'us': 1, 'ms': 1e3, 's': 1e6}[m.group(2)]
-    m = re.search(r'^\s*50%\s+([\d.]+)(us|ms|s)\s*$', text, re.M)
-    p50 = float(m.group(1)) * {'us': 1, 'ms': 1e3, 's': 1e6}[m.group(2)]
-    errs = re.search(r'Non-2xx or 3xx responses: (\d+)|Socket errors: .*', text)
-    return rps, p50, p99, errs.group(0) if errs else ''
-
-(r0, m0, p0, e0), (r1, m1, p1, e1) = parse(sys.argv[1]), parse(sys.argv[2])
-print('without agent: %10.0f requests/s  p50 %8.1f us  p99 %8.1f us %s' % (r0, m0, p0, e0))
-print('with agent:    %10.0f requests/s  p50 %8.1f us  p99 %8.1f us %s' % (r1, m1, p1, e1))
-print('throughput with the agent: %.1f%% of without (target >= 95%%)' % (100 * r1 / r0))
-print('p99 latency added: %+.1f us (target <= 50 us)' % (p1 - p0))
-summary = [l.strip() for l in open(sys.argv[3]) if re.search(r'spans|exported|dropped', l)]
-for l in summary[-3:]:
-    print('agent: ' + l)
-PY
+echo "== HTTP server: wrk -t$THREADS -c$CONNS -d$DURATION against mhd-server /ok (thread per connection)," \
+	"$WRK_PAIRS alternating pairs"
+for ((i = 1; i <= WRK_PAIRS; i++)); do
+	run_wrk "plain.$i"
+	run_wrk "agent.$i" LD_PRELOAD="$AGENT" OTEL_SERVICE_NAME=mhd-bench OTEL_EXPORTER_OTLP_ENDPOINT="$SINK_ENDPOINT" \
+		OTEL_LOG_LEVEL=debug
+done
+python3 tests/bench/wrk-compare.py "$tmp" "$WRK_PAIRS" plain agent 95 50
 
 echo
 echo "== read()/write(), one byte per call: $IOB, interposed symbol vs libc direct in one process (median of $PAIRS runs each)"
@@ -139,11 +92,11 @@ shim=
 "${CC:-cc}" -O2 -fPIC -shared -o "$tmp/shim.so" "$tmp/shim.c" 2>/dev/null && shim=$tmp/shim.so
 : >"$tmp/io.shim"
 for ((i = 0; i < PAIRS; i++)); do
-	env -u LD_PRELOAD "$IOB" >>"$tmp/io.plain"
-	env LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" "$IOB" >>"$tmp/io.agent"
-	[[ -n $shim ]] && env LD_PRELOAD="$shim" "$IOB" >>"$tmp/io.shim"
+	"${PLAIN[@]}" "$IOB" >>"$tmp/io.plain"
+	"${PLAIN[@]}" LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="$SINK_ENDPOINT" "$IOB" >>"$tmp/io.agent"
+	[[ -n $shim ]] && "${PLAIN[@]}" LD_PRELOAD="$shim" "$IOB" >>"$tmp/io.shim"
 	# log correlation on (the agent started by a first connect), no span current
-	env LD_PRELOAD="$AGENT" TRACEAGENT_LOG_CORRELATION=true IO_BENCH_INIT=1 "$IOB" >>"$tmp/io.logcorr"
+	"${PLAIN[@]}" LD_PRELOAD="$AGENT" TRACEAGENT_LOG_CORRELATION=true IO_BENCH_INIT=1 "$IOB" >>"$tmp/io.logcorr"
 done
 python3 - "$tmp/io.plain" "$tmp/io.agent" "$tmp/io.shim" "$tmp/io.logcorr" <<'PY'
 import statistics, sys

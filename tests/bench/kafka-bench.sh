@@ -54,9 +54,7 @@
 # KAFKA_BENCH_WARMUP (messages produced untimed first, in the same process; 0).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-
-AGENT=${TRACEAGENT_SO:-$PWD/build/libtraceagent.so}
-SINK=${TRACEAGENT_SINK:-$PWD/build/otlp-sink}
+. tests/bench/lib.sh
 PROG=build/bench/kafka-produce-bench
 COUNT=${KAFKA_BENCH_COUNT:-200000}
 SIZE=${KAFKA_BENCH_SIZE:-100}
@@ -66,48 +64,26 @@ QUEUES=${KAFKA_BENCH_QUEUES:-262144 2048}
 WARMUP=${KAFKA_BENCH_WARMUP:-0}
 TOPIC=kafka-bench
 
-for f in "$AGENT" "$SINK"; do
-	[[ -e $f ]] || { echo "kafka-bench: $f is missing (run make)" >&2; exit 1; }
-done
+PIN_PROD=() PEER=()
+if [[ ${KAFKA_BENCH_PIN:-1} == 1 && $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
+	PIN_PROD=(taskset -c 0) PEER=(taskset -c 1)
+fi
+bench_init kafka-bench
+
 if [[ ! -x $PROG || tests/bench/kafka-produce-bench.c -nt $PROG ]]; then
 	mkdir -p build/bench
 	"${CC:-cc}" -std=gnu11 -D_GNU_SOURCE -O2 -g -pthread -Wall -Wextra -o "$PROG" tests/bench/kafka-produce-bench.c \
-		-lrdkafka || { echo "kafka-bench: cannot build $PROG (librdkafka-dev installed?)" >&2; exit 1; }
+		-lrdkafka || bench_die "cannot build $PROG (librdkafka-dev installed?)"
 fi
 TIME=()
 [[ -x /usr/bin/time ]] && TIME=(/usr/bin/time -f "cpu %U %S")
-PIN_PROD=() PIN_REST=()
-if [[ ${KAFKA_BENCH_PIN:-1} == 1 && $(nproc) -ge 2 ]] && command -v taskset >/dev/null; then
-	PIN_PROD=(taskset -c 0) PIN_REST=(taskset -c 1)
-fi
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kafka-bench.XXXXXX")
-kdir=$tmp/kafka
-sink_pid=
-cleanup() {
-	[[ -n $sink_pid ]] && { kill -TERM "$sink_pid" 2>/dev/null || true; wait "$sink_pid" 2>/dev/null || true; }
-	env -u LD_PRELOAD bash scripts/dev-kafka stop "$kdir" >/dev/null 2>&1 || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+start_kafka --topic "$TOPIC:1"
+brokers=$KAFKA_BROKERS
+start_sink --status 200
 
-brokers=$("${PIN_REST[@]}" env -u LD_PRELOAD bash scripts/dev-kafka start --topic "$TOPIC:1" "$kdir") ||
-	{ echo "kafka-bench: the mock cluster did not start" >&2; exit 1; }
-brokers=${brokers#KAFKA_BROKERS=}
-
-"${PIN_REST[@]}" env -u LD_PRELOAD "$SINK" --port 0 --quiet --status 200 >"$tmp/sink.out" 2>"$tmp/sink.err" &
-sink_pid=$!
-sport=
-for ((i = 0; i < 200; i++)); do
-	sport=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$tmp/sink.out")
-	[[ -n $sport ]] && break
-	sleep 0.05
-done
-[[ -n $sport ]] || { echo "kafka-bench: otlp-sink did not start" >&2; exit 1; }
-
-AG=(env LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sport" OTEL_SERVICE_NAME=kafka-produce-bench
+AG=("${PLAIN[@]}" LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="$SINK_ENDPOINT" OTEL_SERVICE_NAME=kafka-produce-bench
 	OTEL_LOG_LEVEL=debug TRACEAGENT_EXIT_TIMEOUT=10000)
-PLAIN=(env -u LD_PRELOAD)
 SIDES=(plain)
 for q in $QUEUES; do SIDES+=("agent-q$q"); done
 
