@@ -1057,6 +1057,93 @@ START_TEST(test_attr_overwrite)
 }
 END_TEST
 
+/* The inline span_set_* (a fast path for literal keys, span.h) make exactly
+ * what span_attr_* make, on either side of every condition of their fast
+ * path: value length, ASCII, integer size, room in the record, a key set
+ * before, the count and length limits. */
+static void assert_same_attrs(const struct span *sa, const struct span *sb);
+
+static void set_both(struct span *a, struct span *b, int which, int64_t i, const char *v, size_t len)
+{
+	switch (which) {
+	case 0:
+		span_set_str(a, "key.of.some.length", v, len);
+		span_attr_str(b, "key.of.some.length", 18, v, len);
+		break;
+	case 1:
+		span_set_int(a, "k", i);
+		span_attr_int(b, "k", 1, i);
+		break;
+	case 2:
+		span_set_double(a, "dbl", (double)i / 3);
+		span_attr_double(b, "dbl", 3, (double)i / 3);
+		break;
+	default:
+		span_set_bool(a, "b", i & 1);
+		span_attr_bool(b, "b", 1, i & 1);
+		break;
+	}
+}
+
+START_TEST(test_inline_setters_match)
+{
+	static const int64_t ints[] = { 0, 1, 127, 128, 16383, 16384, (1 << 21) - 1, 1 << 21, (1 << 28) - 1,
+					1 << 28, -1, INT64_MIN, INT64_MAX };
+	char text[300];
+	for (size_t k = 0; k < sizeof text; k++)
+		text[k] = (char)('a' + k % 26);
+
+	for (int limit = 0; limit < 2; limit++) {
+		config_global.span_attribute_value_length_limit = limit ? 100 : CONFIG_UNLIMITED;
+		config_global.span_attribute_count_limit = limit ? 3 : 128;
+		limits_apply();
+		/* Lengths around the one-byte-length bound (key 18 + value < 120)
+		 * and the length limit; a non-ASCII value. */
+		for (size_t len = 0; len < 140; len += len < 95 ? 19 : 1) {
+			struct span *a = root_span("n"), *b = root_span("n");
+			set_both(a, b, 0, 0, text, len);
+			assert_same_attrs(a, b);
+			ck_assert_uint_eq(stream_used(a), stream_used(b));
+			span_discard(a);
+			span_discard(b);
+		}
+		struct span *a = root_span("n"), *b = root_span("n");
+		set_both(a, b, 0, 0, "caf\xc3\xa9 \xff", 7);
+		assert_same_attrs(a, b);
+		ck_assert_str_eq(sval(V(a), find_attr(V(a), "key.of.some.length")), "caf\xc3\xa9 ?");
+		span_discard(a);
+		span_discard(b);
+		/* Integers of every varint size; doubles and bools. */
+		for (size_t n = 0; n < ARRAY_SIZE(ints); n++) {
+			a = root_span("n");
+			b = root_span("n");
+			for (int which = 1; which < 4; which++)
+				set_both(a, b, which, ints[n], NULL, 0);
+			assert_same_attrs(a, b);
+			ck_assert_uint_eq(stream_used(a), stream_used(b));
+			span_discard(a);
+			span_discard(b);
+		}
+		/* Overwrites, the count limit, and a record filling up (the fast
+		 * path steps aside, the span moves to a big block): all in one span. */
+		a = root_span("n");
+		b = root_span("n");
+		for (int round = 0; round < 40; round++) {
+			for (int which = 0; which < 4; which++)
+				set_both(a, b, which, ints[round % ARRAY_SIZE(ints)], text, (size_t)(round * 7) % 119);
+			char key[16];
+			snprintf(key, sizeof key, "f%d", round);
+			span_attr_str(a, key, strlen(key), text, 20);
+			span_attr_str(b, key, strlen(key), text, 20);
+			assert_same_attrs(a, b);
+			ck_assert_uint_eq(stream_used(a), stream_used(b));
+		}
+		span_discard(a);
+		span_discard(b);
+	}
+}
+END_TEST
+
 START_TEST(test_attr_count_limit)
 {
 	config_global.span_attribute_count_limit = 3;
@@ -1502,8 +1589,10 @@ START_TEST(test_invalid_utf8_key_overwrite)
 {
 	struct span *s = root_span("k");
 
-	span_set_int(s, "key\xff", 1);
-	span_set_int(s, "key\xff", 2);
+	/* Keys from outside the program go through span_attr_* (the span_set_*
+	 * forms take ASCII literal keys, span.h). */
+	span_attr_int(s, "key\xff", 4, 1);
+	span_attr_int(s, "key\xff", 4, 2);
 	const struct span_view *v = V(s);
 	ck_assert_str_eq(span_view_str(v, v->attrs[0].key), "key?");
 	ck_assert_uint_eq(v->n_attrs, 1);
@@ -2784,6 +2873,7 @@ Suite *span_suite(void)
 	tcase_add_test(tc, test_attr_count_limit);
 	tcase_add_test(tc, test_attr_builtin_cap);
 	tcase_add_test(tc, test_attr_overwrite_many);
+	tcase_add_test(tc, test_inline_setters_match);
 	tcase_add_test(tc, test_attr_block);
 	tcase_add_test(tc, test_attr_block_limits);
 	tcase_add_test(tc, test_attr_block_refused);
