@@ -3099,7 +3099,7 @@ START_TEST(test_queue_fifo)
 		ck_assert(!queue_next(&c, &p, &len));
 		queue_release(&c);
 	}
-	ck_assert_uint_gt(bytes, 16 * (size_t)1 << 16);   /* well past one ring's worth */
+	ck_assert_uint_gt(bytes, (size_t)16 << 16);   /* sixteen times the smallest ring */
 	ck_assert_uint_eq(queue_length(), 0);
 }
 END_TEST
