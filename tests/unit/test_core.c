@@ -1224,10 +1224,8 @@ START_TEST(test_attr_overwrite_many)
 END_TEST
 
 /*
- * The counts of what was dropped are uint32 in OTLP. FIXME(agent/span.c):
- * struct span keeps dropped_attrs, dropped_events and dropped_links as
- * uint16_t, so past 65535 drops they wrap (70000 drops are reported as 4464);
- * the record before issue 13 kept them as uint32_t.
+ * The counts of what was dropped are uint32 in OTLP. Regression: the first
+ * small records kept them as uint16_t, and 70000 drops were reported as 4464.
  */
 START_TEST(test_dropped_counts_do_not_wrap)
 {
@@ -1541,14 +1539,11 @@ END_TEST
 
 /*
  * A long event or link attribute value is cut to the room the span has, as
- * a long attribute value is: the event itself is kept. FIXME(agent/span.c):
- * sub_attrs_size cuts a string to room_left(s, total + klen + 24), which
- * leaves out the event's own bytes (time, name, the KeyValue and AnyValue
- * tags and lengths: 9 + name + ~10), so span_add_event's room() then
- * refuses the whole event, counted in dropped_events. span_add_exception
- * with a message of a few KB (a stack trace, a long SQL error) loses the
- * exception event even on an empty span. The same for links (their fixed
- * 33 bytes are left out).
+ * a long attribute value is: the event itself is kept. Regression: the cut
+ * once left the event's own bytes (time, name, tags and lengths) out of the
+ * room it counted, so an exception with a message of a few KB (a stack
+ * trace, a long SQL error) lost the whole event even on an empty span, and
+ * a link with a ~4 KB attribute value the whole link.
  */
 START_TEST(test_event_long_value_cut)
 {
@@ -1663,10 +1658,8 @@ END_TEST
 
 /*
  * Event and link attribute keys are repaired like every other string.
- * FIXME(agent/span.c): put_sub_attrs writes kv[i].key with pb_put_bytes, not
- * put_utf8, so an invalid byte in an event or link key goes on the wire as
- * it is (a Collector rejects the whole batch); the record before issue 13
- * repaired it (arena_put). Got "lk\xfe", want "lk?".
+ * Regression: they were once copied as they were, and an invalid byte went
+ * on the wire (a Collector rejects the whole batch).
  */
 START_TEST(test_invalid_utf8_sub_keys)
 {
@@ -1748,10 +1741,9 @@ START_TEST(test_str_array)
 END_TEST
 
 /*
- * Every element of an array is kept (what fits the span). FIXME(agent/span.c):
- * span_set_str_array looks at 16 elements at most (its cut[16]); the 17th
- * and later are left out silently, without a drop count; the record before
- * issue 13 kept them all.
+ * Every element of an array is kept (what fits the span). Regression: the
+ * first small records looked at 16 elements at most and left the rest out
+ * silently.
  */
 START_TEST(test_str_array_many_elements)
 {
@@ -1970,10 +1962,9 @@ START_TEST(test_attr_block_array)
 	span_discard(y);
 
 	/*
-	 * FIXME(agent/span.c): block_add_each, the slow path, re-adds string,
-	 * int, bool and double values only: an array in the block is skipped
-	 * without a trace, so a span that has server.port already gets no "arr"
-	 * (the fast path above copies it). span_attr_block_take accepts arrays.
+	 * Regression: the slow path (the block's attributes re-added one by
+	 * one) once re-added strings and numbers only, and a span that had
+	 * server.port already got no "arr".
 	 */
 	x = root_span("n");
 	y = root_span("n");
@@ -2925,10 +2916,9 @@ Suite *span_suite(void)
 	tcase_add_test(tc, test_big_exhaustion);
 	suite_add_tcase(s, tc);
 
-	/* FIXME(agent/span.c): each test below shows a bug found while moving
-	 * the tests to the new records; they fail until span.c is fixed (see
-	 * the comment at each). */
-	tc = tcase_create("agent_bugs");
+	/* Regressions: bugs of the first small records, found while moving the
+	 * tests to them (see the comment at each). */
+	tc = tcase_create("regressions");
 	tcase_set_timeout(tc, 30);
 	tcase_add_checked_fixture(tc, span_setup, NULL);
 	tcase_add_test(tc, test_dropped_counts_do_not_wrap);
@@ -3764,16 +3754,13 @@ static void queue_race_setup(void)
 /*
  * Producers keep the queue below RACE_BACKPRESSURE entries of 16 bytes (2 MB
  * of a 64 MB ring, and below the span count): queue_reserve must never
- * refuse. FIXME(agent/queue.c): it does, a few times in 8 million on this
- * 2-core machine (this test sees it in most runs; a pass does not prove it
- * fixed). queue_reserve reads head (relaxed) and then tail; a producer that
- * is delayed between the two, while others reserve and the consumer
- * releases past its stale head, computes `at + need - tail` with tail > at:
- * the unsigned difference wraps, is taken for "more than the ring", and the
- * span is dropped as if the queue were full (dropped_full) although it is
- * nearly empty (seen: length 0, 0 bytes). The regression
- * test_queue_concurrent_exactly_once was written for (an unsigned position
- * compare) is back; that test catches it only rarely.
+ * refuse. Regression: it read head and then tail, and a producer delayed
+ * between the two while others reserved and the consumer released past its
+ * stale head computed `at + need - tail` with tail > at: the unsigned
+ * difference wrapped, read as "more than the ring", and the span was
+ * dropped as if the queue were full (seen with the queue empty). Before the
+ * fix this test saw it in most runs on a 2-core machine (a few times in 8
+ * million entries); test_queue_concurrent_exactly_once only rarely.
  */
 START_TEST(test_queue_never_full_spuriously)
 {
@@ -3925,7 +3912,7 @@ Suite *queue_suite(void)
 	tcase_add_loop_test(tc, test_queue_concurrent_exactly_once, 0, 2);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("agent_bugs");
+	tc = tcase_create("never_full");
 	tcase_set_timeout(tc, 120);
 	tcase_add_checked_fixture(tc, queue_race_setup, NULL);
 	tcase_add_test(tc, test_queue_never_full_spuriously);
