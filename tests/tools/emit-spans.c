@@ -1,5 +1,6 @@
 /* emit-spans: makes spans through the core API (no hooks) and exports them, or dumps one encoded OTLP body. */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "agent/queue.h"
 #include "agent/resource.h"
 #include "agent/span.h"
+#include "agent/spanview.h"
 #include "exporter/exporter.h"
 #include "exporter/otlp_proto.h"
 
@@ -20,7 +22,7 @@ static const char *env(const char *n)
 
 /* One trace with every feature the encoder handles: a remote parent with
  * tracestate, all attribute types, an exception event, a link, statuses. */
-static void rich_trace(struct span **out, size_t *n)
+static void rich_trace(struct span **out, uint64_t *end_ns, size_t *n)
 {
 	static const char tp[] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 	static struct tracestate_parser ps;
@@ -56,9 +58,11 @@ static void rich_trace(struct span **out, size_t *n)
 	span_set_status(internal, SPAN_STATUS_OK, NULL, 0);
 
 	struct span *all[] = { s, c, prod, cons, internal };
+	static struct span_view view;
 	*n = 0;
 	for (size_t i = 0; i < 5; i++) {
-		all[i]->end_ns = all[i]->start_ns + 1000 * (i + 1);
+		/* Each lasts a known time after its (real) start. */
+		end_ns[*n] = span_view_of(all[i], &view) ? view.start_ns + 1000 * (i + 1) : 0;
 		out[(*n)++] = all[i];
 	}
 }
@@ -81,20 +85,31 @@ int main(int argc, char **argv)
 		}
 	}
 	config_load(&config_global, env);
-	span_clock_reanchor();
+	clock_reanchor();
 	if (!span_pool_init(config_global.bsp_max_queue_size) ||
 	    !queue_init(config_global.bsp_max_queue_size, config_global.bsp_max_export_batch_size))
 		return 1;
 
 	if (dump) {
+		/* Ended into the queue (no export thread here) and read back: the
+		 * bytes span_end wrote are what the envelope wraps. */
 		struct span *spans[8];
-		size_t n;
+		struct span_bytes bytes[8];
+		uint64_t end_ns[8];
+		size_t n, k = 0;
 		struct resource res;
 		struct buf b = { 0 };
-		rich_trace(spans, &n);
+		struct queue_cursor cur;
+		rich_trace(spans, end_ns, &n);
+		for (size_t i = 0; i < n; i++)
+			span_end_at(spans[i], end_ns[i]);
+		queue_cursor_start(&cur);
+		while (k < n && queue_next(&cur, &bytes[k].p, &bytes[k].len))
+			k++;
 		resource_build(&res, &config_global);
-		if (!otlp_proto_encode(&b, &res, spans, n))
+		if (k != n || !otlp_proto_encode(&b, &res, bytes, n))
 			return 1;
+		queue_release(&cur);
 		FILE *f = fopen(dump, "wb");
 		if (!f || fwrite(b.p, 1, b.len, f) != b.len || fclose(f))
 			return 1;
@@ -104,11 +119,12 @@ int main(int argc, char **argv)
 	if (trace) {
 		/* The same trace, ended through span_end: the export thread sends it. */
 		struct span *spans[8];
+		uint64_t end_ns[8];
 		size_t n;
 		exporter_init(&config_global);
-		rich_trace(spans, &n);
+		rich_trace(spans, end_ns, &n);
 		for (size_t i = n; i-- > 0;)
-			span_end_at(spans[i], spans[i]->end_ns);
+			span_end_at(spans[i], end_ns[i]);
 		bool done = exporter_flush(10000);
 		struct exporter_stats st;
 		exporter_stats_get(&st);

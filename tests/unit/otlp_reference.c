@@ -1,9 +1,18 @@
-/* The protobuf-c encoder the agent used before its hand-written one: the byte-for-byte reference in tests. */
-#include "exporter/otlp_proto.h"
+/* The protobuf-c encoder the agent used before its hand-written one: the byte-for-byte reference in tests, built from span views. */
+#include "otlp_reference.h"
 
 #include <stdlib.h>
+#include <string.h>
 
+#include "exporter/otlp_proto.h"
 #include "otlp.pb-c.h"
+
+/*
+ * The spans come in as views decoded from the agent's own bytes
+ * (span_view_decode): protobuf-c packs the same content again, so comparing
+ * its bytes with the agent's checks the agent's encoding (field order,
+ * defaults left out, lengths, flags) against an independent encoder.
+ */
 
 typedef Opentelemetry__Proto__Span PSpan;
 typedef Opentelemetry__Proto__KeyValue PKeyValue;
@@ -53,16 +62,23 @@ static bool reserve(size_t spans, size_t kvs, size_t elems, size_t arrays, size_
 
 static char empty[] = "";
 
-static char *str(const struct span *s, struct span_str r)
+static char *str(const struct span_view *s, struct span_str r)
 {
-	return r.len ? (char *)span_str_ptr(s, r) : empty;
+	return r.len ? (char *)span_view_str(s, r) : empty;
+}
+
+/* OTLP Span.flags and Link.flags, from the specification: W3C flags in the
+ * low byte, plus the has-is-remote and is-remote bits (0x100, 0x200). */
+static uint32_t ref_flags(unsigned trace_flags, bool remote)
+{
+	return (trace_flags & 0xffu) | 0x100u | (remote ? 0x200u : 0u);
 }
 
 struct cursor {
 	size_t kv, elem, array, event, link;
 };
 
-static void fill_attr(const struct span *s, const struct span_attr *a, struct cursor *cur)
+static void fill_attr(const struct span_view *s, const struct span_attr *a, struct cursor *cur)
 {
 	PKeyValue *kv = &sc.kv[cur->kv];
 	PAnyValue *av = &sc.av[cur->kv];
@@ -94,7 +110,7 @@ static void fill_attr(const struct span *s, const struct span_attr *a, struct cu
 		opentelemetry__proto__array_value__init(arr);
 		arr->n_values = a->n;
 		arr->values = &sc.elem_ptrs[cur->elem];
-		const char *p = span_str_ptr(s, a->v.s);
+		const char *p = span_view_str(s, a->v.s);
 		for (unsigned i = 0; i < a->n; i++) {
 			PAnyValue *e = &sc.elems[cur->elem];
 			sc.elem_ptrs[cur->elem++] = e;
@@ -113,7 +129,7 @@ static void fill_attr(const struct span *s, const struct span_attr *a, struct cu
 	}
 }
 
-static void fill_span(PSpan *p, PStatus *st, const struct span *s, struct cursor *cur)
+static void fill_span(PSpan *p, PStatus *st, const struct span_view *s, struct cursor *cur)
 {
 	opentelemetry__proto__span__init(p);
 	p->trace_id.data = (uint8_t *)s->trace_id;
@@ -125,7 +141,7 @@ static void fill_span(PSpan *p, PStatus *st, const struct span *s, struct cursor
 		p->parent_span_id.len = 8;
 	}
 	p->trace_state = str(s, s->trace_state);
-	p->flags = otlp_proto_span_flags(s->trace_flags, s->has_parent && s->parent_remote);
+	p->flags = ref_flags(s->trace_flags, s->has_parent && s->parent_remote);
 	p->name = str(s, s->name);
 	p->kind = (Opentelemetry__Proto__Span__SpanKind)s->kind;
 	p->start_time_unix_nano = s->start_ns;
@@ -166,7 +182,7 @@ static void fill_span(PSpan *p, PStatus *st, const struct span *s, struct cursor
 		pl->span_id.data = (uint8_t *)l->span_id;
 		pl->span_id.len = 8;
 		pl->trace_state = str(s, l->trace_state);
-		pl->flags = otlp_proto_span_flags(l->flags, l->remote);
+		pl->flags = ref_flags(l->flags, l->remote);
 		pl->n_attributes = l->attr_count;
 		pl->attributes = &sc.kv_ptrs[cur->kv];
 		for (unsigned k = 0; k < l->attr_count; k++)
@@ -181,13 +197,13 @@ static void fill_span(PSpan *p, PStatus *st, const struct span *s, struct cursor
 	p->status = s->status != SPAN_STATUS_UNSET ? st : NULL;
 }
 
-bool otlp_proto_encode_reference(struct buf *out, const struct resource *res,
-		       struct span *const *spans, size_t n)
+/* Room in the scratch arrays for n spans (and the resource). */
+static bool reserve_for(const struct span_view *const *spans, size_t n)
 {
 	size_t kvs = 0, elems = 0, arrays = 0, events = 0, links = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		const struct span *s = spans[i];
+		const struct span_view *s = spans[i];
 		kvs += s->n_attrs + s->n_sub_attrs;
 		events += s->n_events;
 		links += s->n_links;
@@ -198,7 +214,27 @@ bool otlp_proto_encode_reference(struct buf *out, const struct resource *res,
 			}
 		}
 	}
-	if (!reserve(n, kvs + RESOURCE_MAX_ATTRS, elems, arrays, events, links))
+	return reserve(n ? n : 1, kvs + RESOURCE_MAX_ATTRS, elems, arrays, events, links);
+}
+
+bool otlp_reference_pack_span(struct buf *out, const struct span_view *s)
+{
+	if (!reserve_for(&s, 1))
+		return false;
+	struct cursor cur = { 0 };
+	fill_span(&sc.spans[0], &sc.status[0], s, &cur);
+	size_t size = opentelemetry__proto__span__get_packed_size(&sc.spans[0]);
+	buf_reset(out);
+	if (!buf_reserve(out, size))
+		return false;
+	out->len = opentelemetry__proto__span__pack(&sc.spans[0], (uint8_t *)out->p);
+	return true;
+}
+
+bool otlp_proto_encode_reference(struct buf *out, const struct resource *res,
+				 const struct span_view *const *spans, size_t n)
+{
+	if (!reserve_for(spans, n))
 		return false;
 
 	struct cursor cur = { 0 };

@@ -16,9 +16,11 @@
 #include "agent/queue.h"
 #include "agent/resource.h"
 #include "agent/span.h"
+#include "agent/spanview.h"
 #include "exporter/exporter.h"
 #include "exporter/otlp_proto.h"
 #include "otlp.pb-c.h"
+#include "otlp_reference.h"
 
 /* --- a fake environment for config_load --- */
 
@@ -50,7 +52,7 @@ static void env_set(const char *k, const char *v)
 static void agent_up(void)
 {
 	config_load(&config_global, fake_getenv);
-	span_clock_reanchor();
+	clock_reanchor();
 	ck_assert(span_pool_init(config_global.bsp_max_queue_size));
 	ck_assert(queue_init(config_global.bsp_max_queue_size, config_global.bsp_max_export_batch_size));
 	exporter_init(&config_global);
@@ -90,6 +92,28 @@ static struct span *rich_span(const struct trace_context *parent, struct trace_c
 
 /* --- encode --- */
 
+/* The core without the export thread: these tests read the queue themselves. */
+static void core_up(void)
+{
+	static const struct queue_consumer none;
+	config_load(&config_global, fake_getenv);
+	clock_reanchor();
+	ck_assert(span_pool_init(config_global.bsp_max_queue_size));
+	ck_assert(queue_init(config_global.bsp_max_queue_size, config_global.bsp_max_export_batch_size));
+	queue_set_consumer(&none);
+}
+
+/* The queued entries from the oldest on, up to max; they stay valid until
+ * queue_release(c). */
+static size_t queue_take(struct queue_cursor *c, struct span_bytes *out, size_t max)
+{
+	size_t n = 0;
+	queue_cursor_start(c);
+	while (n < max && queue_next(c, &out[n].p, &out[n].len))
+		n++;
+	return n;
+}
+
 /* A sampled remote parent with a tracestate, as a server hook would extract it. */
 static void remote_parent(struct trace_context *p)
 {
@@ -109,22 +133,33 @@ static const Opentelemetry__Proto__KeyValue *find_kv(Opentelemetry__Proto__KeyVa
 	return NULL;
 }
 
+#define T_START 1700000000000000000ull
+
 START_TEST(encode_round_trip)
 {
 	env_n = 0;
 	env_set("OTEL_SERVICE_NAME", "enc-test");
-	agent_up();
-	struct trace_context parent, ctx;
+	core_up();
+	struct trace_context parent, ctx, second, third;
 	remote_parent(&parent);
 	struct span *s = rich_span(&parent, &ctx, "GET /x");
 	ck_assert_ptr_nonnull(s);
-	s->end_ns = s->start_ns + 1234;
+	span_set_start_time(s, T_START);
+	span_end_at(s, T_START + 1234);
+	/* Two more, to see the envelope keep them apart and in order. */
+	struct trace_context root = { 0 };
+	span_end(span_start(SPAN_KIND_CLIENT, "second", 6, &root, &second));
+	span_end(span_start(SPAN_KIND_INTERNAL, "third", 5, &second, &third));
 
+	struct queue_cursor c;
+	struct span_bytes sb[4];
+	ck_assert_uint_eq(queue_take(&c, sb, 4), 3);
 	struct resource res;
 	resource_build(&res, &config_global);
 	struct buf b = { 0 };
-	struct span *arr[1] = { s };
-	ck_assert(otlp_proto_encode(&b, &res, arr, 1));
+	ck_assert(otlp_proto_encode(&b, &res, sb, 3));
+	queue_release(&c);
+	ck_assert_uint_eq(queue_length(), 0);
 
 	Opentelemetry__Proto__ExportTraceServiceRequest *r =
 		opentelemetry__proto__export_trace_service_request__unpack(NULL, b.len, (uint8_t *)b.p);
@@ -140,7 +175,11 @@ START_TEST(encode_round_trip)
 	ck_assert_ptr_nonnull(find_kv(rs->resource->attributes, rs->resource->n_attributes, "telemetry.sdk.name"));
 	ck_assert_uint_eq(rs->n_scope_spans, 1);
 	ck_assert_str_eq(rs->scope_spans[0]->scope->name, AGENT_NAME);
-	ck_assert_uint_eq(rs->scope_spans[0]->n_spans, 1);
+	ck_assert_str_eq(rs->scope_spans[0]->scope->version, AGENT_VERSION);
+	ck_assert_uint_eq(rs->scope_spans[0]->n_spans, 3);
+	ck_assert_str_eq(rs->scope_spans[0]->spans[1]->name, "second");
+	ck_assert_str_eq(rs->scope_spans[0]->spans[2]->name, "third");
+	ck_assert_mem_eq(rs->scope_spans[0]->spans[2]->parent_span_id.data, second.span_id, 8);
 
 	Opentelemetry__Proto__Span *p = rs->scope_spans[0]->spans[0];
 	ck_assert_uint_eq(p->trace_id.len, 16);
@@ -151,8 +190,8 @@ START_TEST(encode_round_trip)
 	ck_assert_uint_eq(p->flags, 0x301);   /* sampled, has-is-remote, is-remote */
 	ck_assert_str_eq(p->name, "GET /x");
 	ck_assert_int_eq(p->kind, OPENTELEMETRY__PROTO__SPAN__SPAN_KIND__SPAN_KIND_SERVER);
-	ck_assert_uint_eq(p->start_time_unix_nano, s->start_ns);
-	ck_assert_uint_eq(p->end_time_unix_nano, s->start_ns + 1234);
+	ck_assert_uint_eq(p->start_time_unix_nano, T_START);
+	ck_assert_uint_eq(p->end_time_unix_nano, T_START + 1234);
 	ck_assert_uint_eq(p->n_attributes, 5);
 	ck_assert_str_eq(find_kv(p->attributes, p->n_attributes, "http.request.method")->value->string_value, "GET");
 	ck_assert_int_eq(find_kv(p->attributes, p->n_attributes, "http.response.status_code")->value->int_value, 503);
@@ -172,12 +211,16 @@ START_TEST(encode_round_trip)
 	ck_assert_uint_eq(p->links[0]->trace_id.data[0], 0xab);
 	ck_assert_int_eq(p->links[0]->attributes[0]->value->int_value, 7);
 	opentelemetry__proto__export_trace_service_request__free_unpacked(r, NULL);
+
+	/* An empty batch is a valid request with no spans. */
+	ck_assert(otlp_proto_encode(&b, &res, NULL, 0));
+	r = opentelemetry__proto__export_trace_service_request__unpack(NULL, b.len, (uint8_t *)b.p);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->resource_spans[0]->scope_spans[0]->n_spans, 0);
+	opentelemetry__proto__export_trace_service_request__free_unpacked(r, NULL);
 	buf_free(&b);
 }
 END_TEST
-
-/* The protobuf-c encoder the agent used to have (tests/unit/otlp_reference.c). */
-bool otlp_proto_encode_reference(struct buf *out, const struct resource *res, struct span *const *spans, size_t n);
 
 static uint64_t rnd_state = 0x9e3779b97f4a7c15ull;
 
@@ -201,8 +244,10 @@ static size_t rnd_text(char *buf, size_t n)
 	return n;
 }
 
-/* A span with random content of every kind the record can hold. */
-static struct span *random_span(void)
+/* A span with random content of every kind a span can hold, the big ones
+ * (past SPAN_BIG_SIZE: values cut, attributes dropped) included. empty:
+ * whether names and keys may be empty strings. */
+static struct span *random_span(bool empty)
 {
 	static const size_t lens[] = { 0, 1, 5, 120, 127, 128, 300, 1000 };
 	char text[1100], key[64];
@@ -222,6 +267,8 @@ static struct span *random_span(void)
 		}
 	}
 	size_t nl = lens[rnd() % 8];
+	if (!empty && !nl)
+		nl = 1;
 	rnd_text(text, nl);
 	struct span *s = span_start((enum span_kind)(rnd() % 6), text, nl, &parent, &out);
 	if (!s)
@@ -229,7 +276,7 @@ static struct span *random_span(void)
 	unsigned na = (unsigned)(rnd() % 12);
 	for (unsigned i = 0; i < na; i++) {
 		int kl = snprintf(key, sizeof key, "attr.%u", (unsigned)(rnd() % 50));
-		if (rnd() % 20 == 0)
+		if (rnd() % 20 == 0 && empty)
 			kl = 0;   /* an empty key */
 		switch (rnd() % 5) {
 		case 0: {
@@ -249,6 +296,7 @@ static struct span *random_span(void)
 		default: {
 			const char *vals[4] = { "x", "", "yz", "long-ish element" };
 			size_t vl[4] = { 1, 0, 2, 16 };
+			key[kl] = '\0';
 			span_set_str_array(s, key, vals, vl, 1 + rnd() % 4);
 			break;
 		}
@@ -261,47 +309,330 @@ static struct span *random_span(void)
 	for (unsigned i = 0, ne = (unsigned)(rnd() % 6); i < ne; i++) {
 		struct span_kv kv[2] = { { .key = "e.int", .type = SPAN_ATTR_INT, .v.i = (int64_t)rnd() },
 					 { .key = "e.str", .type = SPAN_ATTR_STRING, .v.s = { "v", 1 } } };
-		span_add_event(s, rnd() % 2 ? "event" : "", rnd() % 4 ? span_now_ns() : 0, kv, rnd() % 3);
+		span_add_event(s, rnd() % 2 || !empty ? "event" : "", rnd() % 4 ? clock_now_ns() : 0, kv, rnd() % 3);
 	}
 	for (unsigned i = 0, nk = (unsigned)(rnd() % 6); i < nk; i++) {
 		struct span_kv kv = { .key = "l.bool", .type = SPAN_ATTR_BOOL, .v.b = true };
 		span_add_link(s, parent.valid ? &parent : &out, &kv, rnd() % 2);
 	}
-	if (rnd() % 5 == 0)
-		s->end_ns = 0;
-	else
-		s->end_ns = s->start_ns + rnd() % 1000000;
+	if (rnd() % 4 == 0)
+		span_set_start_time(s, T_START + rnd() % 1000);
 	return s;
 }
 
-START_TEST(encode_matches_protobuf_c)
+#define RND_BATCH 64
+
+/* A batch of random spans as the exporter would get it: most ended through
+ * span_end_at into the queue (read back with a cursor), one in five encoded
+ * open (no end time) with span_encode. The views are decoded from the bytes. */
+struct rnd_batch {
+	size_t n;
+	struct span_bytes bytes[RND_BATCH];
+	char *own[RND_BATCH];          /* span_encode's buffers; NULL: a queue entry */
+	struct span_view *views[RND_BATCH];
+	struct queue_cursor c;
+};
+
+static void rnd_batch_make(struct rnd_batch *b, bool empty)
+{
+	size_t want = (size_t)(rnd() % RND_BATCH);
+	b->n = 0;
+	for (size_t i = 0; i < want; i++) {
+		struct span *s = random_span(empty);
+		if (!s)
+			continue;
+		size_t k = b->n++;
+		if (rnd() % 5 == 0) {
+			b->own[k] = malloc(SPAN_BIG_SIZE + 256);
+			ck_assert_ptr_nonnull(b->own[k]);
+			b->bytes[k].p = b->own[k];
+			b->bytes[k].len = span_encode(s, 0, b->own[k], SPAN_BIG_SIZE + 256);
+			ck_assert_uint_gt(b->bytes[k].len, 0);
+			/* Too small a buffer: refused whole, never cut. */
+			ck_assert_uint_eq(span_encode(s, 0, b->own[k], b->bytes[k].len - 1), 0);
+			span_discard(s);
+		} else {
+			b->own[k] = NULL;
+			struct span_view *v = b->views[k];
+			ck_assert(span_view_of(s, v));
+			span_end_at(s, v->start_ns + rnd() % 1000000);
+		}
+	}
+	/* The queue holds the ended ones in the order they ended. */
+	queue_cursor_start(&b->c);
+	for (size_t k = 0; k < b->n; k++) {
+		if (!b->own[k])
+			ck_assert(queue_next(&b->c, &b->bytes[k].p, &b->bytes[k].len));
+	}
+	const char *p;
+	size_t len;
+	ck_assert(!queue_next(&b->c, &p, &len));
+	for (size_t k = 0; k < b->n; k++)
+		ck_assert_msg(span_view_decode(b->bytes[k].p, b->bytes[k].len, b->views[k]), "span %zu does not decode", k);
+}
+
+static void rnd_batch_done(struct rnd_batch *b)
+{
+	queue_release(&b->c);
+	for (size_t k = 0; k < b->n; k++)
+		free(b->own[k]);
+	b->n = 0;
+	ck_assert_uint_eq(queue_length(), 0);
+}
+
+static void rnd_batch_init(struct rnd_batch *b)
+{
+	memset(b, 0, sizeof *b);
+	for (size_t k = 0; k < RND_BATCH; k++) {
+		b->views[k] = malloc(sizeof *b->views[k]);
+		ck_assert_ptr_nonnull(b->views[k]);
+	}
+}
+
+static void rnd_batch_free(struct rnd_batch *b)
+{
+	for (size_t k = 0; k < RND_BATCH; k++)
+		free(b->views[k]);
+}
+
+static void hexdump_diff(const char *what, const char *a, size_t alen, const char *b, size_t blen)
+{
+	size_t i = 0;
+	while (i < alen && i < blen && a[i] == b[i])
+		i++;
+	fprintf(stderr, "%s: %zu vs %zu bytes, first difference at %zu\n  agent:", what, alen, blen, i);
+	for (size_t k = i; k < alen && k < i + 24; k++)
+		fprintf(stderr, " %02x", (unsigned char)a[k]);
+	fprintf(stderr, "\n  ref:  ");
+	for (size_t k = i; k < blen && k < i + 24; k++)
+		fprintf(stderr, " %02x", (unsigned char)b[k]);
+	fprintf(stderr, "\n");
+}
+
+/* The agent's bytes, span by span and as a whole request, against
+ * protobuf-c's packing of the same content (tests/unit/otlp_reference.c). */
+static void ck_matches_protobuf_c(bool empty, int rounds)
 {
 	env_n = 0;
 	env_set("OTEL_SERVICE_NAME", "enc-ref");
 	env_set("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test,empty=");
 	env_set("OTEL_BSP_MAX_QUEUE_SIZE", "4096");
-	agent_up();
+	core_up();
 	struct resource res;
 	resource_build(&res, &config_global);
 	struct buf mine = { 0 }, ref = { 0 };
-	struct span *batch[64];
-	for (int round = 0; round < 300; round++) {
-		size_t n = (size_t)(rnd() % 64);
-		size_t k = 0;
-		for (size_t i = 0; i < n; i++) {
-			struct span *s = random_span();
-			if (s)
-				batch[k++] = s;
+	static struct rnd_batch b;
+	rnd_batch_init(&b);
+	for (int round = 0; round < rounds; round++) {
+		rnd_batch_make(&b, empty);
+		for (size_t k = 0; k < b.n; k++) {
+			ck_assert(otlp_reference_pack_span(&ref, b.views[k]));
+			if (ref.len != b.bytes[k].len || memcmp(ref.p, b.bytes[k].p, ref.len) != 0) {
+				hexdump_diff("span", b.bytes[k].p, b.bytes[k].len, ref.p, ref.len);
+				ck_abort_msg("round %d span %zu (\"%s\"): the agent's %zu bytes differ from protobuf-c's %zu",
+					     round, k, span_view_str(b.views[k], b.views[k]->name), b.bytes[k].len, ref.len);
+			}
 		}
-		ck_assert(otlp_proto_encode(&mine, &res, batch, k));
-		ck_assert(otlp_proto_encode_reference(&ref, &res, batch, k));
+		ck_assert(otlp_proto_encode(&mine, &res, b.bytes, b.n));
+		ck_assert(otlp_proto_encode_reference(&ref, &res, (const struct span_view *const *)b.views, b.n));
 		ck_assert_uint_eq(mine.len, ref.len);
 		ck_assert_mem_eq(mine.p, ref.p, ref.len);
-		for (size_t i = 0; i < k; i++)
-			span_discard(batch[i]);
+		rnd_batch_done(&b);
 	}
+	rnd_batch_free(&b);
 	buf_free(&mine);
 	buf_free(&ref);
+}
+
+START_TEST(encode_matches_protobuf_c)
+{
+	ck_matches_protobuf_c(false, 300);
+}
+END_TEST
+
+/*
+ * proto3 leaves an empty string field out, as protobuf-c (and the agent's
+ * envelope) do. Regression: the first span encoder wrote an empty span name
+ * (`2a 00`), attribute key (`0a 00`) and event name (`12 00`). Checked case
+ * by case, then at random with everything else.
+ */
+static bool same_as_protobuf_c(struct span *s)
+{
+	static char bytes[SPAN_BIG_SIZE + 256];
+	static struct span_view v;
+	struct buf ref = { 0 };
+	size_t n = span_encode(s, 0, bytes, sizeof bytes);
+	ck_assert_uint_gt(n, 0);
+	ck_assert(span_view_decode(bytes, n, &v));
+	ck_assert(otlp_reference_pack_span(&ref, &v));
+	bool same = ref.len == n && memcmp(ref.p, bytes, n) == 0;
+	if (!same)
+		hexdump_diff("span", bytes, n, ref.p, ref.len);
+	buf_free(&ref);
+	span_discard(s);
+	return same;
+}
+
+START_TEST(encode_empty_strings_match_protobuf_c)
+{
+	env_n = 0;
+	env_set("OTEL_BSP_MAX_QUEUE_SIZE", "4096");
+	core_up();
+	struct trace_context root = { 0 }, out;
+	char what[128] = "";
+
+	struct span *s = span_start(SPAN_KIND_INTERNAL, "", 0, &root, &out);
+	if (!same_as_protobuf_c(s))
+		strcat(what, " Span.name");
+	s = span_start(SPAN_KIND_INTERNAL, "n", 1, &root, &out);
+	span_attr_int(s, "", 0, 1);
+	if (!same_as_protobuf_c(s))
+		strcat(what, " KeyValue.key");
+	s = span_start(SPAN_KIND_INTERNAL, "n", 1, &root, &out);
+	span_add_event(s, "", 1, NULL, 0);
+	if (!same_as_protobuf_c(s))
+		strcat(what, " Event.name");
+	ck_assert_msg(!what[0], "empty string fields written, not left out:%s", what);
+	/* And at random, with everything else. */
+	ck_matches_protobuf_c(true, 100);
+}
+END_TEST
+
+/* --- what protobuf-c decodes from the agent's bytes is what the view says --- */
+
+static void ck_kv_eq(const struct span_view *v, const struct span_attr *a, const Opentelemetry__Proto__KeyValue *kv)
+{
+	ck_assert_str_eq(kv->key, span_view_str(v, a->key));
+	ck_assert_ptr_nonnull(kv->value);
+	const Opentelemetry__Proto__AnyValue *av = kv->value;
+	switch (a->type) {
+	case SPAN_ATTR_STRING:
+		ck_assert_int_eq(av->value_case, OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_STRING_VALUE);
+		ck_assert_uint_eq(strlen(av->string_value), a->v.s.len);
+		ck_assert_str_eq(av->string_value, span_view_str(v, a->v.s));
+		break;
+	case SPAN_ATTR_BOOL:
+		ck_assert_int_eq(av->value_case, OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_BOOL_VALUE);
+		ck_assert_int_eq(av->bool_value, a->v.b);
+		break;
+	case SPAN_ATTR_INT:
+		ck_assert_int_eq(av->value_case, OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_INT_VALUE);
+		ck_assert(av->int_value == a->v.i);
+		break;
+	case SPAN_ATTR_DOUBLE:
+		ck_assert_int_eq(av->value_case, OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_DOUBLE_VALUE);
+		ck_assert(memcmp(&av->double_value, &a->v.d, sizeof(double)) == 0);
+		break;
+	case SPAN_ATTR_STRING_ARRAY: {
+		ck_assert_int_eq(av->value_case, OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_ARRAY_VALUE);
+		ck_assert_uint_eq(av->array_value->n_values, a->n);
+		const char *e = span_view_str(v, a->v.s);
+		for (size_t i = 0; i < a->n; i++) {
+			ck_assert_int_eq(av->array_value->values[i]->value_case,
+					 OPENTELEMETRY__PROTO__ANY_VALUE__VALUE_STRING_VALUE);
+			ck_assert_str_eq(av->array_value->values[i]->string_value, e);
+			e += strlen(e) + 1;
+		}
+		ck_assert_uint_eq((size_t)(e - span_view_str(v, a->v.s)), a->v.s.len);
+		break;
+	}
+	default:
+		ck_abort_msg("attribute of type %u", a->type);
+	}
+}
+
+static void ck_flags_eq(uint32_t flags, uint8_t w3c, bool remote)
+{
+	ck_assert_uint_eq(flags & 0xff, w3c);
+	ck_assert_uint_eq(flags & 0x100, 0x100);   /* the agent always knows whether the parent is remote */
+	ck_assert_uint_eq((flags & 0x200) != 0, remote);
+	ck_assert_uint_eq(flags & ~0x3ffu, 0);
+}
+
+static void ck_view_eq_protobuf_c(const struct span_view *v, const Opentelemetry__Proto__Span *p)
+{
+	ck_assert_uint_eq(p->trace_id.len, 16);
+	ck_assert_mem_eq(p->trace_id.data, v->trace_id, 16);
+	ck_assert_uint_eq(p->span_id.len, 8);
+	ck_assert_mem_eq(p->span_id.data, v->span_id, 8);
+	ck_assert_uint_eq(p->parent_span_id.len, v->has_parent ? 8 : 0);
+	if (v->has_parent)
+		ck_assert_mem_eq(p->parent_span_id.data, v->parent_span_id, 8);
+	ck_assert(v->has_parent || !v->parent_remote);
+	ck_assert_str_eq(p->trace_state, span_view_str(v, v->trace_state));
+	ck_assert_str_eq(p->name, span_view_str(v, v->name));
+	ck_assert_int_eq(p->kind, v->kind);
+	ck_assert_uint_eq(p->start_time_unix_nano, v->start_ns);
+	ck_assert_uint_eq(p->end_time_unix_nano, v->end_ns);
+	ck_flags_eq(p->flags, v->trace_flags, v->parent_remote);
+	ck_assert_uint_eq(p->n_attributes, v->n_attrs);
+	for (size_t i = 0; i < v->n_attrs; i++)
+		ck_kv_eq(v, &v->attrs[i], p->attributes[i]);
+	ck_assert_uint_eq(p->dropped_attributes_count, v->dropped_attrs);
+	ck_assert_uint_eq(p->n_events, v->n_events);
+	for (size_t i = 0; i < v->n_events; i++) {
+		const struct span_event *e = &v->events[i];
+		const Opentelemetry__Proto__Span__Event *pe = p->events[i];
+		ck_assert_uint_eq(pe->time_unix_nano, e->time_ns);
+		ck_assert_str_eq(pe->name, span_view_str(v, e->name));
+		ck_assert_uint_eq(pe->n_attributes, e->attr_count);
+		for (size_t k = 0; k < e->attr_count; k++)
+			ck_kv_eq(v, &v->sub_attrs[e->attr_first + k], pe->attributes[k]);
+		ck_assert_uint_eq(pe->dropped_attributes_count, e->dropped_attrs);
+	}
+	ck_assert_uint_eq(p->dropped_events_count, v->dropped_events);
+	ck_assert_uint_eq(p->n_links, v->n_links);
+	for (size_t i = 0; i < v->n_links; i++) {
+		const struct span_link *l = &v->links[i];
+		const Opentelemetry__Proto__Span__Link *pl = p->links[i];
+		ck_assert_uint_eq(pl->trace_id.len, 16);
+		ck_assert_mem_eq(pl->trace_id.data, l->trace_id, 16);
+		ck_assert_uint_eq(pl->span_id.len, 8);
+		ck_assert_mem_eq(pl->span_id.data, l->span_id, 8);
+		ck_assert_str_eq(pl->trace_state, span_view_str(v, l->trace_state));
+		ck_assert_uint_eq(pl->n_attributes, l->attr_count);
+		for (size_t k = 0; k < l->attr_count; k++)
+			ck_kv_eq(v, &v->sub_attrs[l->attr_first + k], pl->attributes[k]);
+		ck_assert_uint_eq(pl->dropped_attributes_count, l->dropped_attrs);
+		ck_flags_eq(pl->flags, l->flags, l->remote);
+	}
+	ck_assert_uint_eq(p->dropped_links_count, v->dropped_links);
+	if (p->status) {
+		ck_assert_int_eq(p->status->code, v->status);
+		ck_assert_str_eq(p->status->message, span_view_str(v, v->status_message));
+	} else {
+		ck_assert_int_eq(v->status, SPAN_STATUS_UNSET);
+		ck_assert_uint_eq(v->status_message.len, 0);
+	}
+	/* The message goes only with ERROR, and an UNSET status is left out. */
+	ck_assert(v->status == SPAN_STATUS_ERROR || v->status_message.len == 0);
+	ck_assert((p->status != NULL) == (v->status != SPAN_STATUS_UNSET));
+}
+
+/* New with the span bytes: protobuf-c reads the agent's Span messages (the
+ * queue's entries) as the same span the view decoder reads. */
+START_TEST(encode_span_decodes_as_view)
+{
+	env_n = 0;
+	env_set("OTEL_BSP_MAX_QUEUE_SIZE", "4096");
+	core_up();
+	static struct rnd_batch b;
+	rnd_batch_init(&b);
+	size_t spans = 0;
+	for (int round = 0; round < 100; round++) {
+		rnd_batch_make(&b, true);
+		for (size_t k = 0; k < b.n; k++) {
+			Opentelemetry__Proto__Span *p =
+				opentelemetry__proto__span__unpack(NULL, b.bytes[k].len, (const uint8_t *)b.bytes[k].p);
+			ck_assert_msg(p != NULL, "round %d span %zu: protobuf-c cannot read it", round, k);
+			ck_view_eq_protobuf_c(b.views[k], p);
+			opentelemetry__proto__span__free_unpacked(p, NULL);
+			spans++;
+		}
+		rnd_batch_done(&b);
+	}
+	ck_assert_uint_gt(spans, 1000);
+	rnd_batch_free(&b);
 }
 END_TEST
 
@@ -748,9 +1079,12 @@ Suite *encode_suite(void)
 {
 	Suite *s = suite_create("encode");
 	TCase *tc = tcase_create("protobuf");
+	tcase_set_timeout(tc, 60);
 	env_n = 0;
 	tcase_add_test(tc, encode_round_trip);
 	tcase_add_test(tc, encode_matches_protobuf_c);
+	tcase_add_test(tc, encode_empty_strings_match_protobuf_c);
+	tcase_add_test(tc, encode_span_decodes_as_view);
 	tcase_add_test(tc, parse_response_matches_protobuf_c);
 	suite_add_tcase(s, tc);
 	return s;
