@@ -40,38 +40,64 @@ static inline bool is_trim(char c)
 }
 
 
-/* --- detection --- */
+/* --- methods and detection --- */
 
-struct start_token {
+/* The one list of methods the agent knows: a request starting with one of
+ * them makes a stream HTTP (http_detect), and a span's method is one of them
+ * or "_OTHER" (http_method_id). Indexed by enum http_method. */
+static const struct {
 	char s[8];
 	uint8_t len;
+} methods[HTTP_METHOD_COUNT] = {
+	[HTTP_METHOD_GET] = { "GET", 3 },         [HTTP_METHOD_HEAD] = { "HEAD", 4 },
+	[HTTP_METHOD_POST] = { "POST", 4 },       [HTTP_METHOD_PUT] = { "PUT", 3 },
+	[HTTP_METHOD_DELETE] = { "DELETE", 6 },   [HTTP_METHOD_CONNECT] = { "CONNECT", 7 },
+	[HTTP_METHOD_OPTIONS] = { "OPTIONS", 7 }, [HTTP_METHOD_TRACE] = { "TRACE", 5 },
+	[HTTP_METHOD_PATCH] = { "PATCH", 5 },     [HTTP_METHOD_QUERY] = { "QUERY", 5 },
 };
 
-/* Every start we recognise, with the space that must follow a method. */
-static const struct start_token start_tokens[] = {
-	{ "GET ", 4 }, { "HEAD ", 5 }, { "POST ", 5 }, { "PUT ", 4 }, { "DELETE ", 7 },
-	{ "CONNECT ", 8 }, { "OPTIONS ", 8 }, { "TRACE ", 6 }, { "PATCH ", 6 },
-	{ "HTTP/1.", 7 },  /* last: the one response start */
-};
-#define N_START_TOKENS (sizeof start_tokens / sizeof start_tokens[0])
+enum http_method http_method_id(const char *m, size_t n)
+{
+	/* By length and first byte: at most two candidates, one memcmp. */
+	for (unsigned i = 1; i < HTTP_METHOD_COUNT; i++)
+		if (methods[i].len == n && methods[i].s[0] == m[0] && memcmp(methods[i].s, m, n) == 0)
+			return (enum http_method)i;
+	return HTTP_METHOD_OTHER;
+}
+
+const char *http_method_name(enum http_method m, size_t *len)
+{
+	if ((unsigned)m >= HTTP_METHOD_COUNT || m == HTTP_METHOD_OTHER) {
+		*len = 0;
+		return "";
+	}
+	*len = methods[m].len;
+	return methods[m].s;
+}
 
 enum http_detect http_detect(const char *p, size_t len)
 {
+	static const char response[] = "HTTP/1.";
 	bool maybe = false;
 
 	if (len == 0)
 		return HTTP_DETECT_NEED_MORE;
 	/* TLS (0x16), PostgreSQL and Kafka (a length starting 0x00), the
 	 * HTTP/2 preface ("PR...") and binary all fail within the first two
-	 * bytes, because no token shares their prefix. */
-	for (size_t i = 0; i < N_START_TOKENS; i++) {
-		const struct start_token *t = &start_tokens[i];
-		size_t n = len < t->len ? len : t->len;
+	 * bytes, because no start shares their prefix. A method must be
+	 * followed by a space. */
+	for (unsigned i = 1; i < HTTP_METHOD_COUNT; i++) {
+		size_t t = methods[i].len + 1u, n = len < t ? len : t;
 
-		if (memcmp(p, t->s, n) != 0)
+		if (memcmp(p, methods[i].s, n < t ? n : t - 1) != 0 || (len >= t && p[t - 1] != ' '))
 			continue;
-		if (len >= t->len)
-			return i == N_START_TOKENS - 1 ? HTTP_DETECT_RESPONSE : HTTP_DETECT_REQUEST;
+		if (len >= t)
+			return HTTP_DETECT_REQUEST;
+		maybe = true;
+	}
+	if (memcmp(p, response, len < 7 ? len : 7) == 0) {
+		if (len >= 7)
+			return HTTP_DETECT_RESPONSE;
 		maybe = true;
 	}
 	return maybe ? HTTP_DETECT_NEED_MORE : HTTP_DETECT_OTHER;
@@ -121,6 +147,7 @@ enum hdr_kind {
 #define F_HOST_SEEN  0x08u
 #define F_UA_SEEN    0x10u
 #define F_END_CRLF   0x20u  /* the final empty line was CRLF */
+#define F_SLOW       0x40u  /* byte by byte only (http_*_slow_only) */
 #define F_TOK_MASK   (F_TOK_WS | F_TOK_BAD | F_TOK_PARAM)
 
 #define CAPTURE_CAP  (HTTP_CAPTURE_VAL_MAX - 1)
@@ -144,46 +171,88 @@ struct hp {
 	uint8_t *minor;
 };
 
+static inline uint64_t ld64(const char *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline uint32_t ld32(const char *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/*
+ * s[0..n) (4 <= n) equals lit ignoring case, where lit is lower-case letters
+ * and '-' and s holds only tchars: for those, OR-ing 0x20 into every byte
+ * folds case exactly (no other tchar ORs to a letter or '-'), so names are
+ * compared a word at a time, the last word overlapping the one before.
+ */
+static inline bool name_is(const char *s, size_t n, const char *lit)
+{
+	if (n < 8)
+		return (ld32(s) | 0x20202020u) == ld32(lit) && (ld32(s + n - 4) | 0x20202020u) == ld32(lit + n - 4);
+	for (size_t i = 0; i + 8 < n; i += 8)
+		if ((ld64(s + i) | 0x2020202020202020ull) != ld64(lit + i))
+			return false;
+	return (ld64(s + n - 8) | 0x2020202020202020ull) == ld64(lit + n - 8);
+}
+
+/* The known field a name of tchars is, in any case: by length, then by
+ * first byte, then one compare. */
 static enum hdr_kind identify(const char *n, uint32_t len, bool req)
 {
 	switch (len) {
 	case 4:
-		if (req && memcmp(n, "host", 4) == 0)
+		if (req && name_is(n, 4, "host"))
 			return K_HOST;
 		break;
 	case 6:
-		if (req && memcmp(n, "expect", 6) == 0)
+		if (req && name_is(n, 6, "expect"))
 			return K_EXPECT;
 		break;
 	case 7:
-		if (req && memcmp(n, "baggage", 7) == 0)
+		if (req && name_is(n, 7, "baggage"))
 			return K_BAGGAGE;
 		break;
 	case 10:
-		if (memcmp(n, "connection", 10) == 0)
-			return K_CONN;
-		if (req && memcmp(n, "user-agent", 10) == 0)
-			return K_UA;
-		if (req && memcmp(n, "tracestate", 10) == 0)
-			return K_TS;
+		switch (n[0] | 0x20) {
+		case 'c':
+			if (name_is(n, 10, "connection"))
+				return K_CONN;
+			break;
+		case 'u':
+			if (req && name_is(n, 10, "user-agent"))
+				return K_UA;
+			break;
+		case 't':
+			if (req && name_is(n, 10, "tracestate"))
+				return K_TS;
+			break;
+		}
 		break;
 	case 11:
-		if (req && memcmp(n, "traceparent", 11) == 0)
+		if (req && name_is(n, 11, "traceparent"))
 			return K_TP;
 		break;
 	case 14:
-		if (memcmp(n, "content-length", 14) == 0)
+		if (name_is(n, 14, "content-length"))
 			return K_CL;
 		break;
 	case 17:
-		if (memcmp(n, "transfer-encoding", 17) == 0)
+		if (name_is(n, 17, "transfer-encoding"))
 			return K_TE;
 		break;
 	}
 	return K_NONE;
 }
 
-/* 1 + the capture slot for the (lower-cased) name, or 0. */
+/* 1 + the capture slot for the name (in any case), or 0. */
 static uint32_t capture_slot(const struct http_capture_names *c, const char *n, uint32_t len)
 {
 	unsigned count = c->count < HTTP_CAPTURE_MAX ? c->count : HTTP_CAPTURE_MAX;
@@ -192,7 +261,7 @@ static uint32_t capture_slot(const struct http_capture_names *c, const char *n, 
 		if (c->len[i] != len || !c->name[i])
 			continue;
 		uint32_t j = 0;
-		while (j < len && ascii_lower(c->name[i][j]) == n[j])
+		while (j < len && ascii_lower(c->name[i][j]) == ascii_lower(n[j]))
 			j++;
 		if (j == len)
 			return i + 1;
@@ -250,17 +319,10 @@ static inline uint32_t set_kind(uint32_t hdr_idx, enum hdr_kind k)
 	return (hdr_idx & ~0xffu) | k;
 }
 
-/* At the ':' ending a field name: what to do with its value. */
-static void begin_value(struct hp *h)
+/* At the ':' ending a field name, known as k (and capture slot cap + 1, or
+ * 0): what to do with its value. */
+static void begin_value(struct hp *h, enum hdr_kind k, uint32_t cap)
 {
-	enum hdr_kind k = K_NONE;
-	uint32_t cap = 0;
-
-	if (h->name_len <= NAME_CAP) {
-		k = identify(h->name, h->name_len, h->rq != NULL);
-		if (h->capture)
-			cap = capture_slot(h->capture, h->name, h->name_len);
-	}
 	switch (k) {
 	case K_HOST:
 		/* more than one Host is a 400 (RFC 9112 3.2); keep the first */
@@ -538,8 +600,110 @@ static void finish_head(struct hp *h)
 	}
 }
 
+/*
+ * The line-at-a-time path. When a whole line (its LF) is in the buffer, it is
+ * read in runs: memchr finds the LF, and every scan below stops at that LF
+ * without a bounds check, because LF is none of the characters scanned for.
+ * Each returns the offset just past the LF, with the state the byte-by-byte
+ * path would have reached there, or 0 when the line is anything but the
+ * plain case (an error, a cut, an odd form): the byte-by-byte path then
+ * reads the same line from its start, and finds what it finds.
+ */
+
+/* A request-line: method SP target SP HTTP/1.x [CR] LF. */
+static size_t fast_request_line(struct hp *h, const char *p, size_t i, size_t avail)
+{
+	struct http_request *r = h->rq;
+	const char *s = p + i, *lf = memchr(s, '\n', avail - i);
+
+	if (!lf)
+		return 0;
+	const char *q = s;
+	while (is_tchar(*q))
+		q++;
+	size_t m = (size_t)(q - s);
+	if (*q != ' ' || m == 0 || m >= HTTP_METHOD_MAX)
+		return 0;
+	const char *t = q + 1, *te = t;
+	while ((unsigned char)*te > ' ' && *te != 0x7f)
+		te++;
+	size_t tl = (size_t)(te - t);
+	if (*te != ' ' || tl == 0 || tl > HTTP_TARGET_MAX)
+		return 0;
+	const char *v = te + 1;
+	size_t vl = (size_t)(lf - v);
+	if (!(vl == 8 || (vl == 9 && v[8] == '\r')) || memcmp(v, "HTTP/1.", 7) != 0 || (v[7] != '0' && v[7] != '1'))
+		return 0;
+	memcpy(r->method, s, m);
+	r->method[m] = '\0';
+	r->method_len = (uint8_t)m;
+	r->method_id = (uint8_t)http_method_id(s, m);
+	memcpy(r->target, t, tl);
+	r->target_len = (uint16_t)tl;
+	*h->minor = (uint8_t)(v[7] - '0');
+	h->st = H_LINE;
+	return (size_t)(lf - p) + 1;
+}
+
+/* A status-line: HTTP/1.x SP 3DIGIT, then SP reason, or [CR] LF. */
+static size_t fast_status_line(struct hp *h, const char *p, size_t i, size_t avail)
+{
+	const char *s = p + i, *lf = memchr(s, '\n', avail - i);
+
+	if (!lf || lf - s < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != ' ')
+		return 0;
+	unsigned d0 = (unsigned)(s[9] - '1'), d1 = (unsigned)(s[10] - '0'), d2 = (unsigned)(s[11] - '0');
+	if (d0 > 8 || d1 > 9 || d2 > 9)
+		return 0;
+	if (s[12] == '\r' ? lf != s + 13 : s[12] != '\n' && s[12] != ' ')
+		return 0;
+	h->rs->status = (uint16_t)((d0 + 1) * 100 + d1 * 10 + d2);
+	*h->minor = (uint8_t)(s[7] - '0');
+	h->st = H_LINE;
+	return (size_t)(lf - p) + 1;
+}
+
+/* A field line: name ":" OWS value OWS [CR] LF. Fields the agent doesn't
+ * keep cost the memchr and the name. */
+static size_t fast_field_line(struct hp *h, const char *p, size_t i, size_t avail)
+{
+	const char *s = p + i, *lf = memchr(s, '\n', avail - i);
+
+	if (!lf)
+		return 0;
+	const char *q = s;
+	while (is_tchar(*q))
+		q++;
+	if (*q != ':')
+		return 0;
+	uint32_t n = (uint32_t)(q - s);
+	enum hdr_kind k = K_NONE;
+	uint32_t cap = 0;
+	if (n <= NAME_CAP) {
+		k = identify(s, n, h->rq != NULL);
+		if (h->capture)
+			cap = capture_slot(h->capture, s, n);
+	}
+	if (k == K_NONE && !cap)
+		return (size_t)(lf - p) + 1;
+	begin_value(h, k, cap);
+	if (h->st == H_OWS) {
+		const char *v = q + 1;
+
+		while (is_trim(*v))
+			v++;
+		if (v != lf)
+			value_start(h, h->head_len + (uint32_t)(v - p));
+		value_bytes(h, v, (size_t)(lf - v));
+		value_end(h);
+	}
+	h->st = H_LINE;
+	return (size_t)(lf - p) + 1;
+}
+
 static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t *used)
 {
+	bool fast = !(h->flags & F_SLOW);
 	size_t i = 0, avail;
 	char c;
 
@@ -566,6 +730,14 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 				h->st = RQ_START_CR;
 				break;
 			}
+			if (fast) {
+				size_t e = fast_request_line(h, p, i, avail);
+
+				if (e) {
+					i = e;
+					break;
+				}
+			}
 			h->st = RQ_METHOD;
 			/* fall through */
 		case RQ_METHOD: {
@@ -581,6 +753,7 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 			if (p[i] != ' ' || r->method_len == 0)
 				goto error;
 			r->method[r->method_len] = '\0';
+			r->method_id = (uint8_t)http_method_id(r->method, r->method_len);
 			i++;
 			h->st = RQ_TARGET;
 			break;
@@ -617,8 +790,17 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 			h->line_len = 0;
 			break;
 		}
-		case RQ_VERSION:
 		case RS_VERSION:
+			if (fast && h->line_len == 0) {
+				size_t e = fast_status_line(h, p, i, avail);
+
+				if (e) {
+					i = e;
+					break;
+				}
+			}
+			/* fall through */
+		case RQ_VERSION:
 			c = p[i];
 			if (h->line_len < 7) {
 				if (c != "HTTP/1."[h->line_len])
@@ -696,6 +878,14 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 			 * field), ':' an empty name: all errors. */
 			if (!is_tchar(c))
 				goto error;
+			if (fast) {
+				size_t e = fast_field_line(h, p, i, avail);
+
+				if (e) {
+					i = e;
+					break;
+				}
+			}
 			h->name_len = 0;
 			h->st = H_NAME;
 			/* fall through */
@@ -715,7 +905,11 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 			if (p[i] != ':')
 				goto error;
 			i++;
-			begin_value(h);
+			if (n <= NAME_CAP)
+				begin_value(h, identify(h->name, n, h->rq != NULL),
+					    h->capture ? capture_slot(h->capture, h->name, n) : 0);
+			else
+				begin_value(h, K_NONE, 0);
 			break;
 		}
 		case H_END_CR:
@@ -794,6 +988,7 @@ void http_request_init(struct http_request *r, const struct http_capture_names *
 	r->flags = 0;
 	r->method[0] = '\0';
 	r->method_len = 0;
+	r->method_id = HTTP_METHOD_OTHER;
 	r->target_len = 0;
 	r->target_truncated = false;
 	r->version_minor = 0;
@@ -810,7 +1005,18 @@ void http_request_init(struct http_request *r, const struct http_capture_names *
 	r->tracestate_truncated = false;
 	r->baggage_len = 0;
 	r->capture = capture;
-	captured_init(r->captured);
+	if (capture)
+		captured_init(r->captured);
+}
+
+void http_request_slow_only(struct http_request *r)
+{
+	r->flags |= F_SLOW;
+}
+
+void http_response_slow_only(struct http_response *r)
+{
+	r->flags |= F_SLOW;
 }
 
 void http_response_init(struct http_response *r, const struct http_capture_names *capture)
@@ -825,7 +1031,8 @@ void http_response_init(struct http_response *r, const struct http_capture_names
 	r->version_minor = 0;
 	memset(&r->framing, 0, sizeof r->framing);
 	r->capture = capture;
-	captured_init(r->captured);
+	if (capture)
+		captured_init(r->captured);
 }
 
 enum http_state http_request_feed(struct http_request *r, const char *p, size_t len, size_t *used)
