@@ -2,6 +2,9 @@
 #include "http.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "ascii.h"
 
@@ -34,9 +37,11 @@ static inline bool is_tchar(char c)
 }
 
 /* OWS, plus the CR of a CRLF: what is trimmed from the edges of a value. */
+static const uint8_t trim_tab[256] = { [' '] = 1, ['\t'] = 1, ['\r'] = 1 };
+
 static inline bool is_trim(char c)
 {
-	return c == ' ' || c == '\t' || c == '\r';
+	return trim_tab[(unsigned char)c];
 }
 
 
@@ -58,11 +63,24 @@ static const struct {
 
 enum http_method http_method_id(const char *m, size_t n)
 {
-	/* By length and first byte: at most two candidates, one memcmp. */
-	for (unsigned i = 1; i < HTTP_METHOD_COUNT; i++)
-		if (methods[i].len == n && methods[i].s[0] == m[0] && memcmp(methods[i].s, m, n) == 0)
-			return (enum http_method)i;
-	return HTTP_METHOD_OTHER;
+	/* By length and first byte: at most two candidates, compared inline. */
+#define M(len, id) (memcmp(m, methods[id].s, len) == 0 ? (id) : HTTP_METHOD_OTHER)
+	switch (n) {
+	case 3:
+		return m[0] == 'G' ? M(3, HTTP_METHOD_GET) : M(3, HTTP_METHOD_PUT);
+	case 4:
+		return m[0] == 'P' ? M(4, HTTP_METHOD_POST) : M(4, HTTP_METHOD_HEAD);
+	case 5:
+		return m[0] == 'P' ? M(5, HTTP_METHOD_PATCH) : m[0] == 'T' ? M(5, HTTP_METHOD_TRACE)
+								    : M(5, HTTP_METHOD_QUERY);
+	case 6:
+		return M(6, HTTP_METHOD_DELETE);
+	case 7:
+		return m[0] == 'C' ? M(7, HTTP_METHOD_CONNECT) : M(7, HTTP_METHOD_OPTIONS);
+	default:
+		return HTTP_METHOD_OTHER;
+	}
+#undef M
 }
 
 const char *http_method_name(enum http_method m, size_t *len)
@@ -205,7 +223,7 @@ static inline bool name_is(const char *s, size_t n, const char *lit)
 
 /* The known field a name of tchars is, in any case: by length, then by
  * first byte, then one compare. */
-static enum hdr_kind identify(const char *n, uint32_t len, bool req)
+static inline enum hdr_kind identify(const char *n, uint32_t len, bool req)
 {
 	switch (len) {
 	case 4:
@@ -601,95 +619,139 @@ static void finish_head(struct hp *h)
 }
 
 /*
- * The line-at-a-time path. When a whole line (its LF) is in the buffer, it is
- * read in runs: memchr finds the LF, and every scan below stops at that LF
- * without a bounds check, because LF is none of the characters scanned for.
- * Each returns the offset just past the LF, with the state the byte-by-byte
- * path would have reached there, or 0 when the line is anything but the
- * plain case (an error, a cut, an odd form): the byte-by-byte path then
- * reads the same line from its start, and finds what it finds.
+ * The line-at-a-time path. A whole line (its LF in the buffer) is read in
+ * runs: with SSE2 (every x86-64) the first 16 bytes of a line are compared at
+ * once for LF and ':', which finds the end of most lines and of nearly every
+ * field name; elsewhere memchr. A known field's name is validated by
+ * matching its literal; another one's is checked for letters, digits and
+ * '-' 16 bytes at once, and byte by byte only if it has other tchars. Each
+ * step leaves the state the byte-by-byte path would have reached, or stops
+ * at a line it doesn't take (anything but the plain case: an error, a cut,
+ * an odd form), which the byte-by-byte path then reads from its start, and
+ * finds what it finds.
  */
 
-/* A request-line: method SP target SP HTTP/1.x [CR] LF. */
-static size_t fast_request_line(struct hp *h, const char *p, size_t i, size_t avail)
+/* Offset of the first LF in p[from..avail), or avail: 16 bytes at a time,
+ * the last 16 of the buffer overlapping rather than read past its end. */
+static size_t find_lf(const char *p, size_t from, size_t avail)
+{
+#ifdef __SSE2__
+	const __m128i lf = _mm_set1_epi8('\n');
+	size_t i = from;
+
+	for (; i + 16 <= avail; i += 16) {
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const void *)(p + i)), lf));
+
+		if (m)
+			return i + (unsigned)__builtin_ctz(m);
+	}
+	if (i < avail && avail >= 16) {
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const void *)(p + avail - 16)), lf));
+
+		m >>= 16 - (avail - i);
+		return m ? i + (unsigned)__builtin_ctz(m) : avail;
+	}
+	from = i;
+#endif
+	const char *r = memchr(p + from, '\n', avail - from);
+
+	return r ? (size_t)(r - p) : avail;
+}
+
+/* memcpy for the short strings of a head, without a library call for
+ * the usual sizes. */
+static inline void copy_short(char *dst, const char *src, size_t n)
+{
+	if (n >= 8 && n <= 16) {
+		uint64_t a = ld64(src), b = ld64(src + n - 8);
+
+		memcpy(dst, &a, 8);
+		memcpy(dst + n - 8, &b, 8);
+	} else if (n >= 4 && n < 8) {
+		uint32_t a = ld32(src), b = ld32(src + n - 4);
+
+		memcpy(dst, &a, 4);
+		memcpy(dst + n - 4, &b, 4);
+	} else if (n < 4) {
+		for (size_t k = 0; k < n; k++)
+			dst[k] = src[k];
+	} else {
+		memcpy(dst, src, n);
+	}
+}
+
+/* A request-line p[i..e), e its LF: method SP target SP HTTP/1.x [CR]. */
+static bool fast_request_line(struct hp *h, const char *p, size_t i, size_t e)
 {
 	struct http_request *r = h->rq;
-	const char *s = p + i, *lf = memchr(s, '\n', avail - i);
-
-	if (!lf)
-		return 0;
+	const char *s = p + i, *lf = p + e;
 	const char *q = s;
+
 	while (is_tchar(*q))
 		q++;
 	size_t m = (size_t)(q - s);
 	if (*q != ' ' || m == 0 || m >= HTTP_METHOD_MAX)
-		return 0;
+		return false;
 	const char *t = q + 1, *te = t;
+	/* A word at a time while one fits before the LF: the first byte that is
+	 * a CTL, SP or DEL ends the target (bytes >= 0x80 are obs-text). */
+	for (; te + 8 <= lf; te += 8) {
+		uint64_t w = ld64(te), x = w ^ 0x7f7f7f7f7f7f7f7full;
+		/* high bits of bytes below 0x21, and of bytes equal to 0x7f; a
+		 * borrow may flag a byte above a flagged one, never below it, so
+		 * the lowest flag is exact */
+		uint64_t m8 = (((w - 0x2121212121212121ull) & ~w) | ((x - 0x0101010101010101ull) & ~x)) &
+			      0x8080808080808080ull;
+
+		if (m8) {
+			te += __builtin_ctzll(m8) >> 3;
+			break;
+		}
+	}
 	while ((unsigned char)*te > ' ' && *te != 0x7f)
 		te++;
 	size_t tl = (size_t)(te - t);
 	if (*te != ' ' || tl == 0 || tl > HTTP_TARGET_MAX)
-		return 0;
+		return false;
 	const char *v = te + 1;
 	size_t vl = (size_t)(lf - v);
 	if (!(vl == 8 || (vl == 9 && v[8] == '\r')) || memcmp(v, "HTTP/1.", 7) != 0 || (v[7] != '0' && v[7] != '1'))
-		return 0;
-	memcpy(r->method, s, m);
+		return false;
+	copy_short(r->method, s, m);
 	r->method[m] = '\0';
 	r->method_len = (uint8_t)m;
 	r->method_id = (uint8_t)http_method_id(s, m);
-	memcpy(r->target, t, tl);
+	copy_short(r->target, t, tl);
 	r->target_len = (uint16_t)tl;
 	*h->minor = (uint8_t)(v[7] - '0');
-	h->st = H_LINE;
-	return (size_t)(lf - p) + 1;
+	return true;
 }
 
-/* A status-line: HTTP/1.x SP 3DIGIT, then SP reason, or [CR] LF. */
-static size_t fast_status_line(struct hp *h, const char *p, size_t i, size_t avail)
+/* A status-line p[i..e): HTTP/1.x SP 3DIGIT, then SP reason, or [CR]. */
+static bool fast_status_line(struct hp *h, const char *p, size_t i, size_t e)
 {
-	const char *s = p + i, *lf = memchr(s, '\n', avail - i);
+	const char *s = p + i, *lf = p + e;
 
-	if (!lf || lf - s < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != ' ')
-		return 0;
+	if (lf - s < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != ' ')
+		return false;
 	unsigned d0 = (unsigned)(s[9] - '1'), d1 = (unsigned)(s[10] - '0'), d2 = (unsigned)(s[11] - '0');
 	if (d0 > 8 || d1 > 9 || d2 > 9)
-		return 0;
+		return false;
 	if (s[12] == '\r' ? lf != s + 13 : s[12] != '\n' && s[12] != ' ')
-		return 0;
+		return false;
 	h->rs->status = (uint16_t)((d0 + 1) * 100 + d1 * 10 + d2);
 	*h->minor = (uint8_t)(s[7] - '0');
-	h->st = H_LINE;
-	return (size_t)(lf - p) + 1;
+	return true;
 }
 
-/* A field line: name ":" OWS value OWS [CR] LF. Fields the agent doesn't
- * keep cost the memchr and the name. */
-static size_t fast_field_line(struct hp *h, const char *p, size_t i, size_t avail)
+/* A kept field's value the general way (any shape, captures, lists): the
+ * value functions the byte-by-byte path runs, over the whole value. */
+static void field_general(struct hp *h, const char *p, size_t i, uint32_t n, enum hdr_kind k, uint32_t cap, size_t e)
 {
-	const char *s = p + i, *lf = memchr(s, '\n', avail - i);
+	const char *v = p + i + n + 1, *lf = p + e;
 
-	if (!lf)
-		return 0;
-	const char *q = s;
-	while (is_tchar(*q))
-		q++;
-	if (*q != ':')
-		return 0;
-	uint32_t n = (uint32_t)(q - s);
-	enum hdr_kind k = K_NONE;
-	uint32_t cap = 0;
-	if (n <= NAME_CAP) {
-		k = identify(s, n, h->rq != NULL);
-		if (h->capture)
-			cap = capture_slot(h->capture, s, n);
-	}
-	if (k == K_NONE && !cap)
-		return (size_t)(lf - p) + 1;
 	begin_value(h, k, cap);
 	if (h->st == H_OWS) {
-		const char *v = q + 1;
-
 		while (is_trim(*v))
 			v++;
 		if (v != lf)
@@ -698,7 +760,243 @@ static size_t fast_field_line(struct hp *h, const char *p, size_t i, size_t avai
 		value_end(h);
 	}
 	h->st = H_LINE;
-	return (size_t)(lf - p) + 1;
+}
+
+/* The value of a field line p[i..e) with a name of n bytes, OWS trimmed:
+ * [*vs, *ve). */
+static inline void value_range(const char *p, size_t i, uint32_t n, size_t e, const char **vs, const char **ve)
+{
+	const char *v = p + i + n + 1, *end = p + e;
+
+	while (is_trim(*v))
+		v++;
+	while (end > v && is_trim(end[-1]))
+		end--;
+	*vs = v;
+	*ve = end;
+}
+
+/*
+ * A known field of the usual shape stored as the byte-by-byte path would
+ * (the first Host and User-Agent, one traceparent, a Content-Length of
+ * digits, a single transfer-coding or connection option); false for
+ * anything else, which then takes field_general.
+ */
+static inline bool field_fast(struct hp *h, const char *p, size_t i, uint32_t n, enum hdr_kind k, size_t e)
+{
+	struct http_request *r = h->rq;
+	struct http_framing *f = h->fr;
+	const char *v, *ve;
+	size_t len;
+
+	switch (k) {
+	case K_HOST:
+		if (h->flags & F_HOST_SEEN)
+			return true;   /* only the first is kept */
+		value_range(p, i, n, e, &v, &ve);
+		len = (size_t)(ve - v);
+		if (!len || len >= HTTP_HOST_MAX)
+			return false;
+		h->flags |= F_HOST_SEEN;
+		copy_short(r->host, v, len);
+		r->host[len] = '\0';
+		r->host_len = (uint16_t)len;
+		return true;
+	case K_UA:
+		if (h->flags & F_UA_SEEN)
+			return true;
+		value_range(p, i, n, e, &v, &ve);
+		len = (size_t)(ve - v);
+		if (!len || len >= HTTP_UA_MAX)
+			return false;
+		h->flags |= F_UA_SEEN;
+		copy_short(r->user_agent, v, len);
+		r->user_agent[len] = '\0';
+		r->user_agent_len = (uint16_t)len;
+		return true;
+	case K_TP:
+		if (r->traceparent_count)
+			return false;   /* counted, not kept: field_general */
+		value_range(p, i, n, e, &v, &ve);
+		len = (size_t)(ve - v);
+		if (!len || len > TRACEPARENT_RAW_MAX)
+			return false;
+		r->traceparent_count = 1;
+		r->traceparent_off = h->head_len + (uint32_t)(v - p);
+		memcpy(r->traceparent, v, len);
+		r->traceparent_len = (uint8_t)len;
+		return true;
+	case K_CL: {
+		uint64_t val = 0;
+
+		value_range(p, i, n, e, &v, &ve);
+		len = (size_t)(ve - v);
+		if (!len || len > 19)
+			return false;
+		for (size_t k = 0; k < len; k++) {
+			unsigned d = (unsigned)(v[k] - '0');
+
+			if (d > 9)
+				return false;
+			val = val * 10 + d;
+		}
+		if (f->has_content_length && f->content_length != val) {
+			f->bad_framing = true;
+		} else {
+			f->has_content_length = true;
+			f->content_length = val;
+		}
+		return true;
+	}
+	case K_CONN:
+		value_range(p, i, n, e, &v, &ve);
+		len = (size_t)(ve - v);
+		/* name_is folds only tchars exactly: the '-' is checked as such */
+		if (len == 5 && name_is(v, 5, "close"))
+			f->conn_close = true;
+		else if (len == 10 && v[4] == '-' && name_is(v, 10, "keep-alive"))
+			f->conn_keep_alive = true;
+		else
+			return false;
+		return true;
+	case K_TE:
+		value_range(p, i, n, e, &v, &ve);
+		if (ve - v != 7 || !name_is(v, 7, "chunked"))
+			return false;
+		f->has_transfer_encoding = true;
+		f->chunked = true;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The name of the field line at s (LF at s + room): false unless it is
+ * all tchars up to a ':' before the LF; else its length in *n. */
+static inline bool name_scan(const char *s, size_t room, uint32_t *n)
+{
+	const char *q = s;
+
+	while (is_tchar(*q))
+		q++;
+	*n = (uint32_t)(q - s);
+	return *q == ':' && (size_t)(q - s) < room;
+}
+
+/*
+ * Whole lines from p[*pi] (a start-line in RQ_START or RS_VERSION, else
+ * field lines in H_LINE) up to the end of the head: true there, with *pi
+ * past its LF; false to go on byte by byte from *pi (the buffer's end, or a
+ * line to look at closely), in the state reached. With SSE2 (every x86-64)
+ * the first 16 bytes of each line are compared at once for LF and ':', which
+ * finds the end of most lines and of nearly every field name, and a name
+ * that is not a known one is checked for letters, digits and '-' 16 bytes
+ * at once (byte by byte only if it has other tchars); elsewhere memchr and
+ * byte loops do the same.
+ */
+static bool fast_head(struct hp *h, const char *p, size_t *pi, size_t avail)
+{
+	const bool req = h->rq != NULL;
+	size_t i = *pi, e;
+	bool done = false;
+
+	if (h->st != H_LINE) {
+		e = find_lf(p, i, avail);
+		if (e == avail || !(req ? fast_request_line(h, p, i, e) : fast_status_line(h, p, i, e)))
+			goto out;
+		h->st = H_LINE;
+		i = e + 1;
+	}
+	while (i < avail) {
+		const char *s = p + i;
+		char c = *s;
+
+		if (c == '\n' || c == '\r') {
+			if (c == '\n') {
+				i++;
+				done = true;
+			} else if (i + 1 < avail && s[1] == '\n') {
+				i += 2;
+				h->flags |= F_END_CRLF;
+				done = true;
+			}
+			break;
+		}
+		/* SP/HT (obs-fold), ':' (an empty name) and the like: errors */
+		if (!is_tchar(c))
+			break;
+		uint32_t n;
+		enum hdr_kind k;
+#ifdef __SSE2__
+		if (avail < 16)
+			goto scalar;
+		/* the 16 bytes at s, or the buffer's last 16 (never read past its end) */
+		size_t base = i + 16 <= avail ? i : avail - 16;
+		unsigned sh = (unsigned)(i - base);
+		__m128i v = _mm_loadu_si128((const void *)(p + base));
+		unsigned lfm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n'))) >> sh;
+		unsigned com = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(':'))) >> sh;
+
+		if (lfm) {
+			e = i + (unsigned)__builtin_ctz(lfm);
+		} else {
+			e = find_lf(p, base + 16, avail);
+			if (e == avail)
+				break;
+		}
+		if (!com || (n = (unsigned)__builtin_ctz(com)) >= e - i) {
+			if (!name_scan(s, e - i, &n))
+				break;
+		} else if ((k = identify(s, n, req)) == K_NONE || h->capture) {
+			/* a known name matched its literal, so it is valid; any other
+			 * is checked: letters, digits, '-' (signed compares put bytes
+			 * >= 0x80 below every bound), else byte by byte */
+			__m128i y = _mm_or_si128(v, _mm_set1_epi8(0x20));
+			__m128i ok = _mm_or_si128(
+				_mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(y, _mm_set1_epi8('a' - 1)),
+							   _mm_cmpgt_epi8(_mm_set1_epi8('z' + 1), y)),
+					     _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+							   _mm_cmpgt_epi8(_mm_set1_epi8('9' + 1), v))),
+				_mm_cmpeq_epi8(v, _mm_set1_epi8('-')));
+			unsigned need = (1u << n) - 1, good = (unsigned)_mm_movemask_epi8(ok) >> sh;
+			uint32_t m;
+
+			if ((good & need) != need && (!name_scan(s, e - i, &m) || m != n))
+				break;
+			if (k == K_NONE && !h->capture) {
+				i = e + 1;
+				continue;
+			}
+			goto kept;
+		} else {
+			goto kept;
+		}
+		goto identified;
+	scalar:
+#endif
+		e = find_lf(p, i, avail);
+		if (e == avail || !name_scan(s, e - i, &n))
+			break;
+#ifdef __SSE2__
+	identified:
+#endif
+		k = n <= NAME_CAP ? identify(s, n, req) : K_NONE;
+#ifdef __SSE2__
+	kept:
+#endif
+		if (h->capture) {
+			uint32_t cap = n <= NAME_CAP ? capture_slot(h->capture, s, n) : 0;
+
+			if (k != K_NONE || cap)
+				field_general(h, p, i, n, k, cap, e);
+		} else if (k != K_NONE && !field_fast(h, p, i, n, k, e)) {
+			field_general(h, p, i, n, k, 0, e);
+		}
+		i = e + 1;
+	}
+out:
+	*pi = i;
+	return done;
 }
 
 static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t *used)
@@ -731,12 +1029,10 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 				break;
 			}
 			if (fast) {
-				size_t e = fast_request_line(h, p, i, avail);
-
-				if (e) {
-					i = e;
+				if (fast_head(h, p, &i, avail))
+					goto done;
+				if (h->st != RQ_START || i == avail)
 					break;
-				}
 			}
 			h->st = RQ_METHOD;
 			/* fall through */
@@ -792,12 +1088,10 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 		}
 		case RS_VERSION:
 			if (fast && h->line_len == 0) {
-				size_t e = fast_status_line(h, p, i, avail);
-
-				if (e) {
-					i = e;
+				if (fast_head(h, p, &i, avail))
+					goto done;
+				if (h->st != RS_VERSION || i == avail)
 					break;
-				}
 			}
 			/* fall through */
 		case RQ_VERSION:
@@ -864,6 +1158,12 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 			h->st = H_LINE;
 			break;
 		case H_LINE:
+			if (fast) {
+				if (fast_head(h, p, &i, avail))
+					goto done;
+				if (i == avail)
+					break;
+			}
 			c = p[i];
 			if (c == '\n') {
 				i++;
@@ -878,14 +1178,6 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 			 * field), ':' an empty name: all errors. */
 			if (!is_tchar(c))
 				goto error;
-			if (fast) {
-				size_t e = fast_field_line(h, p, i, avail);
-
-				if (e) {
-					i = e;
-					break;
-				}
-			}
 			h->name_len = 0;
 			h->st = H_NAME;
 			/* fall through */
