@@ -223,7 +223,7 @@ static inline bool name_is(const char *s, size_t n, const char *lit)
 
 /* The known field a name of tchars is, in any case: by length, then by
  * first byte, then one compare. */
-static inline enum hdr_kind identify(const char *n, uint32_t len, bool req)
+static inline __attribute__((always_inline)) enum hdr_kind identify(const char *n, uint32_t len, bool req)
 {
 	switch (len) {
 	case 4:
@@ -939,6 +939,11 @@ static bool fast_head(struct hp *h, const char *p, size_t *pi, size_t avail)
 
 		if (lfm) {
 			e = i + (unsigned)__builtin_ctz(lfm);
+		} else if (base + 32 <= avail &&
+			   (lfm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(
+				    _mm_loadu_si128((const void *)(p + base + 16)), _mm_set1_epi8('\n'))))) {
+			/* most field lines fit in 32 bytes */
+			e = base + 16 + (unsigned)__builtin_ctz(lfm);
 		} else {
 			e = find_lf(p, base + 16, avail);
 			if (e == avail)
