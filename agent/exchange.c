@@ -457,6 +457,11 @@ static void plan_injection(struct exchange *x, struct exchange_thread *t, bool f
 	const struct http_request *r = &x->req;
 	const struct trace_context *c = &t->ctx;
 
+	/* Requests pipelined in one write: while the injection of one of them
+	 * is still to go out, the next one gets none (its span is made all the
+	 * same); one write per request, as clients do, gets each its own. */
+	if (x->inject_sent < x->inject_len)
+		return;
 	x->inject_len = x->inject_sent = 0;
 	x->inject_pos = UINT64_MAX;
 	x->inject_replaces = false;
