@@ -883,6 +883,22 @@ static inline bool name_scan(const char *s, size_t room, uint32_t *n)
 	return *q == ':' && (size_t)(q - s) < room;
 }
 
+/* The first LF in p[from..avail), or avail: lines are short, so the first
+ * 48 bytes are looked at inline, 16 at a time, before a call. */
+static inline __attribute__((always_inline)) size_t lf_after(const char *p, size_t from, size_t avail)
+{
+#ifdef __SSE2__
+	for (int k = 0; k < 3 && from + 16 <= avail; k++, from += 16) {
+		unsigned m = (unsigned)_mm_movemask_epi8(
+			_mm_cmpeq_epi8(_mm_loadu_si128((const void *)(p + from)), _mm_set1_epi8('\n')));
+
+		if (m)
+			return from + (unsigned)__builtin_ctz(m);
+	}
+#endif
+	return from < avail ? find_lf(p, from, avail) : avail;
+}
+
 /*
  * Whole lines from p[*pi] (a start-line in RQ_START or RS_VERSION, else
  * field lines in H_LINE) up to the end of the head: true there, with *pi
@@ -901,7 +917,7 @@ static bool fast_head(struct hp *h, const char *p, size_t *pi, size_t avail)
 	bool done = false;
 
 	if (h->st != H_LINE) {
-		e = find_lf(p, i, avail);
+		e = lf_after(p, i, avail);
 		if (e == avail || !(req ? fast_request_line(h, p, i, e) : fast_status_line(h, p, i, e)))
 			goto out;
 		h->st = H_LINE;
@@ -939,13 +955,8 @@ static bool fast_head(struct hp *h, const char *p, size_t *pi, size_t avail)
 
 		if (lfm) {
 			e = i + (unsigned)__builtin_ctz(lfm);
-		} else if (base + 32 <= avail &&
-			   (lfm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(
-				    _mm_loadu_si128((const void *)(p + base + 16)), _mm_set1_epi8('\n'))))) {
-			/* most field lines fit in 32 bytes */
-			e = base + 16 + (unsigned)__builtin_ctz(lfm);
 		} else {
-			e = find_lf(p, base + 16, avail);
+			e = lf_after(p, base + 16, avail);
 			if (e == avail)
 				break;
 		}
