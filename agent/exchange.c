@@ -912,9 +912,11 @@ ssize_t exchange_send(struct exchange *x, const struct iovec *iov, int cnt, exch
 			x->sent_pos = earlier;
 			errno = e;
 		} else if (d == HTTP_DETECT_NEED_MORE) {
-			/* Only what the kernel took counts as sent. */
+			/* Only what the kernel took counts as sent (and only if
+			 * this is still the connection it was: see below). */
+			uint32_t gen = x->gen;
 			ssize_t r = send(arg, iov, cnt, true);
-			if (r > 0) {
+			if (r > 0 && x->gen == gen && x->phase == EXCHANGE_PENDING) {
 				int e = errno;
 				detect(x, first, (size_t)r < fl ? (size_t)r : fl, true);
 				errno = e;
