@@ -856,12 +856,18 @@ void exchange_written(struct exchange *x, const char *p, size_t n)
 
 void exchange_written_iov(struct exchange *x, const struct iovec *iov, int cnt, size_t n)
 {
+	if (x->role != EXCHANGE_SERVER || x->phase != EXCHANGE_HTTP) {
+		exchange_written(x, iov[0].iov_base, n < iov[0].iov_len ? n : iov[0].iov_len);
+		return;
+	}
+	int e = errno;
 	for (int i = 0; i < cnt && n > 0; i++) {
 		size_t l = iov[i].iov_len < n ? iov[i].iov_len : n;
 		if (l)
-			exchange_written(x, iov[i].iov_base, l);
+			responses(x, iov[i].iov_base, l);
 		n -= l;
 	}
+	errno = e;
 }
 
 /* Appends to v (holding nv entries) the bytes [from, to) of the app's data
@@ -869,6 +875,15 @@ void exchange_written_iov(struct exchange *x, const struct iovec *iov, int cnt, 
  * entries, one split and the injection always fit. */
 static int iov_range(struct iovec *v, int nv, const struct iovec *iov, int cnt, size_t from, size_t to)
 {
+	if (cnt == 1) {
+		/* the usual write() or send() */
+		size_t hi = to < iov[0].iov_len ? to : iov[0].iov_len;
+		if (from < hi && nv < EXCHANGE_IOV_MAX) {
+			v[nv].iov_base = (char *)iov[0].iov_base + from;
+			v[nv++].iov_len = hi - from;
+		}
+		return nv;
+	}
 	size_t at = 0;
 	for (int i = 0; i < cnt && at < to && nv < EXCHANGE_IOV_MAX; i++) {
 		size_t lo = at, hi = at + iov[i].iov_len;

@@ -51,10 +51,13 @@ bool url_host_port(const char *s, size_t n, const char **host, size_t *host_len,
 		*host_len = (size_t)(close - s) - 1;
 		end = (size_t)(close - s) + 1;
 	} else {
-		const char *colon = memchr(s, ':', n);
+		/* short (a Host header per request): a loop beats a call */
+		size_t k = 0;
+		while (k < n && s[k] != ':')
+			k++;
 		*host = s;
-		*host_len = colon ? (size_t)(colon - s) : n;
-		end = *host_len;
+		*host_len = k;
+		end = k;
 	}
 	*port = port_of(s + end, n - end);
 	return *host_len != 0;
