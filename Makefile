@@ -175,7 +175,10 @@ fuzz: deps $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do \
 	    echo "== $$f ($(FUZZ_SECONDS) s)"; \
 	    mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
-	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/corpus-$$(basename $$f) 2>&1 | tail -2 || exit 1; \
+	    n=$$(basename $$f); dict=; seeds=; \
+	    [ -f tests/fuzz/$$n.dict ] && dict=-dict=tests/fuzz/$$n.dict; \
+	    [ -d tests/fuzz/seeds/$$n ] && seeds=tests/fuzz/seeds/$$n; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $$dict $(BUILD)/fuzz/corpus-$$n $$seeds 2>&1 | tail -2 || exit 1; \
 	done
 
 # make install [PREFIX=/usr/local] [DESTDIR=/staging]: the agent and the

@@ -2,6 +2,9 @@
 #include "http.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "ascii.h"
 
@@ -34,44 +37,85 @@ static inline bool is_tchar(char c)
 }
 
 /* OWS, plus the CR of a CRLF: what is trimmed from the edges of a value. */
+static const uint8_t trim_tab[256] = { [' '] = 1, ['\t'] = 1, ['\r'] = 1 };
+
 static inline bool is_trim(char c)
 {
-	return c == ' ' || c == '\t' || c == '\r';
+	return trim_tab[(unsigned char)c];
 }
 
 
-/* --- detection --- */
+/* --- methods and detection --- */
 
-struct start_token {
+/* The one list of methods the agent knows: a request starting with one of
+ * them makes a stream HTTP (http_detect), and a span's method is one of them
+ * or "_OTHER" (http_method_id). Indexed by enum http_method. */
+static const struct {
 	char s[8];
 	uint8_t len;
+} methods[HTTP_METHOD_COUNT] = {
+	[HTTP_METHOD_GET] = { "GET", 3 },         [HTTP_METHOD_HEAD] = { "HEAD", 4 },
+	[HTTP_METHOD_POST] = { "POST", 4 },       [HTTP_METHOD_PUT] = { "PUT", 3 },
+	[HTTP_METHOD_DELETE] = { "DELETE", 6 },   [HTTP_METHOD_CONNECT] = { "CONNECT", 7 },
+	[HTTP_METHOD_OPTIONS] = { "OPTIONS", 7 }, [HTTP_METHOD_TRACE] = { "TRACE", 5 },
+	[HTTP_METHOD_PATCH] = { "PATCH", 5 },     [HTTP_METHOD_QUERY] = { "QUERY", 5 },
 };
 
-/* Every start we recognise, with the space that must follow a method. */
-static const struct start_token start_tokens[] = {
-	{ "GET ", 4 }, { "HEAD ", 5 }, { "POST ", 5 }, { "PUT ", 4 }, { "DELETE ", 7 },
-	{ "CONNECT ", 8 }, { "OPTIONS ", 8 }, { "TRACE ", 6 }, { "PATCH ", 6 },
-	{ "HTTP/1.", 7 },  /* last: the one response start */
-};
-#define N_START_TOKENS (sizeof start_tokens / sizeof start_tokens[0])
+enum http_method http_method_id(const char *m, size_t n)
+{
+	/* By length and first byte: at most two candidates, compared inline. */
+#define M(len, id) (memcmp(m, methods[id].s, len) == 0 ? (id) : HTTP_METHOD_OTHER)
+	switch (n) {
+	case 3:
+		return m[0] == 'G' ? M(3, HTTP_METHOD_GET) : M(3, HTTP_METHOD_PUT);
+	case 4:
+		return m[0] == 'P' ? M(4, HTTP_METHOD_POST) : M(4, HTTP_METHOD_HEAD);
+	case 5:
+		return m[0] == 'P' ? M(5, HTTP_METHOD_PATCH) : m[0] == 'T' ? M(5, HTTP_METHOD_TRACE)
+								    : M(5, HTTP_METHOD_QUERY);
+	case 6:
+		return M(6, HTTP_METHOD_DELETE);
+	case 7:
+		return m[0] == 'C' ? M(7, HTTP_METHOD_CONNECT) : M(7, HTTP_METHOD_OPTIONS);
+	default:
+		return HTTP_METHOD_OTHER;
+	}
+#undef M
+}
+
+const char *http_method_name(enum http_method m, size_t *len)
+{
+	if ((unsigned)m >= HTTP_METHOD_COUNT || m == HTTP_METHOD_OTHER) {
+		*len = 0;
+		return "";
+	}
+	*len = methods[m].len;
+	return methods[m].s;
+}
 
 enum http_detect http_detect(const char *p, size_t len)
 {
+	static const char response[] = "HTTP/1.";
 	bool maybe = false;
 
 	if (len == 0)
 		return HTTP_DETECT_NEED_MORE;
 	/* TLS (0x16), PostgreSQL and Kafka (a length starting 0x00), the
 	 * HTTP/2 preface ("PR...") and binary all fail within the first two
-	 * bytes, because no token shares their prefix. */
-	for (size_t i = 0; i < N_START_TOKENS; i++) {
-		const struct start_token *t = &start_tokens[i];
-		size_t n = len < t->len ? len : t->len;
+	 * bytes, because no start shares their prefix. A method must be
+	 * followed by a space. */
+	for (unsigned i = 1; i < HTTP_METHOD_COUNT; i++) {
+		size_t t = methods[i].len + 1u, n = len < t ? len : t;
 
-		if (memcmp(p, t->s, n) != 0)
+		if (memcmp(p, methods[i].s, n < t ? n : t - 1) != 0 || (len >= t && p[t - 1] != ' '))
 			continue;
-		if (len >= t->len)
-			return i == N_START_TOKENS - 1 ? HTTP_DETECT_RESPONSE : HTTP_DETECT_REQUEST;
+		if (len >= t)
+			return HTTP_DETECT_REQUEST;
+		maybe = true;
+	}
+	if (memcmp(p, response, len < 7 ? len : 7) == 0) {
+		if (len >= 7)
+			return HTTP_DETECT_RESPONSE;
 		maybe = true;
 	}
 	return maybe ? HTTP_DETECT_NEED_MORE : HTTP_DETECT_OTHER;
@@ -121,6 +165,7 @@ enum hdr_kind {
 #define F_HOST_SEEN  0x08u
 #define F_UA_SEEN    0x10u
 #define F_END_CRLF   0x20u  /* the final empty line was CRLF */
+#define F_SLOW       0x40u  /* byte by byte only (http_*_slow_only) */
 #define F_TOK_MASK   (F_TOK_WS | F_TOK_BAD | F_TOK_PARAM)
 
 #define CAPTURE_CAP  (HTTP_CAPTURE_VAL_MAX - 1)
@@ -144,46 +189,88 @@ struct hp {
 	uint8_t *minor;
 };
 
-static enum hdr_kind identify(const char *n, uint32_t len, bool req)
+static inline uint64_t ld64(const char *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static inline uint32_t ld32(const char *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return v;
+}
+
+/*
+ * s[0..n) (4 <= n) equals lit ignoring case, where lit is lower-case letters
+ * and '-' and s holds only tchars: for those, OR-ing 0x20 into every byte
+ * folds case exactly (no other tchar ORs to a letter or '-'), so names are
+ * compared a word at a time, the last word overlapping the one before.
+ */
+static inline bool name_is(const char *s, size_t n, const char *lit)
+{
+	if (n < 8)
+		return (ld32(s) | 0x20202020u) == ld32(lit) && (ld32(s + n - 4) | 0x20202020u) == ld32(lit + n - 4);
+	for (size_t i = 0; i + 8 < n; i += 8)
+		if ((ld64(s + i) | 0x2020202020202020ull) != ld64(lit + i))
+			return false;
+	return (ld64(s + n - 8) | 0x2020202020202020ull) == ld64(lit + n - 8);
+}
+
+/* The known field a name of tchars is, in any case: by length, then by
+ * first byte, then one compare. */
+static inline __attribute__((always_inline)) enum hdr_kind identify(const char *n, uint32_t len, bool req)
 {
 	switch (len) {
 	case 4:
-		if (req && memcmp(n, "host", 4) == 0)
+		if (req && name_is(n, 4, "host"))
 			return K_HOST;
 		break;
 	case 6:
-		if (req && memcmp(n, "expect", 6) == 0)
+		if (req && name_is(n, 6, "expect"))
 			return K_EXPECT;
 		break;
 	case 7:
-		if (req && memcmp(n, "baggage", 7) == 0)
+		if (req && name_is(n, 7, "baggage"))
 			return K_BAGGAGE;
 		break;
 	case 10:
-		if (memcmp(n, "connection", 10) == 0)
-			return K_CONN;
-		if (req && memcmp(n, "user-agent", 10) == 0)
-			return K_UA;
-		if (req && memcmp(n, "tracestate", 10) == 0)
-			return K_TS;
+		switch (n[0] | 0x20) {
+		case 'c':
+			if (name_is(n, 10, "connection"))
+				return K_CONN;
+			break;
+		case 'u':
+			if (req && name_is(n, 10, "user-agent"))
+				return K_UA;
+			break;
+		case 't':
+			if (req && name_is(n, 10, "tracestate"))
+				return K_TS;
+			break;
+		}
 		break;
 	case 11:
-		if (req && memcmp(n, "traceparent", 11) == 0)
+		if (req && name_is(n, 11, "traceparent"))
 			return K_TP;
 		break;
 	case 14:
-		if (memcmp(n, "content-length", 14) == 0)
+		if (name_is(n, 14, "content-length"))
 			return K_CL;
 		break;
 	case 17:
-		if (memcmp(n, "transfer-encoding", 17) == 0)
+		if (name_is(n, 17, "transfer-encoding"))
 			return K_TE;
 		break;
 	}
 	return K_NONE;
 }
 
-/* 1 + the capture slot for the (lower-cased) name, or 0. */
+/* 1 + the capture slot for the name (in any case), or 0. */
 static uint32_t capture_slot(const struct http_capture_names *c, const char *n, uint32_t len)
 {
 	unsigned count = c->count < HTTP_CAPTURE_MAX ? c->count : HTTP_CAPTURE_MAX;
@@ -192,7 +279,7 @@ static uint32_t capture_slot(const struct http_capture_names *c, const char *n, 
 		if (c->len[i] != len || !c->name[i])
 			continue;
 		uint32_t j = 0;
-		while (j < len && ascii_lower(c->name[i][j]) == n[j])
+		while (j < len && ascii_lower(c->name[i][j]) == ascii_lower(n[j]))
 			j++;
 		if (j == len)
 			return i + 1;
@@ -250,17 +337,10 @@ static inline uint32_t set_kind(uint32_t hdr_idx, enum hdr_kind k)
 	return (hdr_idx & ~0xffu) | k;
 }
 
-/* At the ':' ending a field name: what to do with its value. */
-static void begin_value(struct hp *h)
+/* At the ':' ending a field name, known as k (and capture slot cap + 1, or
+ * 0): what to do with its value. */
+static void begin_value(struct hp *h, enum hdr_kind k, uint32_t cap)
 {
-	enum hdr_kind k = K_NONE;
-	uint32_t cap = 0;
-
-	if (h->name_len <= NAME_CAP) {
-		k = identify(h->name, h->name_len, h->rq != NULL);
-		if (h->capture)
-			cap = capture_slot(h->capture, h->name, h->name_len);
-	}
 	switch (k) {
 	case K_HOST:
 		/* more than one Host is a 400 (RFC 9112 3.2); keep the first */
@@ -538,8 +618,406 @@ static void finish_head(struct hp *h)
 	}
 }
 
+/*
+ * The line-at-a-time path. A whole line (its LF in the buffer) is read in
+ * runs: with SSE2 (every x86-64) the first 16 bytes of a line are compared at
+ * once for LF and ':', which finds the end of most lines and of nearly every
+ * field name; elsewhere memchr. A known field's name is validated by
+ * matching its literal; another one's is checked for letters, digits and
+ * '-' 16 bytes at once, and byte by byte only if it has other tchars. Each
+ * step leaves the state the byte-by-byte path would have reached, or stops
+ * at a line it doesn't take (anything but the plain case: an error, a cut,
+ * an odd form), which the byte-by-byte path then reads from its start, and
+ * finds what it finds.
+ */
+
+/* Offset of the first LF in p[from..avail), or avail: 16 bytes at a time,
+ * the last 16 of the buffer overlapping rather than read past its end. */
+static size_t find_lf(const char *p, size_t from, size_t avail)
+{
+#ifdef __SSE2__
+	const __m128i lf = _mm_set1_epi8('\n');
+	size_t i = from;
+
+	for (; i + 16 <= avail; i += 16) {
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const void *)(p + i)), lf));
+
+		if (m)
+			return i + (unsigned)__builtin_ctz(m);
+	}
+	if (i < avail && avail >= 16) {
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const void *)(p + avail - 16)), lf));
+
+		m >>= 16 - (avail - i);
+		return m ? i + (unsigned)__builtin_ctz(m) : avail;
+	}
+	from = i;
+#endif
+	const char *r = memchr(p + from, '\n', avail - from);
+
+	return r ? (size_t)(r - p) : avail;
+}
+
+/* memcpy for the short strings of a head, without a library call for
+ * the usual sizes. */
+static inline void copy_short(char *dst, const char *src, size_t n)
+{
+	if (n >= 8 && n <= 16) {
+		uint64_t a = ld64(src), b = ld64(src + n - 8);
+
+		memcpy(dst, &a, 8);
+		memcpy(dst + n - 8, &b, 8);
+	} else if (n >= 4 && n < 8) {
+		uint32_t a = ld32(src), b = ld32(src + n - 4);
+
+		memcpy(dst, &a, 4);
+		memcpy(dst + n - 4, &b, 4);
+	} else if (n < 4) {
+		for (size_t k = 0; k < n; k++)
+			dst[k] = src[k];
+	} else {
+		memcpy(dst, src, n);
+	}
+}
+
+/* A request-line p[i..e), e its LF: method SP target SP HTTP/1.x [CR]. */
+static bool fast_request_line(struct hp *h, const char *p, size_t i, size_t e)
+{
+	struct http_request *r = h->rq;
+	const char *s = p + i, *lf = p + e;
+	const char *q = s;
+
+	while (is_tchar(*q))
+		q++;
+	size_t m = (size_t)(q - s);
+	if (*q != ' ' || m == 0 || m >= HTTP_METHOD_MAX)
+		return false;
+	const char *t = q + 1, *te = t;
+	/* A word at a time while one fits before the LF: the first byte that is
+	 * a CTL, SP or DEL ends the target (bytes >= 0x80 are obs-text). */
+	for (; te + 8 <= lf; te += 8) {
+		uint64_t w = ld64(te), x = w ^ 0x7f7f7f7f7f7f7f7full;
+		/* high bits of bytes below 0x21, and of bytes equal to 0x7f; a
+		 * borrow may flag a byte above a flagged one, never below it, so
+		 * the lowest flag is exact */
+		uint64_t m8 = (((w - 0x2121212121212121ull) & ~w) | ((x - 0x0101010101010101ull) & ~x)) &
+			      0x8080808080808080ull;
+
+		if (m8) {
+			te += __builtin_ctzll(m8) >> 3;
+			break;
+		}
+	}
+	while ((unsigned char)*te > ' ' && *te != 0x7f)
+		te++;
+	size_t tl = (size_t)(te - t);
+	if (*te != ' ' || tl == 0 || tl > HTTP_TARGET_MAX)
+		return false;
+	const char *v = te + 1;
+	size_t vl = (size_t)(lf - v);
+	if (!(vl == 8 || (vl == 9 && v[8] == '\r')) || memcmp(v, "HTTP/1.", 7) != 0 || (v[7] != '0' && v[7] != '1'))
+		return false;
+	copy_short(r->method, s, m);
+	r->method[m] = '\0';
+	r->method_len = (uint8_t)m;
+	r->method_id = (uint8_t)http_method_id(s, m);
+	copy_short(r->target, t, tl);
+	r->target_len = (uint16_t)tl;
+	*h->minor = (uint8_t)(v[7] - '0');
+	return true;
+}
+
+/* A status-line p[i..e): HTTP/1.x SP 3DIGIT, then SP reason, or [CR]. */
+static bool fast_status_line(struct hp *h, const char *p, size_t i, size_t e)
+{
+	const char *s = p + i, *lf = p + e;
+
+	if (lf - s < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != ' ')
+		return false;
+	unsigned d0 = (unsigned)(s[9] - '1'), d1 = (unsigned)(s[10] - '0'), d2 = (unsigned)(s[11] - '0');
+	if (d0 > 8 || d1 > 9 || d2 > 9)
+		return false;
+	if (s[12] == '\r' ? lf != s + 13 : s[12] != '\n' && s[12] != ' ')
+		return false;
+	h->rs->status = (uint16_t)((d0 + 1) * 100 + d1 * 10 + d2);
+	*h->minor = (uint8_t)(s[7] - '0');
+	return true;
+}
+
+/* A kept field's value the general way (any shape, captures, lists): the
+ * value functions the byte-by-byte path runs, over the whole value. */
+static void field_general(struct hp *h, const char *p, size_t i, uint32_t n, enum hdr_kind k, uint32_t cap, size_t e)
+{
+	const char *v = p + i + n + 1, *lf = p + e;
+
+	begin_value(h, k, cap);
+	if (h->st == H_OWS) {
+		while (is_trim(*v))
+			v++;
+		if (v != lf)
+			value_start(h, h->head_len + (uint32_t)(v - p));
+		value_bytes(h, v, (size_t)(lf - v));
+		value_end(h);
+	}
+	h->st = H_LINE;
+}
+
+/* The value of a field line p[i..e) with a name of n bytes, OWS trimmed:
+ * [*vs, *ve). */
+static inline void value_range(const char *p, size_t i, uint32_t n, size_t e, const char **vs, const char **ve)
+{
+	const char *v = p + i + n + 1, *end = p + e;
+
+	while (is_trim(*v))
+		v++;
+	while (end > v && is_trim(end[-1]))
+		end--;
+	*vs = v;
+	*ve = end;
+}
+
+/*
+ * A known field of the usual shape stored as the byte-by-byte path would
+ * (the first Host and User-Agent, one traceparent, a Content-Length of
+ * digits, a single transfer-coding or connection option); false for
+ * anything else, which then takes field_general.
+ */
+static inline bool field_fast(struct hp *h, const char *p, size_t i, uint32_t n, enum hdr_kind k, size_t e)
+{
+	struct http_request *r = h->rq;
+	struct http_framing *f = h->fr;
+	const char *v, *ve;
+	size_t len;
+
+	switch (k) {
+	case K_HOST:
+		if (h->flags & F_HOST_SEEN)
+			return true;   /* only the first is kept */
+		value_range(p, i, n, e, &v, &ve);
+		len = (size_t)(ve - v);
+		if (!len || len >= HTTP_HOST_MAX)
+			return false;
+		h->flags |= F_HOST_SEEN;
+		copy_short(r->host, v, len);
+		r->host[len] = '\0';
+		r->host_len = (uint16_t)len;
+		return true;
+	case K_UA:
+		if (h->flags & F_UA_SEEN)
+			return true;
+		value_range(p, i, n, e, &v, &ve);
+		len = (size_t)(ve - v);
+		if (!len || len >= HTTP_UA_MAX)
+			return false;
+		h->flags |= F_UA_SEEN;
+		copy_short(r->user_agent, v, len);
+		r->user_agent[len] = '\0';
+		r->user_agent_len = (uint16_t)len;
+		return true;
+	case K_TP:
+		if (r->traceparent_count)
+			return false;   /* counted, not kept: field_general */
+		value_range(p, i, n, e, &v, &ve);
+		len = (size_t)(ve - v);
+		if (!len || len > TRACEPARENT_RAW_MAX)
+			return false;
+		r->traceparent_count = 1;
+		r->traceparent_off = h->head_len + (uint32_t)(v - p);
+		memcpy(r->traceparent, v, len);
+		r->traceparent_len = (uint8_t)len;
+		return true;
+	case K_CL: {
+		uint64_t val = 0;
+
+		value_range(p, i, n, e, &v, &ve);
+		len = (size_t)(ve - v);
+		if (!len || len > 19)
+			return false;
+		for (size_t k = 0; k < len; k++) {
+			unsigned d = (unsigned)(v[k] - '0');
+
+			if (d > 9)
+				return false;
+			val = val * 10 + d;
+		}
+		if (f->has_content_length && f->content_length != val) {
+			f->bad_framing = true;
+		} else {
+			f->has_content_length = true;
+			f->content_length = val;
+		}
+		return true;
+	}
+	case K_CONN:
+		value_range(p, i, n, e, &v, &ve);
+		len = (size_t)(ve - v);
+		/* name_is folds only tchars exactly: the '-' is checked as such */
+		if (len == 5 && name_is(v, 5, "close"))
+			f->conn_close = true;
+		else if (len == 10 && v[4] == '-' && name_is(v, 10, "keep-alive"))
+			f->conn_keep_alive = true;
+		else
+			return false;
+		return true;
+	case K_TE:
+		value_range(p, i, n, e, &v, &ve);
+		if (ve - v != 7 || !name_is(v, 7, "chunked"))
+			return false;
+		f->has_transfer_encoding = true;
+		f->chunked = true;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The name of the field line at s (LF at s + room): false unless it is
+ * all tchars up to a ':' before the LF; else its length in *n. */
+static inline bool name_scan(const char *s, size_t room, uint32_t *n)
+{
+	const char *q = s;
+
+	while (is_tchar(*q))
+		q++;
+	*n = (uint32_t)(q - s);
+	return *q == ':' && (size_t)(q - s) < room;
+}
+
+/* The first LF in p[from..avail), or avail: lines are short, so the first
+ * 48 bytes are looked at inline, 16 at a time, before a call. */
+static inline __attribute__((always_inline)) size_t lf_after(const char *p, size_t from, size_t avail)
+{
+#ifdef __SSE2__
+	for (int k = 0; k < 3 && from + 16 <= avail; k++, from += 16) {
+		unsigned m = (unsigned)_mm_movemask_epi8(
+			_mm_cmpeq_epi8(_mm_loadu_si128((const void *)(p + from)), _mm_set1_epi8('\n')));
+
+		if (m)
+			return from + (unsigned)__builtin_ctz(m);
+	}
+#endif
+	return from < avail ? find_lf(p, from, avail) : avail;
+}
+
+/*
+ * Whole lines from p[*pi] (a start-line in RQ_START or RS_VERSION, else
+ * field lines in H_LINE) up to the end of the head: true there, with *pi
+ * past its LF; false to go on byte by byte from *pi (the buffer's end, or a
+ * line to look at closely), in the state reached. With SSE2 (every x86-64)
+ * the first 16 bytes of each line are compared at once for LF and ':', which
+ * finds the end of most lines and of nearly every field name, and a name
+ * that is not a known one is checked for letters, digits and '-' 16 bytes
+ * at once (byte by byte only if it has other tchars); elsewhere memchr and
+ * byte loops do the same.
+ */
+static bool fast_head(struct hp *h, const char *p, size_t *pi, size_t avail)
+{
+	const bool req = h->rq != NULL;
+	size_t i = *pi, e;
+	bool done = false;
+
+	if (h->st != H_LINE) {
+		e = lf_after(p, i, avail);
+		if (e == avail || !(req ? fast_request_line(h, p, i, e) : fast_status_line(h, p, i, e)))
+			goto out;
+		h->st = H_LINE;
+		i = e + 1;
+	}
+	while (i < avail) {
+		const char *s = p + i;
+		char c = *s;
+
+		if (c == '\n' || c == '\r') {
+			if (c == '\n') {
+				i++;
+				done = true;
+			} else if (i + 1 < avail && s[1] == '\n') {
+				i += 2;
+				h->flags |= F_END_CRLF;
+				done = true;
+			}
+			break;
+		}
+		/* SP/HT (obs-fold), ':' (an empty name) and the like: errors */
+		if (!is_tchar(c))
+			break;
+		uint32_t n;
+		enum hdr_kind k;
+#ifdef __SSE2__
+		if (avail < 16)
+			goto scalar;
+		/* the 16 bytes at s, or the buffer's last 16 (never read past its end) */
+		size_t base = i + 16 <= avail ? i : avail - 16;
+		unsigned sh = (unsigned)(i - base);
+		__m128i v = _mm_loadu_si128((const void *)(p + base));
+		unsigned lfm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('\n'))) >> sh;
+		unsigned com = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(':'))) >> sh;
+
+		if (lfm) {
+			e = i + (unsigned)__builtin_ctz(lfm);
+		} else {
+			e = lf_after(p, base + 16, avail);
+			if (e == avail)
+				break;
+		}
+		if (!com || (n = (unsigned)__builtin_ctz(com)) >= e - i) {
+			if (!name_scan(s, e - i, &n))
+				break;
+		} else if ((k = identify(s, n, req)) == K_NONE || h->capture) {
+			/* a known name matched its literal, so it is valid; any other
+			 * is checked: letters, digits, '-' (signed compares put bytes
+			 * >= 0x80 below every bound), else byte by byte */
+			__m128i y = _mm_or_si128(v, _mm_set1_epi8(0x20));
+			__m128i ok = _mm_or_si128(
+				_mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(y, _mm_set1_epi8('a' - 1)),
+							   _mm_cmpgt_epi8(_mm_set1_epi8('z' + 1), y)),
+					     _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+							   _mm_cmpgt_epi8(_mm_set1_epi8('9' + 1), v))),
+				_mm_cmpeq_epi8(v, _mm_set1_epi8('-')));
+			unsigned need = (1u << n) - 1, good = (unsigned)_mm_movemask_epi8(ok) >> sh;
+			uint32_t m;
+
+			if ((good & need) != need && (!name_scan(s, e - i, &m) || m != n))
+				break;
+			if (k == K_NONE && !h->capture) {
+				i = e + 1;
+				continue;
+			}
+			goto kept;
+		} else {
+			goto kept;
+		}
+		goto identified;
+	scalar:
+#endif
+		e = find_lf(p, i, avail);
+		if (e == avail || !name_scan(s, e - i, &n))
+			break;
+#ifdef __SSE2__
+	identified:
+#endif
+		k = n <= NAME_CAP ? identify(s, n, req) : K_NONE;
+#ifdef __SSE2__
+	kept:
+#endif
+		if (h->capture) {
+			uint32_t cap = n <= NAME_CAP ? capture_slot(h->capture, s, n) : 0;
+
+			if (k != K_NONE || cap)
+				field_general(h, p, i, n, k, cap, e);
+		} else if (k != K_NONE && !field_fast(h, p, i, n, k, e)) {
+			field_general(h, p, i, n, k, 0, e);
+		}
+		i = e + 1;
+	}
+out:
+	*pi = i;
+	return done;
+}
+
 static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t *used)
 {
+	bool fast = !(h->flags & F_SLOW);
 	size_t i = 0, avail;
 	char c;
 
@@ -566,6 +1044,12 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 				h->st = RQ_START_CR;
 				break;
 			}
+			if (fast) {
+				if (fast_head(h, p, &i, avail))
+					goto done;
+				if (h->st != RQ_START || i == avail)
+					break;
+			}
 			h->st = RQ_METHOD;
 			/* fall through */
 		case RQ_METHOD: {
@@ -581,6 +1065,7 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 			if (p[i] != ' ' || r->method_len == 0)
 				goto error;
 			r->method[r->method_len] = '\0';
+			r->method_id = (uint8_t)http_method_id(r->method, r->method_len);
 			i++;
 			h->st = RQ_TARGET;
 			break;
@@ -617,8 +1102,15 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 			h->line_len = 0;
 			break;
 		}
-		case RQ_VERSION:
 		case RS_VERSION:
+			if (fast && h->line_len == 0) {
+				if (fast_head(h, p, &i, avail))
+					goto done;
+				if (h->st != RS_VERSION || i == avail)
+					break;
+			}
+			/* fall through */
+		case RQ_VERSION:
 			c = p[i];
 			if (h->line_len < 7) {
 				if (c != "HTTP/1."[h->line_len])
@@ -682,6 +1174,12 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 			h->st = H_LINE;
 			break;
 		case H_LINE:
+			if (fast) {
+				if (fast_head(h, p, &i, avail))
+					goto done;
+				if (i == avail)
+					break;
+			}
 			c = p[i];
 			if (c == '\n') {
 				i++;
@@ -715,7 +1213,11 @@ static enum http_state head_feed(struct hp *h, const char *p, size_t len, size_t
 			if (p[i] != ':')
 				goto error;
 			i++;
-			begin_value(h);
+			if (n <= NAME_CAP)
+				begin_value(h, identify(h->name, n, h->rq != NULL),
+					    h->capture ? capture_slot(h->capture, h->name, n) : 0);
+			else
+				begin_value(h, K_NONE, 0);
 			break;
 		}
 		case H_END_CR:
@@ -794,6 +1296,7 @@ void http_request_init(struct http_request *r, const struct http_capture_names *
 	r->flags = 0;
 	r->method[0] = '\0';
 	r->method_len = 0;
+	r->method_id = HTTP_METHOD_OTHER;
 	r->target_len = 0;
 	r->target_truncated = false;
 	r->version_minor = 0;
@@ -810,7 +1313,18 @@ void http_request_init(struct http_request *r, const struct http_capture_names *
 	r->tracestate_truncated = false;
 	r->baggage_len = 0;
 	r->capture = capture;
-	captured_init(r->captured);
+	if (capture)
+		captured_init(r->captured);
+}
+
+void http_request_slow_only(struct http_request *r)
+{
+	r->flags |= F_SLOW;
+}
+
+void http_response_slow_only(struct http_response *r)
+{
+	r->flags |= F_SLOW;
 }
 
 void http_response_init(struct http_response *r, const struct http_capture_names *capture)
@@ -825,7 +1339,8 @@ void http_response_init(struct http_response *r, const struct http_capture_names
 	r->version_minor = 0;
 	memset(&r->framing, 0, sizeof r->framing);
 	r->capture = capture;
-	captured_init(r->captured);
+	if (capture)
+		captured_init(r->captured);
 }
 
 enum http_state http_request_feed(struct http_request *r, const char *p, size_t len, size_t *used)

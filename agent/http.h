@@ -26,8 +26,30 @@ enum http_detect {
 	HTTP_DETECT_OTHER,          /* anything else: TLS, PostgreSQL, Kafka, HTTP/2 preface, binary */
 };
 
-/* Looks at the first len bytes a stream carried (len may be 1). Known methods:
- * GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH. "PRI * HTTP/2.0" is OTHER. */
+/* The methods the agent knows (RFC 9110's, PATCH and QUERY): one list for
+ * detection and for the span's http.request.method. */
+enum http_method {
+	HTTP_METHOD_OTHER = 0,
+	HTTP_METHOD_GET,
+	HTTP_METHOD_HEAD,
+	HTTP_METHOD_POST,
+	HTTP_METHOD_PUT,
+	HTTP_METHOD_DELETE,
+	HTTP_METHOD_CONNECT,
+	HTTP_METHOD_OPTIONS,
+	HTTP_METHOD_TRACE,
+	HTTP_METHOD_PATCH,
+	HTTP_METHOD_QUERY,
+	HTTP_METHOD_COUNT,
+};
+
+/* Which known method m[0..n) is (case-sensitive, as methods are), or OTHER. */
+enum http_method http_method_id(const char *m, size_t n);
+/* The method's token ("" with *len 0 for OTHER). */
+const char *http_method_name(enum http_method m, size_t *len);
+
+/* Looks at the first len bytes a stream carried (len may be 1): a known
+ * method followed by a space is a REQUEST. "PRI * HTTP/2.0" is OTHER. */
 enum http_detect http_detect(const char *p, size_t len);
 
 enum http_state {
@@ -95,6 +117,7 @@ struct http_request {
 	/* results */
 	char method[HTTP_METHOD_MAX];
 	uint8_t method_len;
+	uint8_t method_id;       /* enum http_method */
 	char target[HTTP_TARGET_MAX];
 	uint16_t target_len;
 	bool target_truncated;
@@ -143,9 +166,17 @@ struct http_response {
 };
 
 /* Resets the state for the next message on the stream (keep-alive). Must be
- * called before the first feed (an all-zero struct is not a valid state). */
+ * called before the first feed (an all-zero struct is not a valid state).
+ * captured[] is reset only with a capture list (without one it is unused). */
 void http_request_init(struct http_request *r, const struct http_capture_names *capture);
 void http_response_init(struct http_response *r, const struct http_capture_names *capture);
+
+/* For tests and the fuzzer, after init: parse byte by byte only. Whole lines
+ * found in a buffer normally take a line-at-a-time path (memchr for the line
+ * end, names dispatched by length and first bytes), which must give exactly
+ * the byte-by-byte results; this is how that is checked. */
+void http_request_slow_only(struct http_request *r);
+void http_response_slow_only(struct http_response *r);
 
 /*
  * Feeds bytes. *used is set to how many bytes of p belong to the head

@@ -3,6 +3,9 @@
 
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 /*
  * Everything here reads only s[0..len) (header values are not NUL-terminated),
@@ -149,6 +152,30 @@ static char *put_hex(char *p, const uint8_t *b, size_t n)
 	return p;
 }
 
+#ifdef __SSE2__
+/* Lower-case hex of 8 bytes (the low half of v) into p[0..16): each nibble
+ * to '0'-'9' or 'a'-'f' sixteen at a time. */
+static inline __m128i hex_digits(__m128i nib)
+{
+	__m128i letter = _mm_and_si128(_mm_cmpgt_epi8(nib, _mm_set1_epi8(9)), _mm_set1_epi8('a' - '0' - 10));
+	return _mm_add_epi8(nib, _mm_add_epi8(_mm_set1_epi8('0'), letter));
+}
+
+static char *put_hex_sse(char *p, const uint8_t *b, size_t n)
+{
+	__m128i v = n == 16 ? _mm_loadu_si128((const void *)b) : _mm_loadl_epi64((const void *)b);
+	__m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0f));
+	__m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
+	_mm_storeu_si128((void *)p, hex_digits(_mm_unpacklo_epi8(hi, lo)));
+	if (n == 16)
+		_mm_storeu_si128((void *)(p + 16), hex_digits(_mm_unpackhi_epi8(hi, lo)));
+	return p + 2 * n;
+}
+#define PUT_ID_HEX put_hex_sse
+#else
+#define PUT_ID_HEX put_hex
+#endif
+
 size_t propagation_format_traceparent(const struct trace_context *ctx, char *out)
 {
 	/* We always send the highest version we know (00, the "downgrade"
@@ -160,9 +187,9 @@ size_t propagation_format_traceparent(const struct trace_context *ctx, char *out
 	*p++ = '0';
 	*p++ = '0';
 	*p++ = '-';
-	p = put_hex(p, ctx->trace_id, sizeof ctx->trace_id);
+	p = PUT_ID_HEX(p, ctx->trace_id, sizeof ctx->trace_id);
 	*p++ = '-';
-	p = put_hex(p, ctx->span_id, sizeof ctx->span_id);
+	p = PUT_ID_HEX(p, ctx->span_id, sizeof ctx->span_id);
 	*p++ = '-';
 	p = put_hex(p, &flags, 1);
 	*p = '\0';

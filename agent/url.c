@@ -21,20 +21,46 @@ static bool bad_byte(unsigned char ch)
 	return ch <= 0x20 || ch == 0x7f;
 }
 
-static bool parse_port(const char *p, size_t n, uint16_t *out)
+/* ":port" (from the ':') or nothing at all. */
+static int32_t port_of(const char *p, size_t n)
 {
 	uint32_t v = 0;
-	if (n > 5)
-		return false;
-	for (size_t i = 0; i < n; i++) {
+
+	if (n == 0 || (n == 1 && p[0] == ':'))
+		return URL_PORT_NONE;
+	if (p[0] != ':' || n > 6)
+		return URL_PORT_BAD;
+	for (size_t i = 1; i < n; i++) {
 		if (p[i] < '0' || p[i] > '9')
-			return false;
+			return URL_PORT_BAD;
 		v = v * 10 + (uint32_t)(p[i] - '0');
 	}
-	if (v == 0 || v > 65535)
-		return false;
-	*out = (uint16_t)v;
-	return true;
+	return v > 65535 ? URL_PORT_BAD : (int32_t)v;
+}
+
+bool url_host_port(const char *s, size_t n, const char **host, size_t *host_len, int32_t *port, bool *ipv6)
+{
+	size_t end;
+
+	*ipv6 = n && s[0] == '[';
+	if (*ipv6) {
+		const char *close = memchr(s, ']', n);
+		if (!close)
+			return false;
+		*host = s + 1;
+		*host_len = (size_t)(close - s) - 1;
+		end = (size_t)(close - s) + 1;
+	} else {
+		/* short (a Host header per request): a loop beats a call */
+		size_t k = 0;
+		while (k < n && s[k] != ':')
+			k++;
+		*host = s;
+		*host_len = k;
+		end = k;
+	}
+	*port = port_of(s + end, n - end);
+	return *host_len != 0;
 }
 
 bool url_parse(const char *s, size_t n, struct url *u)
@@ -68,32 +94,14 @@ bool url_parse(const char *s, size_t n, struct url *u)
 		u->userinfo = s + a;
 		u->userinfo_len = h - 1 - a;
 	}
-	size_t port_at = aend;   /* where ":port" starts, aend when absent */
-	if (h < aend && s[h] == '[') {
-		const char *close = memchr(s + h, ']', aend - h);
-		if (!close)
-			return false;
-		u->host = s + h + 1;
-		u->host_len = (size_t)(close - s) - h - 1;
-		u->ipv6 = true;
-		size_t after = (size_t)(close - s) + 1;
-		if (after < aend && s[after] != ':')
-			return false;
-		port_at = after;
-	} else {
-		const char *colon = memchr(s + h, ':', aend - h);
-		port_at = colon ? (size_t)(colon - s) : aend;
-		u->host = s + h;
-		u->host_len = port_at - h;
-		for (size_t k = 0; k < u->host_len; k++)
-			if (u->host[k] == '[' || u->host[k] == ']')
-				return false;
-	}
-	if (!u->host_len)
+	int32_t port;
+	if (!url_host_port(s + h, aend - h, &u->host, &u->host_len, &port, &u->ipv6))
 		return false;
-	u->port = u->https ? 443 : 80;
-	if (port_at < aend && port_at + 1 < aend && !parse_port(s + port_at + 1, aend - port_at - 1, &u->port))
+	if (!u->ipv6 && (memchr(u->host, '[', u->host_len) || memchr(u->host, ']', u->host_len)))
 		return false;
+	if (port == URL_PORT_BAD || port == 0)
+		return false;
+	u->port = port > 0 ? (uint16_t)port : u->https ? 443 : 80;
 
 	size_t end = n;
 	const char *hash = memchr(s + aend, '#', n - aend);

@@ -29,6 +29,19 @@ struct url {
  * control byte anywhere. */
 bool url_parse(const char *s, size_t n, struct url *u);
 
+/* What url_host_port says about the port besides its number. */
+#define URL_PORT_NONE (-1)   /* no ":port", or nothing after the ':' */
+#define URL_PORT_BAD  (-2)   /* not 1 to 5 digits up to 65535, or bytes after ']' that are not ":port" */
+
+/*
+ * The one host:port splitter: an authority without userinfo ("host",
+ * "host:port", "[v6]" or "[v6]:port"), as in a URL, a Host header or a
+ * broker address. *host excludes the brackets of an IPv6 literal; otherwise
+ * it ends at the first ':'. *port is 0..65535, URL_PORT_NONE or
+ * URL_PORT_BAD. False when there is no host (empty, or '[' without ']').
+ */
+bool url_host_port(const char *s, size_t n, const char **host, size_t *host_len, int32_t *port, bool *ipv6);
+
 /*
  * Writes s into out (at most cap bytes, NUL-terminated when cap > 0) with what
  * may be secret masked: the userinfo becomes "***", and so does each query

@@ -15,6 +15,7 @@
 #include "agent/log.h"
 #include "agent/propagation.h"
 #include "agent/span.h"
+#include "agent/url.h"
 #include "hooks/init.h"
 #include "hooks/rdkafka.h"
 #include "hooks/real.h"
@@ -120,31 +121,17 @@ static void parse_server(const char *list, struct handle *h)
 	const char *p = strstr(list, "://");
 	p = p ? p + 3 : list;
 	size_t len = strcspn(p, ", ");
-	const char *host = p, *port = NULL;
-	size_t hlen = len;
-	if (*p == '[') {
-		const char *close = memchr(p, ']', len);
-		if (close) {
-			host = p + 1;
-			hlen = (size_t)(close - host);
-			if (close + 1 < p + len && close[1] == ':')
-				port = close + 2;
-		}
-	} else {
-		const char *colon = NULL;
-		for (const char *q = p; q < p + len; q++)
-			if (*q == ':')
-				colon = q;
-		if (colon) {
-			hlen = (size_t)(colon - p);
-			port = colon + 1;
-		}
-	}
+	const char *host = p;
+	size_t hlen = 0;
+	int32_t port = URL_PORT_NONE;
+	bool v6;
+	if (!url_host_port(p, len, &host, &hlen, &port, &v6))
+		hlen = 0;
 	if (hlen >= sizeof h->server)
 		hlen = sizeof h->server - 1;
 	memcpy(h->server, host, hlen);
 	h->server[hlen] = '\0';
-	h->port = port ? atoi(port) : 0;
+	h->port = port > 0 ? port : 0;
 }
 
 /* ------------------------------------------------------------------ */

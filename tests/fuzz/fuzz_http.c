@@ -86,6 +86,7 @@ static void check_same_request(const struct http_request *a, const struct http_r
 
 	CHECK(a->head_len == b->head_len);
 	CHECK(a->method_len == b->method_len && !memcmp(a->method, b->method, a->method_len));
+	CHECK(a->method_id == b->method_id);
 	CHECK(a->target_len == b->target_len && !memcmp(a->target, b->target, a->target_len));
 	CHECK(a->target_truncated == b->target_truncated);
 	CHECK(a->version_minor == b->version_minor);
@@ -135,6 +136,7 @@ static void check_request_fields(const struct http_request *r, enum http_state s
 		return;
 	CHECK(r->head_len <= HEAD_MAX);
 	CHECK(r->method_len > 0 && r->method[r->method_len] == '\0');
+	CHECK(r->method_id == http_method_id(r->method, r->method_len));
 	CHECK(r->target_len > 0);
 	CHECK(r->version_minor <= 1);
 	CHECK(r->host[r->host_len] == '\0' && r->user_agent[r->user_agent_len] == '\0');
@@ -160,14 +162,17 @@ static void check_request_fields(const struct http_request *r, enum http_state s
 		CHECK(r->framing.has_transfer_encoding);
 }
 
-/* Feeds in[0..size) cut at at (0 or size: whole) or byte by byte (bytewise). */
+/* Feeds in[0..size) cut at at (0 or size: whole) or byte by byte (bytewise);
+ * slow: with the line-at-a-time path off. */
 static enum http_state feed_request(struct http_request *r, const char *in, size_t size, size_t at, bool bytewise,
-				    size_t *used)
+				    bool slow, size_t *used)
 {
 	enum http_state st = HTTP_HEAD_PARTIAL;
 	size_t start = 0, total = 0;
 
 	http_request_init(r, &capture);
+	if (slow)
+		http_request_slow_only(r);
 	do {
 		size_t end = bytewise ? start + 1 : (start < at ? at : size);
 
@@ -189,12 +194,14 @@ static enum http_state feed_request(struct http_request *r, const char *in, size
 }
 
 static enum http_state feed_response(struct http_response *r, const char *in, size_t size, size_t at, bool bytewise,
-				     size_t *used)
+				     bool slow, size_t *used)
 {
 	enum http_state st = HTTP_HEAD_PARTIAL;
 	size_t start = 0, total = 0;
 
 	http_response_init(r, &capture);
+	if (slow)
+		http_response_slow_only(r);
 	do {
 		size_t end = bytewise ? start + 1 : (start < at ? at : size);
 
@@ -278,15 +285,22 @@ static void fuzz_request(const char *in, size_t size, size_t at, size_t body_at)
 {
 	static struct http_request w, s, y, again;
 	size_t uw, us, uy;
-	enum http_state sw = feed_request(&w, in, size, size, false, &uw);
-	enum http_state ss = feed_request(&s, in, size, at, false, &us);
+	enum http_state sw = feed_request(&w, in, size, size, false, false, &uw);
+	enum http_state ss = feed_request(&s, in, size, at, false, false, &us);
 
 	CHECK(uw <= size);
 	CHECK(sw == ss && uw == us);
 	check_same_request(&w, &s);
+	/* the line-at-a-time path gives exactly the byte-by-byte results */
+	ss = feed_request(&s, in, size, size, false, true, &us);
+	CHECK(sw == ss && uw == us);
+	check_same_request(&w, &s);
+	ss = feed_request(&s, in, size, at, false, true, &us);
+	CHECK(sw == ss && uw == us);
+	check_same_request(&w, &s);
 	check_request_fields(&w, sw);
 	if (size <= BYTEWISE_MAX) {
-		enum http_state sy = feed_request(&y, in, size, 0, true, &uy);
+		enum http_state sy = feed_request(&y, in, size, 0, true, false, &uy);
 
 		CHECK(sy == sw && uy == uw);
 		check_same_request(&w, &y);
@@ -312,7 +326,7 @@ static void fuzz_request(const char *in, size_t size, size_t at, size_t body_at)
 	if (crlf)
 		CHECK(in[eoh] == '\r');
 	/* the head alone parses the same: nothing after it was looked at */
-	CHECK(feed_request(&again, in, uw, uw, false, &ua) == HTTP_HEAD_DONE && ua == uw);
+	CHECK(feed_request(&again, in, uw, uw, false, false, &ua) == HTTP_HEAD_DONE && ua == uw);
 	check_same_request(&w, &again);
 
 	struct http_body b;
@@ -326,14 +340,17 @@ static void fuzz_response(const char *in, size_t size, size_t at, size_t body_at
 {
 	static struct http_response w, s, y;
 	size_t uw, us, uy;
-	enum http_state sw = feed_response(&w, in, size, size, false, &uw);
-	enum http_state ss = feed_response(&s, in, size, at, false, &us);
+	enum http_state sw = feed_response(&w, in, size, size, false, false, &uw);
+	enum http_state ss = feed_response(&s, in, size, at, false, false, &us);
 
 	CHECK(uw <= size);
 	CHECK(sw == ss && uw == us);
 	check_same_response(&w, &s);
+	ss = feed_response(&s, in, size, size, false, true, &us);
+	CHECK(sw == ss && uw == us);
+	check_same_response(&w, &s);
 	if (size <= BYTEWISE_MAX) {
-		enum http_state sy = feed_response(&y, in, size, 0, true, &uy);
+		enum http_state sy = feed_response(&y, in, size, 0, true, false, &uy);
 
 		CHECK(sy == sw && uy == uw);
 		check_same_response(&w, &y);

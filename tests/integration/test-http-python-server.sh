@@ -71,10 +71,14 @@ expect "r9: HEAD 200" 200 "$r9"
 # r10: POST, which SimpleHTTPRequestHandler answers 501: a 5xx.
 r10=$($C -o /dev/null -w '%{http_code}' --data-binary 'x=1' "$BASE/hello.txt?r=10") || true
 expect "r10: POST -> 501" 501 "$r10"
-EXPECTED=13
+# r11: QUERY (one method list: a connection starting with it is followed too),
+# which SimpleHTTPRequestHandler answers 501.
+r11=$($C -o /dev/null -w '%{http_code}' -X QUERY --data-binary 'q=1' "$BASE/hello.txt?r=11") || true
+expect "r11: QUERY -> 501" 501 "$r11"
+EXPECTED=14
 
 echo "== spans"
-check "13 SERVER spans exported within 15 s" wait_spans "$SINK_JSONL" $EXPECTED "s['kind'] == 'SERVER'"
+check "14 SERVER spans exported within 15 s" wait_spans "$SINK_JSONL" $EXPECTED "s['kind'] == 'SERVER'"
 stop_pid "$SERVER_PID" 10
 expect "http.server exits 0 on SIGTERM under the agent" 0 "$STOP_RC"
 
@@ -197,7 +201,15 @@ if s:
     expect('r10: 5xx -> status ERROR', 'ERROR', s['status'])
     expect('r10: error.type is the status code as a string', '501', a.get('error.type'))
 
-expect('no other SERVER spans', 13, len(spans))
+# r11: QUERY, the first request on its connection
+s = one('r11', by_query('11'))
+if s:
+    expect('r11: name', 'QUERY', s['name'])
+    expect('r11: method', 'QUERY', A(s).get('http.request.method'))
+    check('http.request.method_original' not in A(s), 'r11: a known method has no method_original')
+    expect('r11: status code', 501, A(s).get('http.response.status_code'))
+
+expect('no other SERVER spans', 14, len(spans))
 PY
 
 finish

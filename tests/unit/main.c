@@ -12,6 +12,7 @@ Suite *encode_suite(void);
 Suite *encode_json_suite(void);
 Suite *exporter_suite(void);
 Suite *http_suite(void);
+Suite *exchange_suite(void);
 Suite *sql_suite(void);
 Suite *envcarrier_suite(void);
 Suite *url_suite(void);
@@ -29,6 +30,7 @@ int main(void)
 	srunner_add_suite(sr, encode_json_suite());
 	srunner_add_suite(sr, exporter_suite());
 	srunner_add_suite(sr, http_suite());
+	srunner_add_suite(sr, exchange_suite());
 	srunner_add_suite(sr, sql_suite());
 	srunner_add_suite(sr, envcarrier_suite());
 	srunner_add_suite(sr, url_suite());

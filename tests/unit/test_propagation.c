@@ -270,6 +270,35 @@ START_TEST(test_format_from_fields)
 }
 END_TEST
 
+/* Every byte value in every position of both ids formats as two
+ * lower-case hex digits (the ids are formatted 16 bytes at a time). */
+START_TEST(test_format_every_byte)
+{
+	struct trace_context ctx;
+	char out[TRACEPARENT_LEN + 1], want[TRACEPARENT_LEN + 1];
+
+	memset(&ctx, 0, sizeof ctx);
+	for (int round = 0; round < 256; round++) {
+		int n = 0;
+		for (int i = 0; i < 16; i++)
+			ctx.trace_id[i] = (uint8_t)(round + i * 17);
+		for (int i = 0; i < 8; i++)
+			ctx.span_id[i] = (uint8_t)(round * 3 + i * 31);
+		ctx.flags = (uint8_t)round;
+		n += snprintf(want + n, sizeof want - (size_t)n, "00-");
+		for (int i = 0; i < 16; i++)
+			n += snprintf(want + n, sizeof want - (size_t)n, "%02x", ctx.trace_id[i]);
+		n += snprintf(want + n, sizeof want - (size_t)n, "-");
+		for (int i = 0; i < 8; i++)
+			n += snprintf(want + n, sizeof want - (size_t)n, "%02x", ctx.span_id[i]);
+		snprintf(want + n, sizeof want - (size_t)n, "-%02x", round & (TRACE_FLAG_SAMPLED | TRACE_FLAG_RANDOM));
+		memset(out, 'X', sizeof out);
+		ck_assert_uint_eq(propagation_format_traceparent(&ctx, out), TRACEPARENT_LEN);
+		ck_assert_str_eq(out, want);
+	}
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* tracestate                                                          */
 /* ------------------------------------------------------------------ */
@@ -1060,6 +1089,7 @@ Suite *propagation_suite(void)
 	tcase_add_test(tp, test_traceparent_reads_only_len);
 	tcase_add_test(tp, test_traceparent_failure_clears);
 	tcase_add_test(tp, test_traceparent_span_id);
+	tcase_add_test(tp, test_format_every_byte);
 	tcase_add_loop_test(tp, test_format_table, 0, N_ELEMS(fmt_cases));
 	tcase_add_test(tp, test_format_from_fields);
 	suite_add_tcase(s, tp);

@@ -98,6 +98,56 @@ START_TEST(url_redact_table)
 }
 END_TEST
 
+/* The one host:port splitter (URLs, Host headers, broker addresses). */
+START_TEST(url_host_port_table)
+{
+	static const struct {
+		const char *in;
+		bool ok;
+		const char *host;
+		int32_t port;
+		bool ipv6;
+	} cases[] = {
+		{ "example.com", true, "example.com", URL_PORT_NONE, false },
+		{ "127.0.0.1:8080", true, "127.0.0.1", 8080, false },
+		{ "h:", true, "h", URL_PORT_NONE, false },
+		{ "h:0", true, "h", 0, false },
+		{ "h:65535", true, "h", 65535, false },
+		{ "h:00080", true, "h", 80, false },
+		{ "h:65536", true, "h", URL_PORT_BAD, false },
+		{ "h:99999", true, "h", URL_PORT_BAD, false },
+		{ "h:000080", true, "h", URL_PORT_BAD, false },
+		{ "h:8a", true, "h", URL_PORT_BAD, false },
+		{ "h:-1", true, "h", URL_PORT_BAD, false },
+		{ "a:b:80", true, "a", URL_PORT_BAD, false },
+		{ "[::1]", true, "::1", URL_PORT_NONE, true },
+		{ "[::1]:9092", true, "::1", 9092, true },
+		{ "[fe80::1%eth0]:1", true, "fe80::1%eth0", 1, true },
+		{ "[::1]:", true, "::1", URL_PORT_NONE, true },
+		{ "[::1]x", true, "::1", URL_PORT_BAD, true },
+		{ "[::1]:x", true, "::1", URL_PORT_BAD, true },
+		/* no host */
+		{ "", false, NULL, 0, false },
+		{ ":80", false, NULL, 0, false },
+		{ "[]:80", false, NULL, 0, true },
+		{ "[::1", false, NULL, 0, true },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *host = NULL;
+		size_t hl = 0;
+		int32_t port = 12345;
+		bool v6 = !cases[i].ipv6;
+		bool ok = url_host_port(cases[i].in, strlen(cases[i].in), &host, &hl, &port, &v6);
+		ck_assert_msg(ok == cases[i].ok, "%s: gave %d", cases[i].in, ok);
+		ck_assert_msg(v6 == cases[i].ipv6, "%s: ipv6 %d", cases[i].in, v6);
+		if (!ok)
+			continue;
+		check_part("host", cases[i].in, host, hl, cases[i].host);
+		ck_assert_msg(port == cases[i].port, "%s: port %d, want %d", cases[i].in, port, cases[i].port);
+	}
+}
+END_TEST
+
 /* The output is always terminated and never overflows, whatever its size. */
 START_TEST(url_redact_small_buffers)
 {
@@ -124,6 +174,7 @@ Suite *url_suite(void)
 	Suite *s = suite_create("url");
 	TCase *tc = tcase_create("url");
 	tcase_add_test(tc, url_parse_table);
+	tcase_add_test(tc, url_host_port_table);
 	tcase_add_test(tc, url_redact_table);
 	tcase_add_test(tc, url_redact_small_buffers);
 	suite_add_tcase(s, tc);
