@@ -13,6 +13,7 @@
 #include "agent/propagation.h"
 #include "agent/queue.h"
 #include "agent/span.h"
+#include "agent/spanview.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -54,33 +55,44 @@ static void configure(void)
 	exchange_configure(&config_global);
 }
 
-/* The spans finished so far, in the order they ended (the records stay
- * valid until the next collect). */
-#define MAX_SPANS 256
-static struct span *spans[MAX_SPANS];
+/* The spans finished so far, in the order they ended, read back from the
+ * queue's OTLP bytes (valid until the next collect). */
+#define MAX_SPANS 64
+static struct span_view views[MAX_SPANS];
+static struct span_view *spans[MAX_SPANS];
 static size_t nspans;
 
 static void collect(void)
 {
-	for (size_t i = 0; i < nspans; i++)
-		span_pool_free(spans[i]);
-	nspans = queue_pop(spans, MAX_SPANS);
+	struct queue_cursor c;
+	const char *p;
+	size_t len;
+
+	nspans = 0;
+	queue_cursor_start(&c);
+	while (queue_next(&c, &p, &len)) {
+		ck_assert(nspans < MAX_SPANS);
+		ck_assert(span_view_decode(p, len, &views[nspans]));
+		spans[nspans] = &views[nspans];
+		nspans++;
+	}
+	queue_release(&c);
 }
 
 /* The one place that reads records' fields: attributes by key. */
-static const struct span_attr *attr_of(const struct span *s, const char *key)
+static const struct span_attr *attr_of(const struct span_view *s, const char *key)
 {
 	for (unsigned i = 0; i < s->n_attrs; i++) {
 		const struct span_attr *a = &s->attrs[i];
-		if (a->key.len == strlen(key) && memcmp(span_str_ptr(s, a->key), key, a->key.len) == 0)
+		if (a->key.len == strlen(key) && memcmp(span_view_str(s, a->key), key, a->key.len) == 0)
 			return a;
 	}
 	return NULL;
 }
 
-static void span_name(const struct span *s, char *out, size_t cap)
+static void span_name(const struct span_view *s, char *out, size_t cap)
 {
-	snprintf(out, cap, "%.*s", (int)s->name.len, span_str_ptr(s, s->name));
+	snprintf(out, cap, "%.*s", (int)s->name.len, span_view_str(s, s->name));
 }
 
 /*
@@ -88,7 +100,7 @@ static void span_name(const struct span *s, char *out, size_t cap)
  * "=" a string (or the first element of a string array), "=#" an int, "!"
  * absent, status= the span status (UNSET, OK, ERROR).
  */
-static void check_span(const char *what, const struct span *s, const char *spec)
+static void check_span(const char *what, const struct span_view *s, const char *spec)
 {
 	char buf[2048], name[256];
 	snprintf(buf, sizeof buf, "%s", spec);
@@ -117,7 +129,7 @@ static void check_span(const char *what, const struct span *s, const char *spec)
 		} else {
 			ck_assert_msg(a->type == SPAN_ATTR_STRING || a->type == SPAN_ATTR_STRING_ARRAY,
 				      "%s: %s is not a string", what, tok);
-			const char *v = span_str_ptr(s, a->v.s);
+			const char *v = span_view_str(s, a->v.s);
 			size_t vl = a->type == SPAN_ATTR_STRING ? a->v.s.len : strlen(v);
 			ck_assert_msg(vl == strlen(want) && memcmp(v, want, vl) == 0, "%s: %s is \"%.*s\", want \"%s\"",
 				      what, tok, (int)vl, v, want);
@@ -588,7 +600,7 @@ static void app_send(struct exchange *x, struct wire *w, const char *s, size_t n
 }
 
 /* The header line we inject for span s: "traceparent: 00-<trace>-<span>-<flags>". */
-static void tp_line(const struct span *s, char *out, bool crlf)
+static void tp_line(const struct span_view *s, char *out, bool crlf)
 {
 	struct trace_context c = { .valid = true, .flags = s->trace_flags };
 	memcpy(c.trace_id, s->trace_id, 16);
@@ -599,7 +611,7 @@ static void tp_line(const struct span *s, char *out, bool crlf)
 }
 
 /* want with "%TP" replaced by the injected line of s. */
-static void expect_wire(const char *what, const struct wire *w, const char *want, const struct span *s)
+static void expect_wire(const char *what, const struct wire *w, const char *want, const struct span_view *s)
 {
 	char exp[16384], tp[128];
 	const char *m = strstr(want, "%TP");
@@ -839,7 +851,7 @@ START_TEST(test_proxy_replaces_forwarded)
 			exchange_written(srv, OK_2, strlen(OK_2));
 			collect();
 			ck_assert_uint_eq(nspans, 2);
-			const struct span *c = spans[0], *s = spans[1];
+			const struct span_view *c = spans[0], *s = spans[1];
 			ck_assert_int_eq(c->kind, SPAN_KIND_CLIENT);
 			ck_assert_int_eq(s->kind, SPAN_KIND_SERVER);
 			ck_assert_mem_eq(c->trace_id, s->trace_id, 16);
