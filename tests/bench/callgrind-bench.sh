@@ -197,14 +197,15 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
 	for s in $SUBJECTS; do
 		read -r n1 n2 <<<"${NS[$s]}"
 		for side in $SIDES; do
-			env_words=()
+			# Both sides get the same environment, only LD_PRELOAD's
+			# value differs: programs that call getenv per operation
+			# (curl does) then scan as many entries either way.
+			env_words=(OTEL_EXPORTER_OTLP_ENDPOINT="$SINK_ENDPOINT" OTEL_SERVICE_NAME="cg-$s"
+				OTEL_LOG_LEVEL=debug TRACEAGENT_EXIT_TIMEOUT=60000 OTEL_TRACES_SAMPLER=parentbased_always_on)
 			case $side in
-			base) ;;
-			agent | unsampled)
-				env_words=(LD_PRELOAD="$AGENT" OTEL_EXPORTER_OTLP_ENDPOINT="$SINK_ENDPOINT" OTEL_SERVICE_NAME="cg-$s"
-					OTEL_LOG_LEVEL=debug TRACEAGENT_EXIT_TIMEOUT=60000)
-				[[ $side == unsampled ]] && env_words+=(OTEL_TRACES_SAMPLER=always_off)
-				;;
+			base) env_words+=(LD_PRELOAD=) ;;
+			agent) env_words+=(LD_PRELOAD="$AGENT") ;;
+			unsampled) env_words+=(LD_PRELOAD="$AGENT" OTEL_TRACES_SAMPLER=always_off) ;;
 			*) bench_die "unknown side $side (CG_BENCH_SIDES)" ;;
 			esac
 			for n in $n1 $n2; do
@@ -223,6 +224,21 @@ for ((rep = 1; rep <= REPEAT; rep++)); do
 		done
 	done
 done
+
+# The floor under the Kafka figures: what librdkafka itself spends, without
+# the agent, on one 55-byte header (the traceparent the agent adds to every
+# message, sampled or not).
+if needs kafka-produce && [[ " $SIDES " == *" base "* ]]; then
+	read -r n1 n2 <<<"${NS[kafka-produce]}"
+	for ((rep = 1; rep <= REPEAT; rep++)); do
+		for n in $n1 $n2; do
+			out=kafka-header.base.$n.$rep
+			cg_run "$out" LD_PRELOAD= -- build/bench/kafka-produce-bench --brokers "$KAFKA_BROKERS" --topic kafka-bench \
+				--api producev --count "$n" --size 100 --linger 5 --poll-every 100 --header traceparent
+			echo "kafka-header base $n $rep $(cg_total "$out") - - -" >>"$tmp/results"
+		done
+	done
+fi
 
 echo "== instructions per operation: callgrind's PROGRAM TOTALS (every thread: hooks, spans, export, exit flush)," \
 	"(total(N2) - total(N1)) / (N2 - N1), smallest total of $REPEAT runs; $((SECONDS - t0)) s"
@@ -292,6 +308,11 @@ for title, side, tgt in (('sampled (the default sampler)', 'agent', None), ('uns
         t = tgt if tgt is not None else target[s]
         print('%-34s %11s %s %s %s  %s %s  %s' % (what[s], '%d..%d' % (n1, n2), fmt(base), fmt(with_), fmt(added),
                                                  verdict(added, t), span_check(s, side), ' '.join(runs)))
+if any(k[0] == 'kafka-header' for k in tot) and per_op('kafka-produce', 'base') is not None:
+    h = per_op('kafka-header', 'base') - per_op('kafka-produce', 'base')
+    print()
+    print('librdkafka alone (no agent), one 55-byte header per producev message: %s instructions per message more '
+          'than without it' % format(round(h), ','))
 print()
 print('(target: 1,500 is where issue 13 wants the sampled figures; spans/op: spans started per operation, '
       'dropped: spans started but not exported, worst run at N2)')

@@ -2,7 +2,7 @@
 /*
  * usage: kafka-produce-bench [--brokers HOST:PORT] [--topic NAME] [--count N]
  *            [--size BYTES] [--api produce|producev] [--linger MS]
- *            [--warmup N] [--poll-every N]
+ *            [--warmup N] [--poll-every N] [--header NAME]
  *
  * Brokers: --brokers, else $KAFKA_BROKERS. Topic (default "kafka-bench"): give
  * it a 1-partition topic; messages are keyless and go to RD_KAFKA_PARTITION_UA.
@@ -34,6 +34,11 @@
  * messages/s: N / (last delivery report - first produce call). The delivery
  * reports (dr_msg_cb: counts delivered and failed) are served by the final
  * rd_kafka_flush, or by the polls.
+ *
+ * --header NAME (producev only): each message also carries one header NAME
+ * whose value is 55 bytes, the size of a traceparent. Without the agent, this
+ * is what librdkafka itself spends on the header the agent adds to every
+ * message (make bench prints it beside the agent's figures).
  *
  * --warmup N: one untimed pass of N messages first (its figures printed as
  * "warmup ..."): first-touch costs (librdkafka's and malloc's memory, the
@@ -90,7 +95,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 static void usage(void)
 {
 	fprintf(stderr, "usage: kafka-produce-bench [--brokers HOST:PORT] [--topic NAME] [--count N] [--size BYTES]\n"
-			"           [--api produce|producev] [--linger MS] [--warmup N] [--poll-every N]\n");
+			"           [--api produce|producev] [--linger MS] [--warmup N] [--poll-every N] [--header NAME]\n");
 	exit(2);
 }
 
@@ -103,12 +108,19 @@ static void conf_set(rd_kafka_conf_t *conf, const char *k, const char *v)
 	}
 }
 
+static const char *header;   /* --header */
+static const char header_value[] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
 static int produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt, const char *topic, int use_v, char *buf, size_t size)
 {
 	if (!use_v)
 		return rd_kafka_produce(rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, buf, size, NULL, 0, NULL);
-	rd_kafka_resp_err_t e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-						  RD_KAFKA_V_VALUE(buf, size), RD_KAFKA_V_END);
+	rd_kafka_resp_err_t e = header ?
+		rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				  RD_KAFKA_V_VALUE(buf, size),
+				  RD_KAFKA_V_HEADER(header, header_value, (ssize_t)sizeof header_value - 1), RD_KAFKA_V_END) :
+		rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				  RD_KAFKA_V_VALUE(buf, size), RD_KAFKA_V_END);
 	if (e) {
 		errno = e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? ENOBUFS : EINVAL;
 		return -1;
@@ -200,10 +212,12 @@ int main(int argc, char **argv)
 			poll_every = atol(v);
 		else if (strcmp(a, "--api") == 0 && (strcmp(v, "produce") == 0 || strcmp(v, "producev") == 0))
 			use_v = strcmp(v, "producev") == 0;
+		else if (strcmp(a, "--header") == 0 && *v)
+			header = v;
 		else
 			usage();
 	}
-	if (!brokers || !*brokers || count < 1 || warmup < 0 || poll_every < 0)
+	if (!brokers || !*brokers || count < 1 || warmup < 0 || poll_every < 0 || (header && !use_v))
 		usage();
 
 	char err[512];
