@@ -50,7 +50,26 @@ static const uint8_t lchex1[256] = {
 static bool decode_lchex(const char *s, size_t n, uint8_t *out)
 {
 	bool bad = false;
-	for (size_t i = 0; i < n; i += 2) {
+	size_t i = 0;
+#ifdef __SSE2__
+	/* Sixteen characters at a time: the ids (32 and 16 characters). Bytes
+	 * >= 0x80 are negative to the signed compares, so they fail both ranges. */
+	for (; i + 16 <= n; i += 16) {
+		__m128i v = _mm_loadu_si128((const void *)(s + i));
+		__m128i dig = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('0' - 1)),
+					    _mm_cmpgt_epi8(_mm_set1_epi8('9' + 1), v));
+		__m128i alp = _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8('a' - 1)),
+					    _mm_cmpgt_epi8(_mm_set1_epi8('f' + 1), v));
+		bad |= _mm_movemask_epi8(_mm_or_si128(dig, alp)) != 0xffff;
+		/* '0'..'9' & 15 is 0..9, 'a'..'f' & 15 is 1..6: letters get 9 more */
+		__m128i val = _mm_add_epi8(_mm_and_si128(v, _mm_set1_epi8(0x0f)), _mm_and_si128(alp, _mm_set1_epi8(9)));
+		/* each 16-bit lane holds (first digit, second digit): first << 4 | second */
+		__m128i pair = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(val, _mm_set1_epi16(0x00ff)), 4),
+					    _mm_srli_epi16(val, 8));
+		_mm_storel_epi64((void *)(out + i / 2), _mm_packus_epi16(pair, pair));
+	}
+#endif
+	for (; i < n; i += 2) {
 		uint8_t hi = lchex1[(unsigned char)s[i]], lo = lchex1[(unsigned char)s[i + 1]];
 		bad |= !hi | !lo;
 		out[i / 2] = (uint8_t)((hi - 1) << 4 | ((lo - 1) & 0x0f));

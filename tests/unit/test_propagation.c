@@ -299,6 +299,39 @@ START_TEST(test_format_every_byte)
 }
 END_TEST
 
+/* Every byte value in every hex position of a traceparent: accepted only
+ * when it is a lower-case hex digit, and then decoded to its value (the ids
+ * are decoded 16 characters at a time). */
+START_TEST(test_parse_every_byte)
+{
+	static const char base[] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+	static const int pos[] = { 3, 4, 10, 17, 18, 25, 33, 34, 36, 37, 41, 46, 50, 51 };
+
+	for (size_t k = 0; k < sizeof pos / sizeof pos[0]; k++) {
+		for (int b = 0; b < 256; b++) {
+			char tp[TRACEPARENT_LEN];
+			struct trace_context ctx;
+			memcpy(tp, base, TRACEPARENT_LEN);
+			tp[pos[k]] = (char)b;
+			bool hex = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f');
+			memset(&ctx, 0, sizeof ctx);
+			bool ok = propagation_parse_traceparent(tp, TRACEPARENT_LEN, &ctx);
+			ck_assert_msg(ok == hex, "byte 0x%02x at %d: parsed %d", b, pos[k], ok);
+			uint8_t sid[8];
+			if (pos[k] >= 36)
+				ck_assert(propagation_traceparent_span_id(tp, TRACEPARENT_LEN, sid) == hex);
+			if (!ok)
+				continue;
+			char out[TRACEPARENT_LEN + 1];
+			ck_assert_uint_eq(propagation_format_traceparent(&ctx, out), TRACEPARENT_LEN);
+			ck_assert_msg(memcmp(out, tp, TRACEPARENT_LEN) == 0, "byte 0x%02x at %d: %.55s", b, pos[k], out);
+			if (pos[k] >= 36)
+				ck_assert_mem_eq(sid, ctx.span_id, 8);
+		}
+	}
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* tracestate                                                          */
 /* ------------------------------------------------------------------ */
@@ -1090,6 +1123,7 @@ Suite *propagation_suite(void)
 	tcase_add_test(tp, test_traceparent_failure_clears);
 	tcase_add_test(tp, test_traceparent_span_id);
 	tcase_add_test(tp, test_format_every_byte);
+	tcase_add_test(tp, test_parse_every_byte);
 	tcase_add_loop_test(tp, test_format_table, 0, N_ELEMS(fmt_cases));
 	tcase_add_test(tp, test_format_from_fields);
 	suite_add_tcase(s, tp);
