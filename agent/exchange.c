@@ -238,19 +238,49 @@ static void conn_attrs(struct exchange *x, struct span *sp)
 	}
 }
 
-/* Made with the connection's first recorded span, then copied as a block. */
-static void conn_attrs_add(struct exchange *x, struct span *sp)
+/* server.address and server.port from the Host header, else from the
+ * socket (the server's own address, or the peer a client reached); true when
+ * the Host header gave them. */
+static bool host_attrs(struct exchange *x, struct span *sp, const struct http_request *r)
+{
+	const char *h;
+	size_t hl;
+	int32_t port;
+	bool v6;
+	if (!url_host_port(r->host, r->host_len, &h, &hl, &port, &v6)) {
+		endpoint_attrs(sp, x->role == EXCHANGE_SERVER ? &x->local : &x->peer, KEY("server.address"),
+			       KEY("server.port"));
+		return false;
+	}
+	span_set_str(sp, "server.address", h, hl);
+	span_set_int(sp, "server.port", port >= 0 ? port : 80);
+	return true;
+}
+
+/*
+ * The attributes every span of the connection has, and those of its Host
+ * header: made with the connection's first recorded span, then copied as one
+ * block while requests name the same Host. True when the Host header gave
+ * server.address.
+ */
+static bool conn_attrs_add(struct exchange *x, struct span *sp, const struct http_request *r)
 {
 	if (x->block_state == 0) {
 		struct span *scratch = span_scratch_new();
+		x->block_host_ok = host_attrs(x, scratch, r);
 		conn_attrs(x, scratch);
 		span_attr_block_take(&x->block, scratch);
-		x->block_state = x->block.n ? 1 : 2;
+		x->block_state = x->block.n && r->host_len <= sizeof x->block_host ? 1 : 2;
+		x->block_host_len = (uint8_t)r->host_len;
+		memcpy(x->block_host, r->host, x->block_state == 1 ? r->host_len : 0);
 	}
-	if (x->block_state == 1)
+	if (x->block_state == 1 && r->host_len == x->block_host_len && memcmp(r->host, x->block_host, r->host_len) == 0) {
 		span_attr_block_add(sp, &x->block);
-	else
-		conn_attrs(x, sp);
+		return x->block_host_ok;
+	}
+	bool host = host_attrs(x, sp, r);
+	conn_attrs(x, sp);
+	return host;
 }
 
 /* --- spans --- */
@@ -274,20 +304,6 @@ static void captured_attrs(struct span *sp, const struct capture_list *l, const 
 		size_t n = cap[i].len;
 		span_set_str_array(sp, l->key[i], &v, &n, 1);
 	}
-}
-
-/* server.address and server.port from the Host header; false without one. */
-static bool host_attrs(struct span *sp, const struct http_request *r)
-{
-	const char *h;
-	size_t hl;
-	int32_t port;
-	bool v6;
-	if (!url_host_port(r->host, r->host_len, &h, &hl, &port, &v6))
-		return false;
-	span_set_str(sp, "server.address", h, hl);
-	span_set_int(sp, "server.port", port >= 0 ? port : 80);
-	return true;
 }
 
 static void server_attrs(struct exchange *x, struct exchange_thread *t, struct span *sp)
@@ -316,9 +332,7 @@ static void server_attrs(struct exchange *x, struct exchange_thread *t, struct s
 	span_set_str(sp, "url.path", path, path_len);
 	if (query)
 		span_set_str(sp, "url.query", query, query_len);
-	if (!host_attrs(sp, r))
-		endpoint_attrs(sp, &x->local, KEY("server.address"), KEY("server.port"));
-	conn_attrs_add(x, sp);
+	conn_attrs_add(x, sp, r);
 	span_set_str(sp, "network.protocol.version", r->version_minor ? "1.1" : "1.0", 3);
 	if (r->user_agent_len)
 		span_set_str(sp, "user_agent.original", r->user_agent, r->user_agent_len);
@@ -332,10 +346,7 @@ static void client_attrs(struct exchange *x, struct exchange_thread *t, struct s
 	size_t n = 0;
 
 	method_attrs(sp, r);
-	bool host = host_attrs(sp, r);
-	if (!host)
-		endpoint_attrs(sp, &x->peer, KEY("server.address"), KEY("server.port"));
-	conn_attrs_add(x, sp);
+	bool host = conn_attrs_add(x, sp, r);
 	if (r->target_len && r->target[0] != '/') {
 		/* absolute-form (to a proxy) */
 		memcpy(t->url, r->target, r->target_len);

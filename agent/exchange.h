@@ -76,6 +76,9 @@ struct exchange_pending {
 	uint32_t skip_after;
 };
 
+/* The longest Host header kept with a connection's attribute block. */
+#define EXCHANGE_BLOCK_HOST_MAX 96
+
 struct exchange {
 	uint8_t role;         /* enum exchange_role */
 	uint8_t phase;        /* enum exchange_phase */
@@ -89,6 +92,12 @@ struct exchange {
 	 * client.port and url.scheme for a server, network.peer.* for a client):
 	 * built with its first recorded span, then copied as a block. */
 	uint8_t block_state;  /* 0: not built; 1: built; 2: could not be built (setters per span) */
+	/* The block also holds server.address and server.port as the Host
+	 * header below gave them (a connection's requests nearly always name
+	 * one host); a request naming another gets them one by one. */
+	bool block_host_ok;   /* that Host header was valid (else the socket's address is in the block) */
+	uint8_t block_host_len;
+	char block_host[EXCHANGE_BLOCK_HOST_MAX];
 	struct span_attr_block block;
 
 	/* the request stream */
