@@ -175,7 +175,17 @@ static void send_batch(size_t n, bool final)
 	}
 }
 
-static void drain(bool final)
+/*
+ * Exports what is queued, a batch at a time. final: the process is ending
+ * (no backoff wait). everything: a flush, or the end: every queued span goes
+ * now. Otherwise (a full batch, or the schedule delay) the first batch goes
+ * whatever its size, and then only full ones: what arrives while a batch is
+ * sent waits for its batch to fill or for the delay, as the spec's batch
+ * processor does, instead of going out in small batches as fast as the
+ * collector answers (under load, each one's request and resource cost more
+ * per span).
+ */
+static void drain(bool final, bool everything)
 {
 	size_t max = cfg->bsp_max_export_batch_size;
 
@@ -202,6 +212,8 @@ static void drain(bool final)
 		if (send)
 			send_batch(n, final);
 		atomic_store(&batch_n, 0);
+		if (!everything && queue_length() < max)
+			return;
 	}
 }
 
@@ -259,7 +271,7 @@ static void *thread_main(void *arg)
 		clock_reanchor();
 		/* Signal flushes come only from the process's end (SIGTERM,
 		 * SIGINT, _exit): as at exit, no batch waits out a backoff. */
-		drain(stop || !other);
+		drain(stop || !other, stop || !other || target != flush_done);
 		next = clock_mono_ns() + (uint64_t)cfg->bsp_schedule_delay_ms * 1000000u;
 		/* Everything queued when sreq was read has been sent (or given up). */
 		atomic_store(&sig_done, sreq);
