@@ -30,7 +30,8 @@
  * A vfork() child (CPython's subprocess uses vfork) runs these hooks on the
  * parent's memory, its thread-local storage included: they write nothing but
  * their own stack (no guard, no malloc, no log) and, the first time, the
- * pointer to the real function, which is the parent's to keep. A larger
+ * pointer to the real function and its looked-up mark (hooks/kernel.c),
+ * which are the parent's to keep. A larger
  * environment than fits the bound below is passed on untouched.
  */
 #define ENV_MAX_ENTRIES 512   /* the new array lives on the caller's stack (4 KiB at most) */
