@@ -154,6 +154,7 @@ unit: $(UNIT_BIN) $(AGENT) $(SINK)
 	TRACEAGENT_SINK=$(abspath $(SINK)) TRACEAGENT_SO=$(abspath $(AGENT)) $(UNIT_BIN)
 
 check: deps all $(UNIT_BIN) $(TOOL_BIN) $(PROG_BIN)
+	@python3 scripts/check-structure $(OBJ)
 	@bash tests/run-all
 
 bench: deps all $(BENCH_BIN) $(KAFKA_BENCH_BIN) $(TOOL_BIN) $(PROG_BIN)

@@ -1,7 +1,6 @@
 /* The execve family and posix_spawn: when a span is current, the child program gets its context as TRACEPARENT/TRACESTATE/BAGGAGE. */
 #include "exec.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -14,9 +13,7 @@
 #include "agent/context.h"
 #include "agent/envcarrier.h"
 #include "agent/log.h"
-#include "hooks/init.h"
-
-#define HOOK __attribute__((visibility("default")))
+#include "hooks/kernel.h"
 
 /*
  * Rules, in the order they are checked (see README, "Context across fork and exec"):
@@ -33,45 +30,28 @@
  * A vfork() child (CPython's subprocess uses vfork) runs these hooks on the
  * parent's memory, its thread-local storage included: they write nothing but
  * their own stack (no guard, no malloc, no log) and, the first time, the
- * pointer to the real function, which is the parent's to keep. A larger
+ * pointer to the real function and its looked-up mark (hooks/kernel.c),
+ * which are the parent's to keep. A larger
  * environment than fits the bound below is passed on untouched.
  */
 #define ENV_MAX_ENTRIES 512   /* the new array lives on the caller's stack (4 KiB at most) */
 
 extern char **environ;
 
-typedef int (*execve_fn)(const char *, char *const[], char *const[]);
-typedef int (*execv_fn)(const char *, char *const[]);
-typedef int (*fexecve_fn)(int, char *const[], char *const[]);
-typedef int (*execveat_fn)(int, const char *, char *const[], char *const[], int);
-typedef int (*spawn_fn)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
-			char *const[], char *const[]);
-
-/* Each looked up on its first use (a shell's forked child resolves only the
- * one it calls), or all at once by exec_init; plain stores, racing lookups
- * store the same value. */
-static struct {
-	execve_fn execve, execvpe;
-	execv_fn execv, execvp;
-	fexecve_fn fexecve;
-	execveat_fn execveat;
-	spawn_fn posix_spawn, posix_spawnp;
-} rx;
-
 static struct envcarrier_inherited inherited;
 
-#define RX(fn) (__builtin_expect(rx.fn != NULL, 1) ? rx.fn : (rx.fn = (__typeof__(rx.fn))dlsym(RTLD_NEXT, #fn)))
-
+/* Each real function is looked up at its first use (a shell's forked child
+ * resolves only the one it calls), or all at once here by exec_init. */
 static void resolve(void)
 {
-	(void)RX(execve);
-	(void)RX(execvpe);
-	(void)RX(execv);
-	(void)RX(execvp);
-	(void)RX(fexecve);
-	(void)RX(execveat);
-	(void)RX(posix_spawn);
-	(void)RX(posix_spawnp);
+	(void)REAL(execve);
+	(void)REAL(execvpe);
+	(void)REAL(execv);
+	(void)REAL(execvp);
+	(void)REAL(fexecve);
+	(void)REAL(execveat);
+	(void)REAL(posix_spawn);
+	(void)REAL(posix_spawnp);
 }
 
 void exec_init(const struct config *c)
@@ -116,41 +96,41 @@ static int call_real(const struct call *c, char *const envp[], bool env_changed)
 	switch (c->kind) {
 	case K_EXECV:
 		if (!env_changed)
-			return RX(execv) ? rx.execv(c->path, c->argv) : nosys();
+			return REAL(execv) ? REAL(execv)(c->path, c->argv) : nosys();
 		/* execv(p, a) is execve(p, a, environ) */
 		__attribute__((fallthrough));
 	case K_EXECVE:
-		return RX(execve) ? rx.execve(c->path, c->argv, envp) : nosys();
+		return REAL(execve) ? REAL(execve)(c->path, c->argv, envp) : nosys();
 	case K_EXECVP:
 		if (!env_changed)
-			return RX(execvp) ? rx.execvp(c->path, c->argv) : nosys();
+			return REAL(execvp) ? REAL(execvp)(c->path, c->argv) : nosys();
 		/* execvp(f, a) is execvpe(f, a, environ) */
 		__attribute__((fallthrough));
 	case K_EXECVPE:
-		return RX(execvpe) ? rx.execvpe(c->path, c->argv, envp) : nosys();
+		return REAL(execvpe) ? REAL(execvpe)(c->path, c->argv, envp) : nosys();
 	case K_FEXECVE:
-		return RX(fexecve) ? rx.fexecve(c->fd, c->argv, envp) : nosys();
+		return REAL(fexecve) ? REAL(fexecve)(c->fd, c->argv, envp) : nosys();
 	case K_EXECVEAT:
-		if (RX(execveat))
-			return rx.execveat(c->fd, c->path, c->argv, envp, c->flags);
+		if (REAL(execveat))
+			return REAL(execveat)(c->fd, c->path, c->argv, envp, c->flags);
 		return (int)syscall(SYS_execveat, c->fd, c->path, c->argv, envp, c->flags);
 	case K_SPAWN:
-		return RX(posix_spawn) ? rx.posix_spawn(c->pid, c->path, c->fa, c->attr, c->argv, envp) : ENOSYS;
+		return REAL(posix_spawn) ? REAL(posix_spawn)(c->pid, c->path, c->fa, c->attr, c->argv, envp) : ENOSYS;
 	case K_SPAWNP:
-		return RX(posix_spawnp) ? rx.posix_spawnp(c->pid, c->path, c->fa, c->attr, c->argv, envp) : ENOSYS;
+		return REAL(posix_spawnp) ? REAL(posix_spawnp)(c->pid, c->path, c->fa, c->attr, c->argv, envp) : ENOSYS;
 	}
 	return nosys();
 }
 
 static int with_context(const struct call *c, char *const envp[])
 {
-	if (!init_enabled || context_guard_depth)
+	if (!kernel_enabled || context_guard_depth)
 		return call_real(c, envp, false);
 	const struct trace_context *ctx = context_thread();
 	if (!ctx->valid)
 		return call_real(c, envp, false);
 	/* The environ forms need their envp form to carry a new array. */
-	if ((c->kind == K_EXECVP && !RX(execvpe)) || (c->kind == K_EXECV && !RX(execve)))
+	if ((c->kind == K_EXECVP && !REAL(execvpe)) || (c->kind == K_EXECV && !REAL(execve)))
 		return call_real(c, envp, false);
 
 	struct envcarrier e;

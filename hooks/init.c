@@ -1,5 +1,4 @@
 /* The one place that wires core, exporter and hooks together: constructor, fork handlers, exit flush. */
-#include "init.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -16,14 +15,11 @@
 #include "agent/span.h"
 #include "exporter/exporter.h"
 #include "hooks/exec.h"
+#include "hooks/kernel.h"
 #include "hooks/logcorr.h"
 #include "hooks/rdkafka.h"
 #include "hooks/sigflush.h"
 #include "hooks/socket.h"
-
-bool init_enabled;
-bool init_disabled;
-static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /*
  * glibc-only symbols, referenced weakly: musl's loader then still loads the
@@ -56,7 +52,7 @@ static void init_once(void)
 	/* Nothing init does (getenv, mmap, gethostname) may be traced by our own hooks. */
 	context_guard_depth = 1;
 	if (!gnu_get_libc_version || !__register_atfork) {
-		init_disabled = true;
+		kernel_disabled = true;
 		goto out;
 	}
 	config_load(&config_global, config_captured_getenv);
@@ -69,13 +65,17 @@ static void init_once(void)
 		goto out;
 	}
 	exporter_init(&config_global);
-	sigflush_init(&config_global);
+	static const struct sigflush_flush flush = {
+		exporter_final_deadline, exporter_final_deadline_reset, exporter_flush_signal, exporter_flush_before_exit,
+	};
+	sigflush_init(&config_global, &flush);
+	exporter_set_on_start(sigflush_arm);
 	socket_init(&config_global);
 	rdkafka_init(&config_global);
 	logcorr_init(&config_global);
 	exec_init(&config_global);
 	__register_atfork(NULL, NULL, after_fork_child, __dso_handle);
-	init_enabled = true;
+	kernel_enabled = true;
 	log_debug("started: service.name=%s exporter=%s endpoint=%s", config_global.service_name,
 		  config_global.exporter == EXPORTER_OTLP ? "otlp" :
 		  config_global.exporter == EXPORTER_CONSOLE ? "console" : "none",
@@ -84,29 +84,25 @@ out:
 	context_guard_depth = saved_guard;
 }
 
-void init_ensure(void)
-{
-	if (!init_disabled)
-		pthread_once(&once, init_once);
-}
-
 /*
  * The constructor captures the configuration (the environment the process
- * started with: apps clear or rewrite theirs later) and notes
- * OTEL_SDK_DISABLED. Parsing it waits for the first hook that may record a
- * span (init_ensure): on this class of machine merely touching the
+ * started with: apps clear or rewrite theirs later), notes
+ * OTEL_SDK_DISABLED and hands init to the hook kernel. Parsing the
+ * configuration waits for the first hook that may record a span
+ * (kernel_enter; hooks reached before this constructor pass through): on this class of machine merely touching the
  * configuration code and data costs ~150 us of page faults, which every
  * short-lived process (a shell's /bin/true) would pay.
  */
 __attribute__((constructor)) static void init_constructor(void)
 {
 	if (!gnu_get_libc_version) {
-		init_disabled = true;
+		kernel_disabled = true;
 		return;
 	}
 	config_capture_environment(environ);
 	const char *v = config_captured_getenv("OTEL_SDK_DISABLED");
 	if (v && strcasecmp(v, "true") == 0)
-		init_disabled = true;
+		kernel_disabled = true;
 	perthread_init();
+	kernel_set_start(init_once);
 }

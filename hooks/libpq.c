@@ -13,10 +13,7 @@
 #include "agent/propagation.h"
 #include "agent/span.h"
 #include "agent/sql.h"
-#include "hooks/init.h"
-#include "hooks/real.h"
-
-#define HOOK __attribute__((visibility("default")))
+#include "hooks/kernel.h"
 
 /*
  * Statements started with PQsend* end when PQgetResult returns NULL for
@@ -197,27 +194,15 @@ static void conn_forget(PGconn *c)
 /* A literal span name and its length. */
 #define NAME(s) s, sizeof s - 1
 
-static bool enter(void)
-{
-	if (!context_guard_enter())
-		return false;
-	init_ensure();
-	if (!init_enabled) {
-		context_guard_leave();
-		return false;
-	}
-	return true;
-}
-
 struct conn_strings {
 	const char *db, *host, *port;
 };
 
 static void conn_strings(PGconn *conn, struct conn_strings *cs)
 {
-	cs->db = REAL_PQ(db) ? REAL_PQ(db)(conn) : NULL;
-	cs->host = REAL_PQ(host) ? REAL_PQ(host)(conn) : NULL;
-	cs->port = REAL_PQ(port) ? REAL_PQ(port)(conn) : NULL;
+	cs->db = REAL(PQdb) ? REAL(PQdb)(conn) : NULL;
+	cs->host = REAL(PQhost) ? REAL(PQhost)(conn) : NULL;
+	cs->port = REAL(PQport) ? REAL(PQport)(conn) : NULL;
 }
 
 static void set_conn_attrs(struct span *sp, const struct conn_strings *cs)
@@ -240,7 +225,7 @@ static void set_conn_attrs(struct span *sp, const struct conn_strings *cs)
  * the host entry in use (each entry has its own, with its port). */
 static void add_conn_attrs(struct span *sp, struct conn_state *s, PGconn *conn)
 {
-	const char *host = REAL_PQ(host) ? REAL_PQ(host)(conn) : NULL;
+	const char *host = REAL(PQhost) ? REAL(PQhost)(conn) : NULL;
 	if (s && s->attrs_built && host == s->attrs_host && s->attrs.n) {
 		span_attr_block_add(sp, &s->attrs);
 		return;
@@ -429,7 +414,7 @@ static void result_record(struct span *sp, PGconn *conn, const PGresult *res, Ex
 static void stmt_result(struct span *sp, PGconn *conn, const PGresult *res, int64_t *rows)
 {
 	if (sp)
-		result_record(sp, conn, res, res ? REAL_PQ(result_status)(res) : PGRES_FATAL_ERROR, rows);
+		result_record(sp, conn, res, res ? REAL(PQresultStatus)(res) : PGRES_FATAL_ERROR, rows);
 }
 
 /* stmt_result for a recorded span, res's status st already read. */
@@ -437,8 +422,8 @@ static void result_record(struct span *sp, PGconn *conn, const PGresult *res, Ex
 {
 	if (!res) {
 		/* No result at all: out of memory, or the connection is gone. */
-		const char *msg = REAL_PQ(error_message) ? REAL_PQ(error_message)(conn) : NULL;
-		bool bad = REAL_PQ(status) && REAL_PQ(status)(conn) == CONNECTION_BAD;
+		const char *msg = REAL(PQerrorMessage) ? REAL(PQerrorMessage)(conn) : NULL;
+		bool bad = REAL(PQstatus) && REAL(PQstatus)(conn) == CONNECTION_BAD;
 		size_t ml = msg ? strcspn(msg, "\n") : 0;
 		span_set_cstr(sp, "error.type", bad ? "08006" : "_OTHER");
 		set_error(sp, bad ? "08006" : "_OTHER", msg, ml);
@@ -447,18 +432,18 @@ static void result_record(struct span *sp, PGconn *conn, const PGresult *res, Ex
 	switch (st) {
 	case PGRES_TUPLES_OK:
 	case PGRES_SINGLE_TUPLE:
-		*rows += REAL_PQ(ntuples)(res);
+		*rows += REAL(PQntuples)(res);
 		span_set_int(sp, "db.response.returned_rows", *rows);
 		break;
 	case PGRES_FATAL_ERROR:
 	case PGRES_BAD_RESPONSE:
 	case PGRES_PIPELINE_ABORTED: {
-		const char *code = REAL_PQ(result_error_field)(res, PG_DIAG_SQLSTATE);
-		const char *msg = REAL_PQ(result_error_field)(res, PG_DIAG_MESSAGE_PRIMARY);
+		const char *code = REAL(PQresultErrorField)(res, PG_DIAG_SQLSTATE);
+		const char *msg = REAL(PQresultErrorField)(res, PG_DIAG_MESSAGE_PRIMARY);
 		if (st == PGRES_PIPELINE_ABORTED && !msg)
 			msg = "pipeline aborted by an earlier error";
 		if (!code)
-			code = REAL_PQ(status)(conn) == CONNECTION_BAD ? "08006" : "_OTHER";
+			code = REAL(PQstatus)(conn) == CONNECTION_BAD ? "08006" : "_OTHER";
 		if (strcmp(code, "_OTHER") != 0)
 			span_set_cstr(sp, "db.response.status_code", code);
 		span_set_cstr(sp, "error.type", code);
@@ -533,22 +518,15 @@ static inline void queue_pending(PGconn *conn, struct conn_state *s, struct span
 /* The common tail of the synchronous hooks: record, end, leave, errno intact. */
 static PGresult *sync_done(struct span *sp, PGconn *conn, PGresult *r)
 {
-	int e = errno;
 	int64_t rows = 0;
-	stmt_result(sp, conn, r, &rows);
-	span_end(sp);
-	context_guard_leave();
-	errno = e;
+	KERNEL_LEAVE(stmt_result(sp, conn, r, &rows); span_end(sp));
 	return r;
 }
 
 /* The common tail of the PQsend* hooks: queue the span, leave, errno intact. */
 static inline int async_done(struct span *sp, PGconn *conn, struct conn_state *s, int ok)
 {
-	int e = errno;
-	queue_pending(conn, s, sp, ok);
-	context_guard_leave();
-	errno = e;
+	KERNEL_LEAVE(queue_pending(conn, s, sp, ok));
 	return ok;
 }
 
@@ -556,114 +534,126 @@ static inline int async_done(struct span *sp, PGconn *conn, struct conn_state *s
 
 HOOK PGresult *PQexec(PGconn *conn, const char *query)
 {
-	if (!enter())
-		return REAL_PQ(exec)(conn, query);
+	if (!kernel_enter())
+		return REAL(PQexec)(conn, query);
 	struct conn_state *s;
 	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, false, NAME("postgresql"), 0, NULL, NULL);
-	return sync_done(sp, conn, REAL_PQ(exec)(conn, commented(query)));
+	return sync_done(sp, conn, REAL(PQexec)(conn, commented(query)));
 }
 
 HOOK PGresult *PQexecParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
 			    const int *lengths, const int *formats, int result_format)
 {
-	if (!enter())
-		return REAL_PQ(exec_params)(conn, command, n, types, values, lengths, formats, result_format);
+	if (!kernel_enter())
+		return REAL(PQexecParams)(conn, command, n, types, values, lengths, formats, result_format);
 	struct conn_state *s;
 	struct span *sp = stmt_begin(conn, &s, command, SIZE_MAX, NULL, n > 0, NAME("postgresql"), n, values, formats);
-	return sync_done(sp, conn, REAL_PQ(exec_params)(conn, commented(command), n, types, values, lengths,
+	return sync_done(sp, conn, REAL(PQexecParams)(conn, commented(command), n, types, values, lengths,
 							  formats, result_format));
 }
 
 HOOK PGresult *PQprepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types)
 {
-	if (!enter())
-		return REAL_PQ(prepare)(conn, name, query, n, types);
+	if (!kernel_enter())
+		return REAL(PQprepare)(conn, name, query, n, types);
 	struct conn_state *s;
 	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, true, NAME("PREPARE"), 0, NULL, NULL);
-	PGresult *r = REAL_PQ(prepare)(conn, name, commented(query), n, types);
-	int e = errno;
-	if (r && REAL_PQ(result_status)(r) == PGRES_COMMAND_OK)
-		remember_prepared(s ? s : conn_state(scratch_tls, conn, true), name, query);
-	errno = e;
+	PGresult *r = REAL(PQprepare)(conn, name, commented(query), n, types);
+	if (r && REAL(PQresultStatus)(r) == PGRES_COMMAND_OK)
+		KERNEL_QUIET(remember_prepared(s ? s : conn_state(scratch_tls, conn, true), name, query));
 	return sync_done(sp, conn, r);
 }
 
 HOOK PGresult *PQexecPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
 			      const int *formats, int result_format)
 {
-	if (!enter())
-		return REAL_PQ(exec_prepared)(conn, name, n, values, lengths, formats, result_format);
+	if (!kernel_enter())
+		return REAL(PQexecPrepared)(conn, name, n, values, lengths, formats, result_format);
 	struct conn_state *s;
 	struct span *sp = stmt_begin(conn, &s, NULL, 0, name, true, NAME("EXECUTE"), n, values, formats);
-	return sync_done(sp, conn, REAL_PQ(exec_prepared)(conn, name, n, values, lengths, formats, result_format));
+	return sync_done(sp, conn, REAL(PQexecPrepared)(conn, name, n, values, lengths, formats, result_format));
 }
 
 HOOK PGresult *PQdescribePrepared(PGconn *conn, const char *name)
 {
-	if (!enter())
-		return REAL_PQ(describe_prepared)(conn, name);
+	if (!kernel_enter())
+		return REAL(PQdescribePrepared)(conn, name);
 	struct conn_state *s;
 	struct span *sp = stmt_begin(conn, &s, NULL, 0, NULL, true, NAME("DESCRIBE"), 0, NULL, NULL);
-	return sync_done(sp, conn, REAL_PQ(describe_prepared)(conn, name));
+	return sync_done(sp, conn, REAL(PQdescribePrepared)(conn, name));
 }
 
 HOOK PGresult *PQdescribePortal(PGconn *conn, const char *portal)
 {
-	if (!enter())
-		return REAL_PQ(describe_portal)(conn, portal);
+	if (!kernel_enter())
+		return REAL(PQdescribePortal)(conn, portal);
 	struct conn_state *s;
 	struct span *sp = stmt_begin(conn, &s, NULL, 0, NULL, true, NAME("DESCRIBE"), 0, NULL, NULL);
-	return sync_done(sp, conn, REAL_PQ(describe_portal)(conn, portal));
+	return sync_done(sp, conn, REAL(PQdescribePortal)(conn, portal));
 }
 
 /* --- asynchronous calls --- */
 
 HOOK int PQsendQuery(PGconn *conn, const char *query)
 {
-	if (!enter())
-		return REAL_PQ(send_query)(conn, query);
+	if (!kernel_enter())
+		return REAL(PQsendQuery)(conn, query);
 	struct conn_state *s;
 	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, false, NAME("postgresql"), 0, NULL, NULL);
-	return async_done(sp, conn, s, REAL_PQ(send_query)(conn, commented(query)));
+	return async_done(sp, conn, s, REAL(PQsendQuery)(conn, commented(query)));
 }
 
 HOOK int PQsendQueryParams(PGconn *conn, const char *command, int n, const Oid *types, const char *const *values,
 			   const int *lengths, const int *formats, int result_format)
 {
-	if (!enter())
-		return REAL_PQ(send_query_params)(conn, command, n, types, values, lengths, formats, result_format);
+	if (!kernel_enter())
+		return REAL(PQsendQueryParams)(conn, command, n, types, values, lengths, formats, result_format);
 	struct conn_state *s;
 	struct span *sp = stmt_begin(conn, &s, command, SIZE_MAX, NULL, n > 0, NAME("postgresql"), n, values, formats);
-	return async_done(sp, conn, s, REAL_PQ(send_query_params)(conn, commented(command), n, types, values, lengths,
+	return async_done(sp, conn, s, REAL(PQsendQueryParams)(conn, commented(command), n, types, values, lengths,
 								  formats, result_format));
 }
 
 HOOK int PQsendPrepare(PGconn *conn, const char *name, const char *query, int n, const Oid *types)
 {
-	if (!enter())
-		return REAL_PQ(send_prepare)(conn, name, query, n, types);
+	if (!kernel_enter())
+		return REAL(PQsendPrepare)(conn, name, query, n, types);
 	struct conn_state *s;
 	struct span *sp = stmt_begin(conn, &s, query, SIZE_MAX, NULL, true, NAME("PREPARE"), 0, NULL, NULL);
-	int ok = REAL_PQ(send_prepare)(conn, name, commented(query), n, types);
-	int e = errno;
-	if (ok) {
-		if (!s)
-			s = conn_state(scratch_tls, conn, true);
-		remember_prepared(s, name, query);
-	}
-	errno = e;
+	int ok = REAL(PQsendPrepare)(conn, name, commented(query), n, types);
+	if (ok)
+		KERNEL_QUIET(if (!s) s = conn_state(scratch_tls, conn, true); remember_prepared(s, name, query));
 	return async_done(sp, conn, s, ok);
 }
 
 HOOK int PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *const *values, const int *lengths,
 			     const int *formats, int result_format)
 {
-	if (!enter())
-		return REAL_PQ(send_query_prepared)(conn, name, n, values, lengths, formats, result_format);
+	if (!kernel_enter())
+		return REAL(PQsendQueryPrepared)(conn, name, n, values, lengths, formats, result_format);
 	struct conn_state *s;
 	struct span *sp = stmt_begin(conn, &s, NULL, 0, name, true, NAME("EXECUTE"), n, values, formats);
-	return async_done(sp, conn, s, REAL_PQ(send_query_prepared)(conn, name, n, values, lengths, formats,
+	return async_done(sp, conn, s, REAL(PQsendQueryPrepared)(conn, name, n, values, lengths, formats,
 								     result_format));
+}
+
+/* PQgetResult's result r for the oldest statement of s still pending. */
+static void result_arrived(struct conn_state *s, PGconn *conn, PGresult *r)
+{
+	struct pending *p = &s->q[s->first];
+	if (r) {
+		ExecStatusType st = REAL(PQresultStatus)(r);
+		if (st != PGRES_PIPELINE_SYNC) {
+			if (p->sp)
+				result_record(p->sp, conn, r, st, &p->rows);
+			p->got_result = true;
+		}
+	} else if (p->got_result) {
+		span_end(p->sp);
+		p->sp = NULL;
+		s->first = (s->first + 1) % PENDING_MAX;
+		s->count--;
+	}
 }
 
 /*
@@ -674,30 +664,12 @@ HOOK int PQsendQueryPrepared(PGconn *conn, const char *name, int n, const char *
  */
 HOOK PGresult *PQgetResult(PGconn *conn)
 {
-	if (!enter())
-		return REAL_PQ(get_result)(conn);
+	if (!kernel_enter())
+		return REAL(PQgetResult)(conn);
 	struct pq_scratch *x = scratch();
 	struct conn_state *s = conn ? conn_state(x, conn, false) : NULL;
-	PGresult *r = REAL_PQ(get_result)(conn);
-	int e = errno;
-	if (s && s->count) {
-		struct pending *p = &s->q[s->first];
-		if (r) {
-			ExecStatusType st = REAL_PQ(result_status)(r);
-			if (st != PGRES_PIPELINE_SYNC) {
-				if (p->sp)
-					result_record(p->sp, conn, r, st, &p->rows);
-				p->got_result = true;
-			}
-		} else if (p->got_result) {
-			span_end(p->sp);
-			p->sp = NULL;
-			s->first = (s->first + 1) % PENDING_MAX;
-			s->count--;
-		}
-	}
-	context_guard_leave();
-	errno = e;
+	PGresult *r = REAL(PQgetResult)(conn);
+	KERNEL_LEAVE(if (s && s->count) result_arrived(s, conn, r));
 	return r;
 }
 
@@ -724,8 +696,8 @@ static void connect_end(struct span *sp, PGconn *c)
 			set_conn_attrs(sp, &cs);
 		}
 	}
-	if (sp && (!c || REAL_PQ(status)(c) == CONNECTION_BAD)) {
-		const char *msg = c ? REAL_PQ(error_message)(c) : "out of memory";
+	if (sp && (!c || REAL(PQstatus)(c) == CONNECTION_BAD)) {
+		const char *msg = c ? REAL(PQerrorMessage)(c) : "out of memory";
 		size_t ml = msg ? strcspn(msg, "\n") : 0;
 		span_set_cstr(sp, "error.type", "08006");
 		set_error(sp, NULL, msg, ml);
@@ -735,61 +707,43 @@ static void connect_end(struct span *sp, PGconn *c)
 
 HOOK PGconn *PQconnectdb(const char *conninfo)
 {
-	if (!enter())
-		return REAL_PQ(connectdb)(conninfo);
+	if (!kernel_enter())
+		return REAL(PQconnectdb)(conninfo);
 	struct span *sp = connect_begin();
-	PGconn *c = REAL_PQ(connectdb)(conninfo);
-	int e = errno;
-	connect_end(sp, c);
-	context_guard_leave();
-	errno = e;
+	PGconn *c = REAL(PQconnectdb)(conninfo);
+	KERNEL_LEAVE(connect_end(sp, c));
 	return c;
 }
 
 HOOK PGconn *PQconnectdbParams(const char *const *keywords, const char *const *values, int expand)
 {
-	if (!enter())
-		return REAL_PQ(connectdb_params)(keywords, values, expand);
+	if (!kernel_enter())
+		return REAL(PQconnectdbParams)(keywords, values, expand);
 	struct span *sp = connect_begin();
-	PGconn *c = REAL_PQ(connectdb_params)(keywords, values, expand);
-	int e = errno;
-	connect_end(sp, c);
-	context_guard_leave();
-	errno = e;
+	PGconn *c = REAL(PQconnectdbParams)(keywords, values, expand);
+	KERNEL_LEAVE(connect_end(sp, c));
 	return c;
 }
 
 HOOK PGconn *PQconnectStart(const char *conninfo)
 {
-	PGconn *c = REAL_PQ(connect_start)(conninfo);
-	if (c && enter()) {
-		int e = errno;
-		conn_forget(c);
-		context_guard_leave();
-		errno = e;
-	}
+	PGconn *c = REAL(PQconnectStart)(conninfo);
+	if (c && kernel_enter())
+		KERNEL_LEAVE(conn_forget(c));
 	return c;
 }
 
 HOOK PGconn *PQconnectStartParams(const char *const *keywords, const char *const *values, int expand)
 {
-	PGconn *c = REAL_PQ(connect_start_params)(keywords, values, expand);
-	if (c && enter()) {
-		int e = errno;
-		conn_forget(c);
-		context_guard_leave();
-		errno = e;
-	}
+	PGconn *c = REAL(PQconnectStartParams)(keywords, values, expand);
+	if (c && kernel_enter())
+		KERNEL_LEAVE(conn_forget(c));
 	return c;
 }
 
 HOOK void PQfinish(PGconn *conn)
 {
-	if (conn && enter()) {
-		int e = errno;
-		conn_forget(conn);
-		context_guard_leave();
-		errno = e;
-	}
-	REAL_PQ(finish)(conn);
+	if (conn && kernel_enter())
+		KERNEL_LEAVE(conn_forget(conn));
+	REAL(PQfinish)(conn);
 }

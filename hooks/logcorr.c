@@ -15,7 +15,7 @@
 #include <wchar.h>
 
 #include "agent/context.h"
-#include "hooks/real.h"
+#include "hooks/kernel.h"
 
 /* pthread_cleanup_push/pop call these glibc functions; weak, like every
  * glibc-only symbol we reference, so musl's loader can still load us (the
@@ -42,8 +42,6 @@
  * streams only. They format into a buffer and hand the decorated text to
  * the real fwrite under the stream's lock.
  */
-
-#define HOOK __attribute__((visibility("default")))
 
 /* ",\"trace_id\":\"" 32 "\",\"span_id\":\"" 16 "\"" is 75 bytes. */
 #define DECOR_MAX 80
@@ -443,9 +441,8 @@ static bool fd_is_log(int fd)
 	uint32_t v = atomic_load_explicit(c, memory_order_acquire);
 	if (__builtin_expect((v & 3) != FD_UNKNOWN, 1))
 		return (v & 3) == FD_LOG;
-	int e = errno;
-	uint32_t cls = fd_classify(fd);
-	errno = e;
+	uint32_t cls;
+	KERNEL_QUIET(cls = fd_classify(fd));
 	if (cls != FD_UNKNOWN)
 		atomic_compare_exchange_strong_explicit(c, &v, (v & ~3u) | cls, memory_order_release,
 							memory_order_relaxed);
@@ -482,21 +479,15 @@ static __attribute__((noinline)) ssize_t raw_locked(int fd, const struct src *s,
 	pthread_cleanup_push(raw_unlock, &raw[fd - 1].mu);
 	r = run(&raw[fd - 1].line, s, raw_emit, (void *)a);
 	pthread_cleanup_pop(0);
-	int e = errno;
-	pthread_mutex_unlock(&raw[fd - 1].mu);
-	errno = e;
+	KERNEL_QUIET(pthread_mutex_unlock(&raw[fd - 1].mu));
 	return r;
 }
 
 static ssize_t raw_run(int fd, const struct src *s, bool single)
 {
-	int e = errno;
 	struct raw_arg a = { fd, single };
-	ssize_t r = raw_locked(fd, s, &a);
-	if (r < 0)
-		e = errno;
-	context_guard_leave();
-	errno = e;
+	ssize_t r;
+	KERNEL_LEAVE(r = raw_locked(fd, s, &a); if (r < 0) app_errno = errno);
 	return r;
 }
 
@@ -549,7 +540,7 @@ static ssize_t stdio_emit(void *arg, const struct iovec *out, int cnt, bool app_
 	}
 	size_t done = 0;
 	for (int i = 0; i < cnt; i++) {
-		size_t w = REAL_STDIO(fwrite, "fwrite")(out[i].iov_base, 1, out[i].iov_len, f);
+		size_t w = REAL(fwrite)(out[i].iov_base, 1, out[i].iov_len, f);
 		done += w;
 		if (w < out[i].iov_len)
 			return done ? (ssize_t)done : -1;
@@ -557,20 +548,21 @@ static ssize_t stdio_emit(void *arg, const struct iovec *out, int cnt, bool app_
 	return (ssize_t)done;
 }
 
-/* The line state of f when f is stdout or stderr, with the guard entered;
- * NULL (pass through) otherwise. Hooks call it only when the feature is on:
+/* The line state of f when f is stdout or stderr, with the guard entered
+ * and the app's errno in *e (for stdio_run); NULL (pass through, errno
+ * untouched) otherwise. Hooks call it only when the feature is on:
  * off, each hook is one predictable branch and a jump to libc's function. */
 #define OFF __builtin_expect(!logcorr_enabled, 1)
-static struct line *stdio_enter(FILE *f)
+static struct line *stdio_enter(FILE *f, int *e)
 {
 	struct line *l = f == stdout ? &stdio_line[0] : f == stderr ? &stdio_line[1] : NULL;
 	if (!l)
 		return NULL;
 	/* The stream's fd must be 1 or 2 and lead to a log, as for raw writes
 	 * (fileno sets errno for a stream without one). */
-	int e = errno;
+	*e = errno;
 	int fd = fileno(f);
-	errno = e;
+	errno = *e;
 	if ((unsigned)fd - 1u >= 2u || !fd_is_log(fd) || !context_guard_enter())
 		return NULL;
 	/* A wide-oriented stream takes no byte output: leave it to libc. */
@@ -595,9 +587,7 @@ static __attribute__((noinline)) ssize_t stdio_locked(FILE *f, struct line *l, c
 	pthread_cleanup_push(stdio_unlock, f);
 	r = run(l, s, stdio_emit, f);
 	pthread_cleanup_pop(0);
-	int e = errno;
-	funlockfile(f);
-	errno = e;
+	KERNEL_QUIET(funlockfile(f));
 	return r;
 }
 
@@ -632,14 +622,13 @@ extern int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const 
 static int vfp(FILE *f, int flag, const char *fmt, va_list ap)
 {
 	if (OFF)
-		return flag < 0 ? REAL_STDIO(vfprintf, "vfprintf")(f, fmt, ap)
-				: REAL_STDIO(vfprintf_chk, "__vfprintf_chk")(f, flag, fmt, ap);
-	int e = errno;
-	struct line *l = stdio_enter(f);
+		return flag < 0 ? REAL(vfprintf)(f, fmt, ap)
+				: REAL(__vfprintf_chk)(f, flag, fmt, ap);
+	int e;
+	struct line *l = stdio_enter(f, &e);
 	if (!l) {
-		errno = e;
-		return flag < 0 ? REAL_STDIO(vfprintf, "vfprintf")(f, fmt, ap)
-				: REAL_STDIO(vfprintf_chk, "__vfprintf_chk")(f, flag, fmt, ap);
+		return flag < 0 ? REAL(vfprintf)(f, fmt, ap)
+				: REAL(__vfprintf_chk)(f, flag, fmt, ap);
 	}
 	char small[512], *buf = small;
 	va_list ap2;
@@ -655,8 +644,8 @@ static int vfp(FILE *f, int flag, const char *fmt, va_list ap)
 			/* No memory for the text: let libc print it, undecorated. */
 			context_guard_leave();
 			errno = e;
-			int r = flag < 0 ? REAL_STDIO(vfprintf, "vfprintf")(f, fmt, ap2)
-					 : REAL_STDIO(vfprintf_chk, "__vfprintf_chk")(f, flag, fmt, ap2);
+			int r = flag < 0 ? REAL(vfprintf)(f, fmt, ap2)
+					 : REAL(__vfprintf_chk)(f, flag, fmt, ap2);
 			va_end(ap2);
 			return r;
 		}
@@ -666,17 +655,12 @@ static int vfp(FILE *f, int flag, const char *fmt, va_list ap)
 	}
 	va_end(ap2);
 	if (len < 0) {
-		int e2 = errno;
 		context_guard_leave();
-		errno = e2;
 		return -1;
 	}
 	ssize_t r = stdio_buf(f, l, buf, (size_t)len, e);
-	if (buf != small) {
-		int e2 = errno;
-		free(buf);
-		errno = e2;
-	}
+	if (buf != small)
+		KERNEL_QUIET(free(buf));
 	return r == len ? len : -1;
 }
 
@@ -740,11 +724,11 @@ HOOK int __printf_chk(int flag, const char *fmt, ...)
 HOOK int fputs(const char *str, FILE *f)
 {
 	if (OFF)
-		return REAL_STDIO(fputs, "fputs")(str, f);
-	int e = errno;
-	struct line *l = stdio_enter(f);
+		return REAL(fputs)(str, f);
+	int e;
+	struct line *l = stdio_enter(f, &e);
 	if (!l)
-		return REAL_STDIO(fputs, "fputs")(str, f);
+		return REAL(fputs)(str, f);
 	size_t n = strlen(str);
 	return stdio_buf(f, l, str, n, e) == (ssize_t)n ? 1 : EOF;
 }
@@ -752,11 +736,11 @@ HOOK int fputs(const char *str, FILE *f)
 HOOK int fputs_unlocked(const char *str, FILE *f)
 {
 	if (OFF)
-		return REAL_STDIO(fputs_unlocked, "fputs_unlocked")(str, f);
-	int e = errno;
-	struct line *l = stdio_enter(f);
+		return REAL(fputs_unlocked)(str, f);
+	int e;
+	struct line *l = stdio_enter(f, &e);
 	if (!l)
-		return REAL_STDIO(fputs_unlocked, "fputs_unlocked")(str, f);
+		return REAL(fputs_unlocked)(str, f);
 	size_t n = strlen(str);
 	return stdio_buf(f, l, str, n, e) == (ssize_t)n ? 1 : EOF;
 }
@@ -764,11 +748,11 @@ HOOK int fputs_unlocked(const char *str, FILE *f)
 HOOK int puts(const char *str)
 {
 	if (OFF)
-		return REAL_STDIO(puts, "puts")(str);
-	int e = errno;
-	struct line *l = stdio_enter(stdout);
+		return REAL(puts)(str);
+	int e;
+	struct line *l = stdio_enter(stdout, &e);
 	if (!l)
-		return REAL_STDIO(puts, "puts")(str);
+		return REAL(puts)(str);
 	size_t n = strlen(str);
 	struct iovec v[2] = { { (void *)str, n }, { "\n", 1 } };
 	if (stdio_run(stdout, l, v, 2, n + 1, e) != (ssize_t)(n + 1))
@@ -781,7 +765,7 @@ static size_t fw(const void *p, size_t size, size_t nmemb, FILE *f, struct line 
 	if (size == 0 || nmemb == 0 || nmemb > SSIZE_MAX / size) {
 		context_guard_leave();
 		errno = e;
-		return REAL_STDIO(fwrite, "fwrite")(p, size, nmemb, f);
+		return REAL(fwrite)(p, size, nmemb, f);
 	}
 	ssize_t r = stdio_buf(f, l, p, size * nmemb, e);
 	return r <= 0 ? 0 : (size_t)r / size;
@@ -790,22 +774,22 @@ static size_t fw(const void *p, size_t size, size_t nmemb, FILE *f, struct line 
 HOOK size_t fwrite(const void *p, size_t size, size_t nmemb, FILE *f)
 {
 	if (OFF)
-		return REAL_STDIO(fwrite, "fwrite")(p, size, nmemb, f);
-	int e = errno;
-	struct line *l = stdio_enter(f);
+		return REAL(fwrite)(p, size, nmemb, f);
+	int e;
+	struct line *l = stdio_enter(f, &e);
 	if (!l)
-		return REAL_STDIO(fwrite, "fwrite")(p, size, nmemb, f);
+		return REAL(fwrite)(p, size, nmemb, f);
 	return fw(p, size, nmemb, f, l, e);
 }
 
 HOOK size_t fwrite_unlocked(const void *p, size_t size, size_t nmemb, FILE *f)
 {
 	if (OFF)
-		return REAL_STDIO(fwrite_unlocked, "fwrite_unlocked")(p, size, nmemb, f);
-	int e = errno;
-	struct line *l = stdio_enter(f);
+		return REAL(fwrite_unlocked)(p, size, nmemb, f);
+	int e;
+	struct line *l = stdio_enter(f, &e);
 	if (!l)
-		return REAL_STDIO(fwrite_unlocked, "fwrite_unlocked")(p, size, nmemb, f);
+		return REAL(fwrite_unlocked)(p, size, nmemb, f);
 	return fw(p, size, nmemb, f, l, e);
 }
 
@@ -815,42 +799,42 @@ static int fc(int c, FILE *f, struct line *l, int e)
 	return stdio_buf(f, l, &b, 1, e) == 1 ? b : EOF;
 }
 
-#define PUTC_HOOK(name, sym)                                  \
+#define PUTC_HOOK(name)                                  \
 	HOOK int name(int c, FILE *f)                         \
 	{                                                     \
 		if (OFF)                                      \
-			return REAL_STDIO(name, sym)(c, f);   \
-		int e = errno;                                \
-		struct line *l = stdio_enter(f);              \
+			return REAL(name)(c, f);   \
+		int e;                                        \
+		struct line *l = stdio_enter(f, &e);          \
 		if (!l)                                       \
-			return REAL_STDIO(name, sym)(c, f);   \
+			return REAL(name)(c, f);   \
 		return fc(c, f, l, e);                        \
 	}
 
-PUTC_HOOK(fputc, "fputc")
-PUTC_HOOK(fputc_unlocked, "fputc_unlocked")
-PUTC_HOOK(putc, "putc")
-PUTC_HOOK(putc_unlocked, "putc_unlocked")
+PUTC_HOOK(fputc)
+PUTC_HOOK(fputc_unlocked)
+PUTC_HOOK(putc)
+PUTC_HOOK(putc_unlocked)
 
 HOOK int putchar(int c)
 {
 	if (OFF)
-		return REAL_STDIO(putchar, "putchar")(c);
-	int e = errno;
-	struct line *l = stdio_enter(stdout);
+		return REAL(putchar)(c);
+	int e;
+	struct line *l = stdio_enter(stdout, &e);
 	if (!l)
-		return REAL_STDIO(putchar, "putchar")(c);
+		return REAL(putchar)(c);
 	return fc(c, stdout, l, e);
 }
 
 HOOK int putchar_unlocked(int c)
 {
 	if (OFF)
-		return REAL_STDIO(putchar_unlocked, "putchar_unlocked")(c);
-	int e = errno;
-	struct line *l = stdio_enter(stdout);
+		return REAL(putchar_unlocked)(c);
+	int e;
+	struct line *l = stdio_enter(stdout, &e);
 	if (!l)
-		return REAL_STDIO(putchar_unlocked, "putchar_unlocked")(c);
+		return REAL(putchar_unlocked)(c);
 	return fc(c, stdout, l, e);
 }
 

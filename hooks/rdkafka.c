@@ -16,11 +16,8 @@
 #include "agent/propagation.h"
 #include "agent/span.h"
 #include "agent/url.h"
-#include "hooks/init.h"
+#include "hooks/kernel.h"
 #include "hooks/rdkafka.h"
-#include "hooks/real.h"
-
-#define HOOK __attribute__((visibility("default")))
 
 typedef void dr_msg_cb_fn(rd_kafka_t *, const rd_kafka_message_t *, void *);
 typedef void consume_cb_fn(rd_kafka_message_t *, void *);
@@ -110,7 +107,7 @@ static void conf_str(const rd_kafka_conf_t *conf, const char *name, char *out, s
 {
 	size_t n = size;
 	out[0] = '\0';
-	if (!conf || !REAL_RK(conf_get) || REAL_RK(conf_get)(conf, name, out, &n) != RD_KAFKA_CONF_OK)
+	if (!conf || !REAL(rd_kafka_conf_get) || REAL(rd_kafka_conf_get)(conf, name, out, &n) != RD_KAFKA_CONF_OK)
 		out[0] = '\0';
 }
 
@@ -441,8 +438,8 @@ static void set_error(struct span *sp, rd_kafka_resp_err_t err)
 {
 	if (!sp || !err)
 		return;
-	const char *name = REAL_RK(err2name) ? REAL_RK(err2name)(err) : NULL;
-	const char *desc = REAL_RK(err2str) ? REAL_RK(err2str)(err) : NULL;
+	const char *name = REAL(rd_kafka_err2name) ? REAL(rd_kafka_err2name)(err) : NULL;
+	const char *desc = REAL(rd_kafka_err2str) ? REAL(rd_kafka_err2str)(err) : NULL;
 	span_set_cstr(sp, "error.type", name && *name ? name : "_OTHER");
 	span_set_status(sp, SPAN_STATUS_ERROR, desc, desc ? strlen(desc) : 0);
 }
@@ -452,7 +449,8 @@ static bool rk_ready;
 
 static __attribute__((noinline)) void rk_resolve(const void *caller)
 {
-	real_rk_resolve_from(caller);
+	if (!REAL(rd_kafka_new) || !REAL(rd_kafka_produceva) || !REAL(rd_kafka_message_destroy))
+		kernel_resolve_from(KERNEL_LIBPQ_END + 1, KERNEL_RDKAFKA_END, caller);
 	rk_ready = true;
 }
 
@@ -466,7 +464,7 @@ static __attribute__((noinline)) void rk_resolve(const void *caller)
 	do {                                                              \
 		if (__builtin_expect(!rk_ready, 0))                       \
 			rk_resolve(__builtin_return_address(0));          \
-		if (__builtin_expect(!real_rk.fn, 0)) {                   \
+		if (__builtin_expect(!REAL(fn), 0)) {                     \
 			fail;                                             \
 		}                                                         \
 	} while (0)
@@ -474,14 +472,12 @@ static __attribute__((noinline)) void rk_resolve(const void *caller)
 /* Hook entry: guarded and initialised; false means pass straight through. */
 static bool enter(void)
 {
-	if (!context_guard_enter())
+	if (!kernel_enter())
 		return false;
-	init_ensure();
-	if (!init_enabled || !config_global.kafka_enabled) {
-		context_guard_leave();
-		return false;
-	}
-	return true;
+	if (__builtin_expect(config_global.kafka_enabled, 1))
+		return true;
+	context_guard_leave();
+	return false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -572,14 +568,14 @@ static void produce_unslot(struct produce_op *op)
 static void add_headers(struct produce_op *op, rd_kafka_headers_t *l, bool app_has_ts, bool app_has_bg)
 {
 	if (inject_tracecontext) {
-		REAL_RK(header_add)(l, "traceparent", 11, op->tp, TRACEPARENT_LEN);
+		REAL(rd_kafka_header_add)(l, "traceparent", 11, op->tp, TRACEPARENT_LEN);
 		if (op->ctx.tracestate_len && !app_has_ts) {
-			REAL_RK(header_add)(l, "tracestate", 10, context_tracestate(&op->ctx), op->ctx.tracestate_len);
+			REAL(rd_kafka_header_add)(l, "tracestate", 10, context_tracestate(&op->ctx), op->ctx.tracestate_len);
 			op->added_tracestate = true;
 		}
 	}
 	if (inject_baggage && op->ctx.baggage_len && !app_has_bg) {
-		REAL_RK(header_add)(l, "baggage", 7, context_baggage(&op->ctx), op->ctx.baggage_len);
+		REAL(rd_kafka_header_add)(l, "baggage", 7, context_baggage(&op->ctx), op->ctx.baggage_len);
 		op->added_baggage = true;
 	}
 }
@@ -587,18 +583,18 @@ static void add_headers(struct produce_op *op, rd_kafka_headers_t *l, bool app_h
 static void remove_headers(const struct produce_op *op, rd_kafka_headers_t *l)
 {
 	if (inject_tracecontext)
-		REAL_RK(header_remove)(l, "traceparent");
+		REAL(rd_kafka_header_remove)(l, "traceparent");
 	if (op->added_tracestate)
-		REAL_RK(header_remove)(l, "tracestate");
+		REAL(rd_kafka_header_remove)(l, "tracestate");
 	if (op->added_baggage)
-		REAL_RK(header_remove)(l, "baggage");
+		REAL(rd_kafka_header_remove)(l, "baggage");
 }
 
 static bool list_has(const rd_kafka_headers_t *l, const char *name)
 {
 	const void *v;
 	size_t sz;
-	return l && REAL_RK(header_get_last)(l, name, &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR;
+	return l && REAL(rd_kafka_header_get_last)(l, name, &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 /* After the produce call: a refused message ends its span with the error;
@@ -637,19 +633,19 @@ static rd_kafka_error_t *issue(const struct msg_args *a, struct produce_op *op, 
 	if (cnt + 2 > VU_STACK) {
 		vus = malloc((cnt + 2) * sizeof *vus);
 		if (!vus)
-			return REAL_RK(produceva)(a->rk, in, cnt);
+			return REAL(rd_kafka_produceva)(a->rk, in, cnt);
 	}
 	bool app_has_ts = false, app_has_bg = false;
 	rd_kafka_headers_t *own = NULL;
 	if (a->n_header || (inject && !a->app_list))
-		own = REAL_RK(headers_new)(a->n_header + (inject ? 1 + (op->ctx.tracestate_len != 0) +
+		own = REAL(rd_kafka_headers_new)(a->n_header + (inject ? 1 + (op->ctx.tracestate_len != 0) +
 							     (op->ctx.baggage_len != 0) : 0));
 	size_t n = 0;
 	for (size_t i = 0; i < cnt; i++) {
 		switch (in[i].vtype) {
 		case RD_KAFKA_VTYPE_HEADER:
 			if (own)
-				REAL_RK(header_add)(own, in[i].u.header.name, -1, in[i].u.header.val, in[i].u.header.size);
+				REAL(rd_kafka_header_add)(own, in[i].u.header.name, -1, in[i].u.header.val, in[i].u.header.size);
 			if (in[i].u.header.name && strcmp(in[i].u.header.name, "tracestate") == 0)
 				app_has_ts = true;
 			if (in[i].u.header.name && strcmp(in[i].u.header.name, "baggage") == 0)
@@ -674,11 +670,11 @@ static rd_kafka_error_t *issue(const struct msg_args *a, struct produce_op *op, 
 		vus[n].vtype = RD_KAFKA_VTYPE_HEADERS;
 		vus[n++].u.headers = target;
 	}
-	rd_kafka_error_t *error = REAL_RK(produceva)(a->rk, vus, n);
+	rd_kafka_error_t *error = REAL(rd_kafka_produceva)(a->rk, vus, n);
 	if (error) {
 		/* Refused: nothing passed to librdkafka, the app's list is the app's again. */
 		if (own)
-			REAL_RK(headers_destroy)(own);
+			REAL(rd_kafka_headers_destroy)(own);
 		if (inject && a->app_list)
 			remove_headers(op, a->app_list);
 	}
@@ -689,7 +685,7 @@ static rd_kafka_error_t *issue(const struct msg_args *a, struct produce_op *op, 
 
 static rd_kafka_resp_err_t error_code(const rd_kafka_error_t *e)
 {
-	return e ? REAL_RK(error_code)(e) : RD_KAFKA_RESP_ERR_NO_ERROR;
+	return e ? REAL(rd_kafka_error_code)(e) : RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 /*
@@ -703,7 +699,7 @@ static rd_kafka_error_t *produce_traced(struct msg_args *a, const rd_kafka_vu_t 
 	produce_begin(a, &op);
 	rd_kafka_error_t *error = issue(a, &op, vus, cnt, op.inject);
 	if (error && op.inject && error_code(error) == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE) {
-		REAL_RK(error_destroy)(error);
+		REAL(rd_kafka_error_destroy)(error);
 		produce_unslot(&op);
 		error = issue(a, &op, vus, cnt, false);
 		if (!error)
@@ -726,7 +722,7 @@ static bool scan_vus(struct msg_args *a, const rd_kafka_vu_t *vus, size_t cnt)
 			a->topic = v->u.cstr;
 			break;
 		case RD_KAFKA_VTYPE_RKT:
-			a->topic = v->u.rkt ? REAL_RK(topic_name)(v->u.rkt) : NULL;
+			a->topic = v->u.rkt ? REAL(rd_kafka_topic_name)(v->u.rkt) : NULL;
 			break;
 		case RD_KAFKA_VTYPE_PARTITION:
 			a->partition = v->u.i32;
@@ -764,14 +760,12 @@ static bool scan_vus(struct msg_args *a, const rd_kafka_vu_t *vus, size_t cnt)
 
 HOOK rd_kafka_error_t *rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *vus, size_t cnt)
 {
-	RK_ENTRY(produceva, return NULL);
-	if (!REAL_RK(produceva) || !enter())
-		return REAL_RK(produceva)(rk, vus, cnt);
-	int saved = errno;
-	struct msg_args a = {.rk = rk, .h = handle_find(rk)};
-	rd_kafka_error_t *error = scan_vus(&a, vus, cnt) ? produce_traced(&a, vus, cnt) : REAL_RK(produceva)(rk, vus, cnt);
-	errno = saved;
-	context_guard_leave();
+	RK_ENTRY(rd_kafka_produceva, return NULL);
+	if (!REAL(rd_kafka_produceva) || !enter())
+		return REAL(rd_kafka_produceva)(rk, vus, cnt);
+	rd_kafka_error_t *error;
+	KERNEL_LEAVE(struct msg_args a = {.rk = rk, .h = handle_find(rk)};
+		     error = scan_vus(&a, vus, cnt) ? produce_traced(&a, vus, cnt) : REAL(rd_kafka_produceva)(rk, vus, cnt));
 	return error;
 }
 
@@ -782,7 +776,7 @@ HOOK rd_kafka_error_t *rd_kafka_produceva(rd_kafka_t *rk, const rd_kafka_vu_t *v
  */
 HOOK rd_kafka_resp_err_t rd_kafka_producev(rd_kafka_t *rk, ...)
 {
-	RK_ENTRY(produceva, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
+	RK_ENTRY(rd_kafka_produceva, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
 	rd_kafka_vu_t stack_vus[VU_STACK], *vus = stack_vus;
 	size_t n = 0, cap = VU_STACK;
 	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -848,58 +842,37 @@ HOOK rd_kafka_resp_err_t rd_kafka_producev(rd_kafka_t *rk, ...)
 			break;
 	}
 	va_end(ap);
-	if (!err && !REAL_RK(produceva))
+	if (!err && !REAL(rd_kafka_produceva))
 		err = RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED;
 	if (!err) {
 		rd_kafka_error_t *error;
 		if (enter()) {
-			int saved = errno;
-			struct msg_args a = {.rk = rk, .h = handle_find(rk)};
-			if (scan_vus(&a, vus, n)) {
-				error = produce_traced(&a, vus, n);
-			} else {
-				error = REAL_RK(produceva)(rk, vus, n);
-			}
-			errno = saved;
-			context_guard_leave();
+			KERNEL_LEAVE(struct msg_args a = {.rk = rk, .h = handle_find(rk)};
+				     error = scan_vus(&a, vus, n) ? produce_traced(&a, vus, n)
+								  : REAL(rd_kafka_produceva)(rk, vus, n));
 		} else {
 			/* Untraced, through the same call: V_HEADER entries still
 			 * become one list, as producev builds one itself. */
-			int saved = errno;
-			struct msg_args a = {.rk = rk};
-			struct produce_op op = {.sp = NULL};
-			error = scan_vus(&a, vus, n) ? issue(&a, &op, vus, n, false) : REAL_RK(produceva)(rk, vus, n);
-			errno = saved;
+			KERNEL_QUIET(struct msg_args a = {.rk = rk}; struct produce_op op = {.sp = NULL};
+				     error = scan_vus(&a, vus, n) ? issue(&a, &op, vus, n, false)
+								  : REAL(rd_kafka_produceva)(rk, vus, n));
 		}
 		err = error_code(error);
 		if (error)
-			REAL_RK(error_destroy)(error);
+			REAL(rd_kafka_error_destroy)(error);
 	}
 	if (vus != stack_vus)
 		free(vus);
 	return err;
 }
 
-/*
- * rd_kafka_produce has no room for headers: the message goes through
- * produceva with them. When that is refused, the app's own call is made as
- * it was, so the return value, errno and rd_kafka_last_error() are exactly
- * librdkafka's (and a message refused only for our headers still goes out).
- */
-HOOK int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, void *payload, size_t len,
-			  const void *key, size_t keylen, void *msg_opaque)
+/* rd_kafka_produce, traced, for a topic of client rk. *app_errno: the
+ * errno the app sees, librdkafka's when the app's own call was made. */
+static int produce_one(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partition, int msgflags, void *payload,
+		       size_t len, const void *key, size_t keylen, void *msg_opaque, int *app_errno)
 {
-	RK_ENTRY(produce, errno = ENOSYS; return -1);
-	rd_kafka_t *rk;
-	if (!REAL_RK(produceva) || !enter())
-		return REAL_RK(produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
-	if (!(rk = topic_client(rkt))) {
-		context_guard_leave();
-		return REAL_RK(produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
-	}
-	int saved = errno;
 	struct msg_args a = {
-		.rk = rk, .h = handle_find(rk), .topic = REAL_RK(topic_name)(rkt), .partition = partition,
+		.rk = rk, .h = handle_find(rk), .topic = REAL(rd_kafka_topic_name)(rkt), .partition = partition,
 		.key = key, .klen = keylen, .len = len, .has_value = payload != NULL, .opaque = msg_opaque,
 		.has_opaque = true,
 	};
@@ -907,16 +880,14 @@ HOOK int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags
 	 * succeeds; produceva leaves it as it was. After a failed call, this
 	 * one is made as the app made it (no headers; the span ends when the
 	 * message is accepted), so rd_kafka_last_error() reads the same. */
-	if (!REAL_RK(last_error) || REAL_RK(last_error)() != RD_KAFKA_RESP_ERR_NO_ERROR) {
+	if (!REAL(rd_kafka_last_error) || REAL(rd_kafka_last_error)() != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		struct produce_op op;
 		a.app_traceparent = true;   /* add nothing */
 		produce_begin(&a, &op);
-		int ret = REAL_RK(produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
-		saved = errno;
+		int ret = REAL(rd_kafka_produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
+		*app_errno = errno;
 		produce_done(&op, ret == 0 ? RD_KAFKA_RESP_ERR_NO_ERROR
-					   : REAL_RK(last_error) ? REAL_RK(last_error)() : RD_KAFKA_RESP_ERR__FAIL);
-		errno = saved;
-		context_guard_leave();
+					   : REAL(rd_kafka_last_error) ? REAL(rd_kafka_last_error)() : RD_KAFKA_RESP_ERR__FAIL);
 		return ret;
 	}
 	rd_kafka_vu_t vus[6] = {
@@ -933,38 +904,45 @@ HOOK int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags
 	int ret = 0;
 	if (error) {
 		rd_kafka_resp_err_t code = error_code(error);
-		REAL_RK(error_destroy)(error);
+		REAL(rd_kafka_error_destroy)(error);
 		produce_unslot(&op);
-		ret = REAL_RK(produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
-		saved = errno;
+		ret = REAL(rd_kafka_produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
+		*app_errno = errno;
 		produce_done(&op, ret == 0 ? RD_KAFKA_RESP_ERR_NO_ERROR : code);
 	} else {
 		produce_done(&op, RD_KAFKA_RESP_ERR_NO_ERROR);
 	}
-	errno = saved;
-	context_guard_leave();
 	return ret;
 }
 
 /*
- * rd_kafka_produce_batch takes no headers either: each message goes
- * through produceva in order, and the batch's results are filled in as
- * librdkafka fills them (err per message, the count accepted).
+ * rd_kafka_produce has no room for headers: the message goes through
+ * produceva with them. When that is refused, the app's own call is made as
+ * it was, so the return value, errno and rd_kafka_last_error() are exactly
+ * librdkafka's (and a message refused only for our headers still goes out).
  */
-HOOK int rd_kafka_produce_batch(rd_kafka_topic_t *rkt, int32_t partition, int msgflags,
-				rd_kafka_message_t *rkmessages, int message_cnt)
+HOOK int rd_kafka_produce(rd_kafka_topic_t *rkt, int32_t partition, int msgflags, void *payload, size_t len,
+			  const void *key, size_t keylen, void *msg_opaque)
 {
-	RK_ENTRY(produce_batch, return 0);
+	RK_ENTRY(rd_kafka_produce, errno = ENOSYS; return -1);
 	rd_kafka_t *rk;
-	if (!REAL_RK(produceva) || !enter())
-		return REAL_RK(produce_batch)(rkt, partition, msgflags, rkmessages, message_cnt);
-	if (!(rk = topic_client(rkt)) || message_cnt <= 0 || !rkmessages) {
+	if (!REAL(rd_kafka_produceva) || !enter())
+		return REAL(rd_kafka_produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
+	if (!(rk = topic_client(rkt))) {
 		context_guard_leave();
-		return REAL_RK(produce_batch)(rkt, partition, msgflags, rkmessages, message_cnt);
+		return REAL(rd_kafka_produce)(rkt, partition, msgflags, payload, len, key, keylen, msg_opaque);
 	}
-	int saved = errno;
+	int ret;
+	KERNEL_LEAVE(ret = produce_one(rk, rkt, partition, msgflags, payload, len, key, keylen, msg_opaque, &app_errno));
+	return ret;
+}
+
+/* rd_kafka_produce_batch, traced, for a topic of client rk: the count accepted. */
+static int produce_each(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int32_t partition, int msgflags,
+			rd_kafka_message_t *rkmessages, int message_cnt)
+{
 	const struct handle *h = handle_find(rk);
-	const char *topic = REAL_RK(topic_name)(rkt);
+	const char *topic = REAL(rd_kafka_topic_name)(rkt);
 	int flags = msgflags & ~RD_KAFKA_MSG_F_PARTITION;
 	int good = 0;
 	bool full = false;
@@ -992,12 +970,31 @@ HOOK int rd_kafka_produce_batch(rd_kafka_topic_t *rkt, int32_t partition, int ms
 		m->err = error_code(error);
 		full = m->err == RD_KAFKA_RESP_ERR__QUEUE_FULL;
 		if (error)
-			REAL_RK(error_destroy)(error);
+			REAL(rd_kafka_error_destroy)(error);
 		else
 			good++;
 	}
-	errno = saved;
-	context_guard_leave();
+	return good;
+}
+
+/*
+ * rd_kafka_produce_batch takes no headers either: each message goes
+ * through produceva in order, and the batch's results are filled in as
+ * librdkafka fills them (err per message, the count accepted).
+ */
+HOOK int rd_kafka_produce_batch(rd_kafka_topic_t *rkt, int32_t partition, int msgflags,
+				rd_kafka_message_t *rkmessages, int message_cnt)
+{
+	RK_ENTRY(rd_kafka_produce_batch, return 0);
+	rd_kafka_t *rk;
+	if (!REAL(rd_kafka_produceva) || !enter())
+		return REAL(rd_kafka_produce_batch)(rkt, partition, msgflags, rkmessages, message_cnt);
+	if (!(rk = topic_client(rkt)) || message_cnt <= 0 || !rkmessages) {
+		context_guard_leave();
+		return REAL(rd_kafka_produce_batch)(rkt, partition, msgflags, rkmessages, message_cnt);
+	}
+	int good;
+	KERNEL_LEAVE(good = produce_each(rk, rkt, partition, msgflags, rkmessages, message_cnt));
 	return good;
 }
 
@@ -1020,9 +1017,9 @@ static struct dr_slot *slot_of_report(const rd_kafka_message_t *m)
 	size_t sz;
 	uint8_t span_id[8];
 	if (!atomic_load_explicit((_Atomic(struct dr_slot *) *)&slots, memory_order_acquire) ||
-	    !REAL_RK(message_headers) || !REAL_RK(header_get_last) ||
-	    REAL_RK(message_headers)(m, &hl) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    REAL_RK(header_get_last)(hl, "traceparent", &v, &sz) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    !REAL(rd_kafka_message_headers) || !REAL(rd_kafka_header_get_last) ||
+	    REAL(rd_kafka_message_headers)(m, &hl) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    REAL(rd_kafka_header_get_last)(hl, "traceparent", &v, &sz) != RD_KAFKA_RESP_ERR_NO_ERROR ||
 	    !propagation_traceparent_span_id(v, sz, span_id))
 		return NULL;
 	uint64_t id;
@@ -1030,22 +1027,23 @@ static struct dr_slot *slot_of_report(const rd_kafka_message_t *m)
 	return key_take(id);
 }
 
-/* Installed as the dr_msg_cb of every producer whose app set one: ends the
- * message's span, then calls the app's callback with exactly what
- * librdkafka passed. */
-static void dr_trampoline(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+/* The delivery report of m: its span ends. */
+static void delivered(const rd_kafka_message_t *m)
 {
-	int saved = errno;
-	bool guarded = context_guard_enter();
 	struct dr_slot *sl = slot_of_report(m);
 	if (sl) {
 		struct span *sp = sl->sp;
 		slot_release(sl);
 		finish_delivery(sp, m);
 	}
-	if (guarded)
-		context_guard_leave();
-	errno = saved;
+}
+
+/* Installed as the dr_msg_cb of every producer whose app set one: ends the
+ * message's span, then calls the app's callback with exactly what
+ * librdkafka passed. */
+static void dr_trampoline(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	KERNEL_ALWAYS(delivered(m));
 	const struct handle *h = handle_find(rk);
 	if (h && h->app_dr)
 		h->app_dr(rk, m, opaque);
@@ -1072,12 +1070,10 @@ static void slots_orphaned(struct handle *h, uint32_t gen)
 /* Client lifecycle                                                     */
 /* ------------------------------------------------------------------ */
 
-HOOK rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+/* Before the real rd_kafka_new: an entry for the client, our delivery
+ * report callback in the app's place. NULL when no entry is free. */
+static struct handle *client_prepare(rd_kafka_type_t type, rd_kafka_conf_t *conf, dr_msg_cb_fn **app_dr_out)
 {
-	RK_ENTRY(new_, if (errstr && errstr_size) snprintf(errstr, errstr_size, "librdkafka not found"); return NULL);
-	if (!REAL_RK(new_) || !enter())
-		return REAL_RK(new_)(type, conf, errstr, errstr_size);
-	int saved = errno;
 	struct handle *h = handle_reserve();
 	dr_msg_cb_fn *app_dr = NULL;
 	if (h) {
@@ -1102,31 +1098,45 @@ HOOK rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char 
 		conf_str(conf, "enabled_events", buf, sizeof buf);
 		bool dr_events = (strtol(buf, NULL, 10) & RD_KAFKA_EVENT_DR) != 0;
 		h->app_dr = app_dr;
-		if (type == RD_KAFKA_PRODUCER && app_dr && !dr_events && REAL_RK(conf_set_dr_msg_cb)) {
-			REAL_RK(conf_set_dr_msg_cb)(conf, dr_trampoline);
+		if (type == RD_KAFKA_PRODUCER && app_dr && !dr_events && REAL(rd_kafka_conf_set_dr_msg_cb)) {
+			REAL(rd_kafka_conf_set_dr_msg_cb)(conf, dr_trampoline);
 			h->wrapped = true;
 		}
 	}
-	errno = saved;
-	context_guard_leave();
-	rd_kafka_t *rk = REAL_RK(new_)(type, conf, errstr, errstr_size);
-	saved = errno;
-	if (h) {
-		if (rk) {
-			/* An entry still naming this address is stale (its client was
-			 * freed by a call we don't see): it must not answer for ours. */
-			unsigned n = atomic_load_explicit(&handles_high, memory_order_acquire);
-			for (unsigned i = 0; i < n; i++)
-				if (&handles[i] != h && atomic_load_explicit(&handles[i].rk, memory_order_acquire) == rk)
-					atomic_store_explicit(&handles[i].rk, NULL, memory_order_release);
-			atomic_store_explicit(&h->rk, rk, memory_order_release);
-		} else {
-			if (h->wrapped)
-				REAL_RK(conf_set_dr_msg_cb)(conf, app_dr);   /* the conf is still the app's */
-			handle_release(h);
-		}
+	*app_dr_out = app_dr;
+	return h;
+}
+
+/* After it: the entry answers for rk, or is given back (and the app's
+ * callback put back) when there is no client. */
+static void client_made(struct handle *h, rd_kafka_t *rk, rd_kafka_conf_t *conf, dr_msg_cb_fn *app_dr)
+{
+	if (rk) {
+		/* An entry still naming this address is stale (its client was
+		 * freed by a call we don't see): it must not answer for ours. */
+		unsigned n = atomic_load_explicit(&handles_high, memory_order_acquire);
+		for (unsigned i = 0; i < n; i++)
+			if (&handles[i] != h && atomic_load_explicit(&handles[i].rk, memory_order_acquire) == rk)
+				atomic_store_explicit(&handles[i].rk, NULL, memory_order_release);
+		atomic_store_explicit(&h->rk, rk, memory_order_release);
+	} else {
+		if (h->wrapped)
+			REAL(rd_kafka_conf_set_dr_msg_cb)(conf, app_dr);   /* the conf is still the app's */
+		handle_release(h);
 	}
-	errno = saved;
+}
+
+HOOK rd_kafka_t *rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+{
+	RK_ENTRY(rd_kafka_new, if (errstr && errstr_size) snprintf(errstr, errstr_size, "librdkafka not found"); return NULL);
+	if (!REAL(rd_kafka_new) || !enter())
+		return REAL(rd_kafka_new)(type, conf, errstr, errstr_size);
+	struct handle *h;
+	dr_msg_cb_fn *app_dr = NULL;
+	KERNEL_LEAVE(h = client_prepare(type, conf, &app_dr));
+	rd_kafka_t *rk = REAL(rd_kafka_new)(type, conf, errstr, errstr_size);
+	if (h)
+		KERNEL_QUIET(client_made(h, rk, conf, app_dr));
 	return rk;
 }
 
@@ -1149,54 +1159,44 @@ static struct handle *client_going(rd_kafka_t *rk, uint32_t *gen)
  * end here, and the entry is free again. */
 static void client_gone(struct handle *h, uint32_t gen)
 {
-	if (!h)
-		return;
-	int saved = errno;
-	if (atomic_load_explicit(&h->inflight, memory_order_relaxed))
-		slots_orphaned(h, gen);
-	handle_release(h);
-	errno = saved;
+	if (h)
+		KERNEL_QUIET(if (atomic_load_explicit(&h->inflight, memory_order_relaxed)) slots_orphaned(h, gen);
+			     handle_release(h));
 }
 
 HOOK void rd_kafka_destroy(rd_kafka_t *rk)
 {
-	RK_ENTRY(destroy, return);
+	RK_ENTRY(rd_kafka_destroy, return);
 	uint32_t gen = 0;
 	struct handle *h = client_going(rk, &gen);
-	REAL_RK(destroy)(rk);
+	REAL(rd_kafka_destroy)(rk);
 	client_gone(h, gen);
 }
 
 HOOK void rd_kafka_destroy_flags(rd_kafka_t *rk, int flags)
 {
-	RK_ENTRY(destroy_flags, return);
+	RK_ENTRY(rd_kafka_destroy_flags, return);
 	uint32_t gen = 0;
 	struct handle *h = client_going(rk, &gen);
-	REAL_RK(destroy_flags)(rk, flags);
+	REAL(rd_kafka_destroy_flags)(rk, flags);
 	client_gone(h, gen);
 }
 
 HOOK rd_kafka_topic_t *rd_kafka_topic_new(rd_kafka_t *rk, const char *topic, rd_kafka_topic_conf_t *conf)
 {
-	RK_ENTRY(topic_new, return NULL);
-	rd_kafka_topic_t *rkt = REAL_RK(topic_new)(rk, topic, conf);
-	if (rkt) {
-		int saved = errno;
-		topic_remember(rkt, rk);
-		errno = saved;
-	}
+	RK_ENTRY(rd_kafka_topic_new, return NULL);
+	rd_kafka_topic_t *rkt = REAL(rd_kafka_topic_new)(rk, topic, conf);
+	if (rkt)
+		KERNEL_QUIET(topic_remember(rkt, rk));
 	return rkt;
 }
 
 HOOK void rd_kafka_topic_destroy(rd_kafka_topic_t *rkt)
 {
-	RK_ENTRY(topic_destroy, return);
-	if (rkt) {
-		int saved = errno;
-		topic_forget(rkt);
-		errno = saved;
-	}
-	REAL_RK(topic_destroy)(rkt);
+	RK_ENTRY(rd_kafka_topic_destroy, return);
+	if (rkt)
+		KERNEL_QUIET(topic_forget(rkt));
+	REAL(rd_kafka_topic_destroy)(rkt);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1273,24 +1273,24 @@ static void extract(struct consume_state *st, const rd_kafka_message_t *m)
 	struct trace_context *p = &st->parent;
 	context_clear(p);
 	rd_kafka_headers_t *hdrs = NULL;
-	if (!REAL_RK(message_headers) || REAL_RK(message_headers)(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || !hdrs)
+	if (!REAL(rd_kafka_message_headers) || REAL(rd_kafka_message_headers)(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || !hdrs)
 		return;
 	const void *v;
 	size_t sz;
 	if (inject_tracecontext &&
-	    REAL_RK(header_get_last)(hdrs, "traceparent", &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR && v &&
+	    REAL(rd_kafka_header_get_last)(hdrs, "traceparent", &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR && v &&
 	    propagation_parse_traceparent(v, sz, p)) {
 		/* Several tracestate headers combine, as several HTTP header lines do. */
-		if (REAL_RK(header_get) && REAL_RK(header_get)(hdrs, 0, "tracestate", &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (REAL(rd_kafka_header_get) && REAL(rd_kafka_header_get)(hdrs, 0, "tracestate", &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR) {
 			propagation_tracestate_begin(&st->tsp, p);
-			for (size_t i = 0; i < 32 && REAL_RK(header_get)(hdrs, i, "tracestate", &v, &sz) ==
+			for (size_t i = 0; i < 32 && REAL(rd_kafka_header_get)(hdrs, i, "tracestate", &v, &sz) ==
 							  RD_KAFKA_RESP_ERR_NO_ERROR; i++)
 				if (v)
 					propagation_tracestate_add(&st->tsp, v, sz);
 			propagation_tracestate_end(&st->tsp);
 		}
 	}
-	if (inject_baggage && REAL_RK(header_get_last)(hdrs, "baggage", &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR && v) {
+	if (inject_baggage && REAL(rd_kafka_header_get_last)(hdrs, "baggage", &v, &sz) == RD_KAFKA_RESP_ERR_NO_ERROR && v) {
 		if (!p->valid)
 			p->tracestate_len = 0;
 		propagation_baggage_add(p, v, sz);
@@ -1302,7 +1302,7 @@ static void process_start(struct consume_state *st, struct pending_msg *pm, cons
 			  const struct handle *h)
 {
 	extract(st, m);
-	const char *topic = m->rkt && REAL_RK(topic_name) ? REAL_RK(topic_name)(m->rkt) : NULL;
+	const char *topic = m->rkt && REAL(rd_kafka_topic_name) ? REAL(rd_kafka_topic_name)(m->rkt) : NULL;
 	char name[256];
 	size_t n = span_name(name, sizeof name, "process", 7, topic);
 	/* An invalid parent starts a new trace, whatever is current. */
@@ -1397,8 +1397,8 @@ static void consume_error(const rd_kafka_message_t *m)
 		return;
 	uint64_t n = atomic_fetch_add_explicit(&consume_errors, 1, memory_order_relaxed) + 1;
 	log_debug("kafka: consume error %llu: %s: %s", (unsigned long long)n,
-		  REAL_RK(err2name) ? REAL_RK(err2name)(m->err) : "?",
-		  REAL_RK(err2str) ? REAL_RK(err2str)(m->err) : "");
+		  REAL(rd_kafka_err2name) ? REAL(rd_kafka_err2name)(m->err) : "?",
+		  REAL(rd_kafka_err2str) ? REAL(rd_kafka_err2str)(m->err) : "");
 }
 
 static const struct handle *handle_of_message(const rd_kafka_message_t *m, const struct handle *h)
@@ -1416,21 +1416,12 @@ static void consume_finish_thread(void)
 	struct consume_state *st = cstate;
 	if (!st || (!st->current && !st->current_sp && !st->attached && st->next >= st->n))
 		return;
-	int saved = errno;
-	bool guarded = context_guard_enter();
-	process_end_all(st);
-	if (guarded)
-		context_guard_leave();
-	errno = saved;
+	KERNEL_ALWAYS(process_end_all(st));
 }
 
-/* After a consume call returned messages: spans for the real ones, the
- * first made current. */
-static void consume_returned(rd_kafka_message_t **msgs, size_t n, const struct handle *h)
+/* Spans for the real messages of a consume call, the first made current. */
+static void consume_record(rd_kafka_message_t **msgs, size_t n, const struct handle *h)
 {
-	if (!enter())
-		return;
-	int saved = errno;
 	struct consume_state *st = cstate_get();
 	if (st) {
 		st->n = st->next = 0;
@@ -1453,8 +1444,12 @@ static void consume_returned(rd_kafka_message_t **msgs, size_t n, const struct h
 		}
 		st->span_ids = ids_thread_span_ids();
 	}
-	errno = saved;
-	context_guard_leave();
+}
+
+/* After a consume call returned messages. */
+static void consume_returned(rd_kafka_message_t **msgs, size_t n, const struct handle *h)
+{
+	KERNEL_QUIET(if (enter()) { consume_record(msgs, n, h); context_guard_leave(); });
 }
 
 static rd_kafka_message_t *consume_one(rd_kafka_message_t *m, const struct handle *h)
@@ -1466,51 +1461,45 @@ static rd_kafka_message_t *consume_one(rd_kafka_message_t *m, const struct handl
 
 HOOK rd_kafka_message_t *rd_kafka_consumer_poll(rd_kafka_t *rk, int timeout_ms)
 {
-	RK_ENTRY(consumer_poll, return NULL);
+	RK_ENTRY(rd_kafka_consumer_poll, return NULL);
 	consume_finish_thread();
-	rd_kafka_message_t *m = REAL_RK(consumer_poll)(rk, timeout_ms);
+	rd_kafka_message_t *m = REAL(rd_kafka_consumer_poll)(rk, timeout_ms);
 	return consume_one(m, m ? handle_find(rk) : NULL);
 }
 
 HOOK rd_kafka_message_t *rd_kafka_consume(rd_kafka_topic_t *rkt, int32_t partition, int timeout_ms)
 {
-	RK_ENTRY(consume, errno = ENOSYS; return NULL);
+	RK_ENTRY(rd_kafka_consume, errno = ENOSYS; return NULL);
 	consume_finish_thread();
-	return consume_one(REAL_RK(consume)(rkt, partition, timeout_ms), NULL);
+	return consume_one(REAL(rd_kafka_consume)(rkt, partition, timeout_ms), NULL);
 }
 
 HOOK rd_kafka_message_t *rd_kafka_consume_queue(rd_kafka_queue_t *rkqu, int timeout_ms)
 {
-	RK_ENTRY(consume_queue, return NULL);
+	RK_ENTRY(rd_kafka_consume_queue, return NULL);
 	consume_finish_thread();
-	return consume_one(REAL_RK(consume_queue)(rkqu, timeout_ms), NULL);
+	return consume_one(REAL(rd_kafka_consume_queue)(rkqu, timeout_ms), NULL);
 }
 
 HOOK ssize_t rd_kafka_consume_batch(rd_kafka_topic_t *rkt, int32_t partition, int timeout_ms,
 				    rd_kafka_message_t **rkmessages, size_t rkmessages_size)
 {
-	RK_ENTRY(consume_batch, errno = ENOSYS; return -1);
+	RK_ENTRY(rd_kafka_consume_batch, errno = ENOSYS; return -1);
 	consume_finish_thread();
-	ssize_t n = REAL_RK(consume_batch)(rkt, partition, timeout_ms, rkmessages, rkmessages_size);
-	if (n > 0) {
-		int saved = errno;
+	ssize_t n = REAL(rd_kafka_consume_batch)(rkt, partition, timeout_ms, rkmessages, rkmessages_size);
+	if (n > 0)
 		consume_returned(rkmessages, (size_t)n, NULL);
-		errno = saved;
-	}
 	return n;
 }
 
 HOOK ssize_t rd_kafka_consume_batch_queue(rd_kafka_queue_t *rkqu, int timeout_ms, rd_kafka_message_t **rkmessages,
 					  size_t rkmessages_size)
 {
-	RK_ENTRY(consume_batch_queue, errno = ENOSYS; return -1);
+	RK_ENTRY(rd_kafka_consume_batch_queue, errno = ENOSYS; return -1);
 	consume_finish_thread();
-	ssize_t n = REAL_RK(consume_batch_queue)(rkqu, timeout_ms, rkmessages, rkmessages_size);
-	if (n > 0) {
-		int saved = errno;
+	ssize_t n = REAL(rd_kafka_consume_batch_queue)(rkqu, timeout_ms, rkmessages, rkmessages_size);
+	if (n > 0)
 		consume_returned(rkmessages, (size_t)n, NULL);
-		errno = saved;
-	}
 	return n;
 }
 
@@ -1541,80 +1530,79 @@ HOOK int rd_kafka_consume_callback(rd_kafka_topic_t *rkt, int32_t partition, int
 				   void (*consume_cb)(rd_kafka_message_t *rkmessage, void *commit_opaque),
 				   void *commit_opaque)
 {
-	RK_ENTRY(consume_callback, errno = ENOSYS; return -1);
+	RK_ENTRY(rd_kafka_consume_callback, errno = ENOSYS; return -1);
 	consume_finish_thread();
 	if (!consume_cb)
-		return REAL_RK(consume_callback)(rkt, partition, timeout_ms, consume_cb, commit_opaque);
+		return REAL(rd_kafka_consume_callback)(rkt, partition, timeout_ms, consume_cb, commit_opaque);
 	struct consume_wrap w = {consume_cb, commit_opaque};
-	return REAL_RK(consume_callback)(rkt, partition, timeout_ms, consume_trampoline, &w);
+	return REAL(rd_kafka_consume_callback)(rkt, partition, timeout_ms, consume_trampoline, &w);
 }
 
 HOOK int rd_kafka_consume_callback_queue(rd_kafka_queue_t *rkqu, int timeout_ms,
 					 void (*consume_cb)(rd_kafka_message_t *rkmessage, void *commit_opaque),
 					 void *commit_opaque)
 {
-	RK_ENTRY(consume_callback_queue, errno = ENOSYS; return -1);
+	RK_ENTRY(rd_kafka_consume_callback_queue, errno = ENOSYS; return -1);
 	consume_finish_thread();
 	if (!consume_cb)
-		return REAL_RK(consume_callback_queue)(rkqu, timeout_ms, consume_cb, commit_opaque);
+		return REAL(rd_kafka_consume_callback_queue)(rkqu, timeout_ms, consume_cb, commit_opaque);
 	struct consume_wrap w = {consume_cb, commit_opaque};
-	return REAL_RK(consume_callback_queue)(rkqu, timeout_ms, consume_trampoline, &w);
+	return REAL(rd_kafka_consume_callback_queue)(rkqu, timeout_ms, consume_trampoline, &w);
 }
 
-/* The app is done with a message: its span ends, and the next message of
+/* The app is done with rkmessage: its span ends, and the next message of
  * the same batch becomes current. */
-HOOK void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage)
+static void message_done(struct consume_state *st, rd_kafka_message_t *rkmessage)
 {
-	RK_ENTRY(message_destroy, return);
-	struct consume_state *st = cstate;
-	if (st && rkmessage && (st->current == rkmessage || st->next < st->n)) {
-		int saved = errno;
-		bool guarded = context_guard_enter();
-		if (st->current == rkmessage && st->n == 1 && ids_thread_span_ids() == st->span_ids) {
-			/* Destroyed before its handling started: a binding's copy.
-			 * Its span stays current for the handling to come. */
-			st->current = NULL;
-		} else if (st->current == rkmessage) {
-			process_end_current(st);
-			while (st->next < st->n) {
-				struct pending_msg *pm = &st->pending[st->next++];
-				if (pm->m) {
-					process_attach(st, pm, true);
-					break;
-				}
-			}
-		} else {
-			for (unsigned i = st->next; i < st->n; i++) {
-				struct pending_msg *pm = &st->pending[i];
-				if (pm->m == rkmessage) {
-					/* destroyed before it became current */
-					if (pm->sp)
-						span_end(pm->sp);
-					pm->m = NULL;
-					break;
-				}
+	if (st->current == rkmessage && st->n == 1 && ids_thread_span_ids() == st->span_ids) {
+		/* Destroyed before its handling started: a binding's copy.
+		 * Its span stays current for the handling to come. */
+		st->current = NULL;
+	} else if (st->current == rkmessage) {
+		process_end_current(st);
+		while (st->next < st->n) {
+			struct pending_msg *pm = &st->pending[st->next++];
+			if (pm->m) {
+				process_attach(st, pm, true);
+				break;
 			}
 		}
-		if (guarded)
-			context_guard_leave();
-		errno = saved;
+	} else {
+		for (unsigned i = st->next; i < st->n; i++) {
+			struct pending_msg *pm = &st->pending[i];
+			if (pm->m == rkmessage) {
+				/* destroyed before it became current */
+				if (pm->sp)
+					span_end(pm->sp);
+				pm->m = NULL;
+				break;
+			}
+		}
 	}
-	REAL_RK(message_destroy)(rkmessage);
+}
+
+HOOK void rd_kafka_message_destroy(rd_kafka_message_t *rkmessage)
+{
+	RK_ENTRY(rd_kafka_message_destroy, return);
+	struct consume_state *st = cstate;
+	if (st && rkmessage && (st->current == rkmessage || st->next < st->n))
+		KERNEL_ALWAYS(message_done(st, rkmessage));
+	REAL(rd_kafka_message_destroy)(rkmessage);
 }
 
 HOOK rd_kafka_resp_err_t rd_kafka_commit(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *offsets,
 					 int async)
 {
-	RK_ENTRY(commit, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
+	RK_ENTRY(rd_kafka_commit, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
 	consume_finish_thread();
-	return REAL_RK(commit)(rk, offsets, async);
+	return REAL(rd_kafka_commit)(rk, offsets, async);
 }
 
 HOOK rd_kafka_resp_err_t rd_kafka_commit_message(rd_kafka_t *rk, const rd_kafka_message_t *rkmessage, int async)
 {
-	RK_ENTRY(commit_message, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
+	RK_ENTRY(rd_kafka_commit_message, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
 	consume_finish_thread();
-	return REAL_RK(commit_message)(rk, rkmessage, async);
+	return REAL(rd_kafka_commit_message)(rk, rkmessage, async);
 }
 
 /* confluent-kafka-python's commit(), synchronous or not. */
@@ -1624,16 +1612,16 @@ HOOK rd_kafka_resp_err_t rd_kafka_commit_queue(rd_kafka_t *rk, const rd_kafka_to
 							  rd_kafka_topic_partition_list_t *offsets, void *commit_opaque),
 					       void *commit_opaque)
 {
-	RK_ENTRY(commit_queue, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
+	RK_ENTRY(rd_kafka_commit_queue, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
 	consume_finish_thread();
-	return REAL_RK(commit_queue)(rk, offsets, rkqu, cb, commit_opaque);
+	return REAL(rd_kafka_commit_queue)(rk, offsets, rkqu, cb, commit_opaque);
 }
 
 HOOK rd_kafka_resp_err_t rd_kafka_consumer_close(rd_kafka_t *rk)
 {
-	RK_ENTRY(consumer_close, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
+	RK_ENTRY(rd_kafka_consumer_close, return RD_KAFKA_RESP_ERR__NOT_IMPLEMENTED);
 	consume_finish_thread();
-	return REAL_RK(consumer_close)(rk);
+	return REAL(rd_kafka_consumer_close)(rk);
 }
 
 void rdkafka_after_fork_child(void)

@@ -11,10 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "exporter/exporter.h"
-#include "hooks/real.h"
-
-#define HOOK __attribute__((visibility("default")))
+#include "hooks/kernel.h"
 
 /*
  * Design (see README, "Stopping"):
@@ -38,6 +35,7 @@
  */
 
 static const struct config *cfg;
+static struct sigflush_flush flush;   /* the exporter's, handed over by init */
 static _Atomic int armed;   /* the export thread started: SIG_DFL gets ours */
 static _Atomic int dying;   /* the signal a handler is flushing for, 0 if none */
 static struct sigaction ours;
@@ -109,16 +107,14 @@ static void after_set_dfl(int sig)
 {
 	if (!atomic_load(&armed) || atomic_load(&dying))
 		return;
-	int e = errno;
-	install(sig);
-	errno = e;
+	KERNEL_QUIET(install(sig));
 }
 
 /* The process that armed: a vfork child (sharing our memory until it execs)
  * that gets the signal must not flush or mark the parent as dying. */
 static _Atomic pid_t armed_pid;
 
-static void sigflush_arm(void)
+void sigflush_arm(void)
 {
 	if (!cfg || cfg->exit_timeout_ms == 0)
 		return;
@@ -145,20 +141,20 @@ void sigflush_after_fork_child(void)
 	 * the parent's. The child is not dying, and the signal the handler had
 	 * set back to SIG_DFL gets our handler again. */
 	if (atomic_exchange(&dying, 0)) {
-		exporter_final_deadline_reset();
+		flush.final_deadline_reset();
 		install(SIGTERM);
 		install(SIGINT);
 	}
 }
 
-void sigflush_init(const struct config *c)
+void sigflush_init(const struct config *c, const struct sigflush_flush *f)
 {
 	cfg = c;
+	flush = *f;
 	ours.sa_handler = handler;
 	sigfillset(&ours.sa_mask);
 	ours.sa_flags = SA_RESTART | SA_ONSTACK;
-	real_resolve();   /* never dlsym in a handler */
-	exporter_set_on_start(sigflush_arm);
+	(void)REAL(sigaction);   /* never dlsym in a handler */
 }
 
 static void handler(int sig)
@@ -181,8 +177,8 @@ static void handler(int sig)
 		errno = saved;
 		return;
 	}
-	bool flush = atomic_compare_exchange_strong(&dying, &first, sig);
-	if (flush) {
+	bool flushed = atomic_compare_exchange_strong(&dying, &first, sig);
+	if (flushed) {
 		/* Let a second signal in during the flush, even when this is the
 		 * app's only thread: sig now kills at once, and the other one, if
 		 * ours, comes back in here and ends the process (below). */
@@ -193,7 +189,7 @@ static void handler(int sig)
 		if (REAL(sigaction)(other, NULL, &cur) == 0 && is_ours(&cur))
 			sigaddset(&s, other);
 		pthread_sigmask(SIG_UNBLOCK, &s, NULL);
-		exporter_flush_signal(exporter_final_deadline(cfg->exit_timeout_ms));
+		flush.flush_signal(flush.final_deadline(cfg->exit_timeout_ms));
 	} else
 		sig = first;   /* the other signal, while another thread flushes for
 				* the first: end the process now, by the first, which
@@ -216,8 +212,8 @@ static void handler(int sig)
 	 * ours goes back over SIG_DFL for the next signal. */
 	if (during.sa_handler != SIG_DFL && !is_ours(&during))
 		REAL(sigaction)(sig, &during, NULL);
-	if (flush) {
-		exporter_final_deadline_reset();
+	if (flushed) {
+		flush.final_deadline_reset();
 		atomic_store(&dying, 0);
 	}
 	reinstall(orig);
@@ -271,7 +267,7 @@ HOOK int sigaction(int sig, const struct sigaction *act, struct sigaction *oldac
 int __sigaction(int sig, const struct sigaction *act, struct sigaction *oldact);
 HOOK int __sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
 {
-	return do_sigaction(REAL(sigaction_) ? REAL(sigaction_) : REAL(sigaction), sig, act, oldact);
+	return do_sigaction(REAL(__sigaction) ? REAL(__sigaction) : REAL(sigaction), sig, act, oldact);
 }
 
 HOOK __sighandler_t signal(int sig, __sighandler_t h)
@@ -296,7 +292,7 @@ HOOK __sighandler_t sysv_signal(int sig, __sighandler_t h)
 
 HOOK __sighandler_t __sysv_signal(int sig, __sighandler_t h)
 {
-	return do_signal(REAL(sysv_signal_), sig, h);
+	return do_signal(REAL(__sysv_signal), sig, h);
 }
 
 HOOK __sighandler_t sigset(int sig, __sighandler_t disp)
@@ -309,23 +305,21 @@ HOOK __sighandler_t sigset(int sig, __sighandler_t disp)
 
 static void flush_before_exit(void)
 {
-	int e = errno;
 	/* Not while a signal's flush is under way: that one owns the bound. */
 	if (cfg && !atomic_load(&dying))
-		exporter_flush_before_exit(cfg->exit_timeout_ms);
-	errno = e;
+		KERNEL_QUIET(flush.flush_before_exit(cfg->exit_timeout_ms));
 }
 
 HOOK void _exit(int status)
 {
 	flush_before_exit();
-	REAL(exit_)(status);
+	REAL(_exit)(status);
 	__builtin_unreachable();
 }
 
 HOOK void _Exit(int status)
 {
 	flush_before_exit();
-	REAL(Exit)(status);
+	REAL(_Exit)(status);
 	__builtin_unreachable();
 }

@@ -17,9 +17,8 @@
 #include "agent/exchange.h"
 #include "agent/log.h"
 #include "agent/ownfd.h"
-#include "hooks/init.h"
+#include "hooks/kernel.h"
 #include "hooks/logcorr.h"
-#include "hooks/real.h"
 
 /*
  * This file owns the app's fd I/O calls and routes each one to its consumer:
@@ -42,9 +41,6 @@ enum fd_kind {
 	FD_CLIENT,    /* connected: same */
 	FD_IGNORED,   /* not HTTP/1.x, or given up: pass through untouched */
 };
-
-/* Interposed entry points are the only symbols the .so exports. */
-#define HOOK __attribute__((visibility("default")))
 
 /*
  * The per-connection lock: a futex word (0 free, 1 held, 2 held with
@@ -220,15 +216,10 @@ static void connect_outcome(struct fd_state *st, int err)
 static void fd_changed(int fd)
 {
 	struct fd_state *st = fd_any(fd);
-	if (st && atomic_load_explicit(&st->kind, memory_order_relaxed) != FD_NONE && context_guard_enter()) {
-		int e = errno;
-		/* A vfork child closing its copies before exec (CPython's subprocess
-		 * does, with close_range) must leave the parent's connections alone. */
-		if (getpid() == table_pid)
-			untrack(fd);
-		context_guard_leave();
-		errno = e;
-	}
+	/* A vfork child closing its copies before exec (CPython's subprocess
+	 * does, with close_range) must leave the parent's connections alone. */
+	if (st && atomic_load_explicit(&st->kind, memory_order_relaxed) != FD_NONE && context_guard_enter())
+		KERNEL_LEAVE(if (getpid() == table_pid) untrack(fd));
 	logcorr_fd_changed(fd);
 }
 
@@ -250,15 +241,13 @@ static int after_accept(int r, struct sockaddr *addr, socklen_t *len)
 {
 	if (r < 0 || !context_guard_enter())
 		return r;
-	int e = errno;
-	init_ensure();
-	if (init_enabled) {
-		untrack(r);
-		track_accepted(r, addr, len);
-	}
-	logcorr_fd_changed(r);
-	context_guard_leave();
-	errno = e;
+	KERNEL_LEAVE(
+		kernel_ensure_started();
+		if (kernel_enabled) {
+			untrack(r);
+			track_accepted(r, addr, len);
+		}
+		logcorr_fd_changed(r));
 	return r;
 }
 
@@ -276,23 +265,20 @@ HOOK int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	if (!context_guard_enter())
 		return REAL(connect)(fd, addr, len);
-	init_ensure();
+	kernel_ensure_started();
 	bool tracked = false;
-	if (init_enabled) {
+	if (kernel_enabled) {
 		untrack(fd);
 		tracked = track_connected(fd, addr, len);
 	}
 	logcorr_fd_changed(fd);
 	context_guard_leave();
 	int r = REAL(connect)(fd, addr, len);
-	if (tracked && context_guard_enter()) {
-		int e = errno;
-		struct fd_state *st = fd_lookup(fd);
-		if (st)
-			connect_outcome(st, r == 0 ? 0 : e);
-		context_guard_leave();
-		errno = e;
-	}
+	if (tracked && context_guard_enter())
+		KERNEL_LEAVE(
+			struct fd_state *st = fd_lookup(fd);
+			if (st)
+				connect_outcome(st, r == 0 ? 0 : app_errno));
 	return r;
 }
 
@@ -304,10 +290,7 @@ HOOK int getsockopt(int fd, int level, int optname, void *optval, socklen_t *opt
 	struct fd_state *st = fd_lookup(fd);
 	if (__builtin_expect(st == NULL, 1) || !context_guard_enter())
 		return r;
-	int e = errno;
-	connect_outcome(st, *(int *)optval);
-	context_guard_leave();
-	errno = e;
+	KERNEL_LEAVE(connect_outcome(st, *(int *)optval));
 	return r;
 }
 
@@ -321,13 +304,7 @@ static ssize_t received(int fd, const void *buf, ssize_t r)
 	struct fd_state *st = fd_lookup(fd);
 	if (__builtin_expect(st == NULL, 1) || !context_guard_enter())
 		return r;
-	int e = errno;
-	fd_lock(st);
-	exchange_received(&st->x, buf, (size_t)r);
-	fd_sync(st);
-	fd_unlock(st);
-	context_guard_leave();
-	errno = e;
+	KERNEL_LEAVE(fd_lock(st); exchange_received(&st->x, buf, (size_t)r); fd_sync(st); fd_unlock(st));
 	return r;
 }
 
@@ -338,13 +315,7 @@ static ssize_t received_iov(int fd, const struct iovec *iov, int cnt, ssize_t r)
 	struct fd_state *st = fd_lookup(fd);
 	if (__builtin_expect(st == NULL, 1) || !context_guard_enter())
 		return r;
-	int e = errno;
-	fd_lock(st);
-	exchange_received_iov(&st->x, iov, cnt, (size_t)r);
-	fd_sync(st);
-	fd_unlock(st);
-	context_guard_leave();
-	errno = e;
+	KERNEL_LEAVE(fd_lock(st); exchange_received_iov(&st->x, iov, cnt, (size_t)r); fd_sync(st); fd_unlock(st));
 	return r;
 }
 
@@ -355,7 +326,7 @@ HOOK ssize_t read(int fd, void *buf, size_t n)
 
 HOOK ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
-	return received(fd, buf, REAL(read_chk)(fd, buf, n, buflen));
+	return received(fd, buf, REAL(__read_chk)(fd, buf, n, buflen));
 }
 
 /* MSG_PEEK leaves the bytes to be read again: they are seen then. */
@@ -367,7 +338,7 @@ HOOK ssize_t recv(int fd, void *buf, size_t n, int flags)
 
 HOOK ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
-	ssize_t r = REAL(recv_chk)(fd, buf, n, buflen, flags);
+	ssize_t r = REAL(__recv_chk)(fd, buf, n, buflen, flags);
 	return flags & MSG_PEEK ? r : received(fd, buf, r);
 }
 
@@ -380,7 +351,7 @@ HOOK ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a
 HOOK ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *addr,
 			    socklen_t *alen)
 {
-	ssize_t r = REAL(recvfrom_chk)(fd, buf, n, buflen, flags, addr, alen);
+	ssize_t r = REAL(__recvfrom_chk)(fd, buf, n, buflen, flags, addr, alen);
 	return flags & MSG_PEEK ? r : received(fd, buf, r);
 }
 
@@ -441,9 +412,7 @@ static ssize_t client_send(void *arg, const struct iovec *v, int k, bool app_onl
 		struct msghdr m = { .msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)k };
 		r = REAL(sendmsg)(a->fd, &m, a->flags);
 	}
-	int e = errno;
-	fd_lock(a->st);
-	errno = e;
+	KERNEL_QUIET(fd_lock(a->st));
 	return r;
 }
 
@@ -455,21 +424,12 @@ static ssize_t outgoing(struct fd_state *st, const struct iovec *iov, int cnt, s
 	if (atomic_load_explicit(&st->kind, memory_order_relaxed) == FD_CLIENT) {
 		fd_lock(st);
 		ssize_t r = exchange_send(&st->x, iov, cnt, client_send, a);
-		int e = errno;
-		fd_sync(st);
-		fd_unlock(st);
-		errno = e;
+		KERNEL_QUIET(fd_sync(st); fd_unlock(st));
 		return r;
 	}
 	ssize_t r = plain_call(a, iov, cnt);
-	if (r > 0) {
-		int e = errno;
-		fd_lock(st);
-		exchange_written_iov(&st->x, iov, cnt, (size_t)r);
-		fd_sync(st);
-		fd_unlock(st);
-		errno = e;
-	}
+	if (r > 0)
+		KERNEL_QUIET(fd_lock(st); exchange_written_iov(&st->x, iov, cnt, (size_t)r); fd_sync(st); fd_unlock(st));
 	return r;
 }
 
@@ -480,9 +440,7 @@ static ssize_t outgoing_1(int fd, const void *buf, size_t n, struct plain_args *
 	if (__builtin_expect(st == NULL, 1) || !context_guard_enter())
 		return plain_call(a, &one, 1);
 	ssize_t r = outgoing(st, &one, 1, a);
-	int e = errno;
 	context_guard_leave();
-	errno = e;
 	return r;
 }
 
@@ -515,9 +473,7 @@ HOOK ssize_t writev(int fd, const struct iovec *iov, int cnt)
 		return REAL(writev)(fd, iov, cnt);
 	struct plain_args a = { .kind = CALL_WRITEV, .fd = fd };
 	ssize_t r = outgoing(st, iov, cnt, &a);
-	int e = errno;
 	context_guard_leave();
-	errno = e;
 	return r;
 }
 
@@ -530,9 +486,7 @@ HOOK ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 		return REAL(sendmsg)(fd, m, flags);
 	struct plain_args a = { .kind = CALL_SENDMSG, .fd = fd, .flags = flags };
 	ssize_t r = outgoing(st, m->msg_iov, (int)m->msg_iovlen, &a);
-	int e = errno;
 	context_guard_leave();
-	errno = e;
 	return r;
 }
 
@@ -544,13 +498,7 @@ static ssize_t after_sendfile(int out_fd, ssize_t r)
 	struct fd_state *st = fd_lookup(out_fd);
 	if (__builtin_expect(st == NULL, 1) || !context_guard_enter())
 		return r;
-	int e = errno;
-	fd_lock(st);
-	exchange_written(&st->x, NULL, (size_t)r);
-	fd_sync(st);
-	fd_unlock(st);
-	context_guard_leave();
-	errno = e;
+	KERNEL_LEAVE(fd_lock(st); exchange_written(&st->x, NULL, (size_t)r); fd_sync(st); fd_unlock(st));
 	return r;
 }
 
@@ -567,14 +515,8 @@ HOOK ssize_t sendfile64(int out_fd, int in_fd, off64_t *off, size_t count)
 HOOK int shutdown(int fd, int how)
 {
 	struct fd_state *st = fd_lookup(fd);
-	if (st && (how == SHUT_WR || how == SHUT_RDWR) && context_guard_enter()) {
-		int e = errno;
-		fd_lock(st);
-		exchange_write_closed(&st->x);
-		fd_unlock(st);
-		context_guard_leave();
-		errno = e;
-	}
+	if (st && (how == SHUT_WR || how == SHUT_RDWR) && context_guard_enter())
+		KERNEL_LEAVE(fd_lock(st); exchange_write_closed(&st->x); fd_unlock(st));
 	return REAL(shutdown)(fd, how);
 }
 
@@ -599,11 +541,8 @@ HOOK int dup2(int oldfd, int newfd)
 	if (oldfd != newfd)
 		ownfd_app_closing((unsigned)newfd, (unsigned)newfd, &m);
 	int r = REAL(dup2)(oldfd, newfd);
-	if (r < 0 && m.mask) {
-		int e = errno;
-		ownfd_app_close_failed(&m);
-		errno = e;
-	}
+	if (r < 0 && m.mask)
+		KERNEL_QUIET(ownfd_app_close_failed(&m));
 	if (r >= 0 && oldfd != newfd)
 		fd_changed(newfd);
 	return r;
@@ -615,11 +554,8 @@ HOOK int dup3(int oldfd, int newfd, int flags)
 	if (oldfd != newfd)
 		ownfd_app_closing((unsigned)newfd, (unsigned)newfd, &m);
 	int r = REAL(dup3)(oldfd, newfd, flags);
-	if (r < 0 && m.mask) {
-		int e = errno;
-		ownfd_app_close_failed(&m);
-		errno = e;
-	}
+	if (r < 0 && m.mask)
+		KERNEL_QUIET(ownfd_app_close_failed(&m));
 	if (r >= 0)
 		fd_changed(newfd);
 	return r;
@@ -641,13 +577,8 @@ static void fds_changed(unsigned first, unsigned last)
 		unsigned hi = (c << CHUNK_BITS) + CHUNK_SIZE - 1 < last ? (c << CHUNK_BITS) + CHUNK_SIZE - 1 : last;
 		for (unsigned fd = lo; fd <= hi; fd++) {
 			struct fd_state *st = fd_any((int)fd);
-			if (atomic_load_explicit(&st->kind, memory_order_relaxed) != FD_NONE && context_guard_enter()) {
-				int e = errno;
-				if (getpid() == table_pid)
-					untrack((int)fd);
-				context_guard_leave();
-				errno = e;
-			}
+			if (atomic_load_explicit(&st->kind, memory_order_relaxed) != FD_NONE && context_guard_enter())
+				KERNEL_LEAVE(if (getpid() == table_pid) untrack((int)fd));
 		}
 	}
 }
@@ -661,11 +592,8 @@ HOOK int close_range(unsigned int first, unsigned int last, int flags)
 	}
 	int r = REAL(close_range) ? REAL(close_range)(first, last, flags)
 				  : (int)syscall(SYS_close_range, first, last, flags);
-	if (r < 0 && m.mask) {
-		int e = errno;
-		ownfd_app_close_failed(&m);
-		errno = e;
-	}
+	if (r < 0 && m.mask)
+		KERNEL_QUIET(ownfd_app_close_failed(&m));
 	return r;
 }
 
