@@ -110,6 +110,10 @@ static pthread_once_t start_once = PTHREAD_ONCE_INIT;
 
 static void run_start(void)
 {
+	/* Every libc function now, not at its first call: that call may come
+	 * from the app's signal handler, where dlsym is not safe. */
+	for (enum kernel_sym s = 0; s < KERNEL_LIBC_END; s++)
+		kernel_resolve(s);
 	start_fn();
 }
 

@@ -261,6 +261,10 @@ static __sighandler_t do_signal(signal_fn fn, int sig, __sighandler_t h)
 
 HOOK int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
 {
+	/* Straight through for the signals we don't flush on: curl, for one,
+	 * sets SIGPIPE's disposition and puts it back around every request. */
+	if (__builtin_expect(slot(sig) < 0, 1))
+		return REAL(sigaction)(sig, act, oldact);
 	return do_sigaction(REAL(sigaction), sig, act, oldact);
 }
 
