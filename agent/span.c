@@ -772,35 +772,66 @@ static char *put_uint(char *p, unsigned field, uint64_t v)
 	return v ? pb_put_varint(pb_put_key(p, field, PB_VARINT), v) : p;
 }
 
+/*
+ * An event or a link: a stream item (field) whose message has head bytes of
+ * its own fields, then the attributes kept under the limit (attr_field) and
+ * their dropped count, then tail bytes. sub_item_open sizes it and returns
+ * where its own fields go, or NULL when the record has no room (the caller
+ * counts it dropped); sub_item_attrs writes the attributes, sub_item_close
+ * commits the item.
+ */
+struct sub_item {
+	size_t kept, need, lens[SUB_MAX];
+	uint32_t dropped;
+	unsigned attr_field;
+};
+
+static char *sub_item_open(struct span *s, struct sub_item *it, unsigned field, size_t head, size_t tail,
+			   unsigned attr_field, const struct span_kv *attrs, size_t n, uint32_t limit)
+{
+	size_t body = head + tail;
+	body += sub_attrs_size(s, attrs, n, limit, body + 16, &it->kept, &it->dropped, it->lens);
+	body += uint_field(attr_field + 1, it->dropped);
+	it->need = pb_len_field(field, body);
+	it->attr_field = attr_field;
+	if (!room(s, it->need))
+		return NULL;
+	return pb_put_len(s->f.stream + s->f.len, field, body);
+}
+
+static char *sub_item_attrs(char *p, const struct sub_item *it, const struct span_kv *attrs, size_t n)
+{
+	p = put_sub_attrs(p, it->attr_field, attrs, n, it->kept, it->lens);
+	return put_uint(p, it->attr_field + 1, it->dropped);
+}
+
+static void sub_item_close(struct span *s, const struct sub_item *it)
+{
+	s->f.len = (uint16_t)(s->f.len + it->need);
+	s->n_sub = (uint8_t)(s->n_sub + it->kept);
+	s->mixed = true;
+}
+
 void span_add_event(struct span *s, const char *name, uint64_t time_ns,
 		    const struct span_kv *attrs, size_t n)
 {
 	if (!s)
 		return;
-	if (s->n_events >= limits.event_count) {
+	size_t nlen = strlen(name);
+	struct sub_item it;
+	char *p = s->n_events < limits.event_count ?
+		sub_item_open(s, &it, F_EVENT, 9 + (nlen ? pb_len_field(2, nlen) : 0), 0, 3, attrs, n,
+			      limits.event_attr_count) : NULL;
+	if (!p) {
 		s->dropped_events++;
 		return;
 	}
-	size_t nlen = strlen(name), kept, lens[SUB_MAX];
-	uint32_t dropped;
-	size_t body = 9 + (nlen ? pb_len_field(2, nlen) : 0);
-	body += sub_attrs_size(s, attrs, n, limits.event_attr_count, body + 16, &kept, &dropped, lens);
-	body += uint_field(4, dropped);
-	size_t need = pb_len_field(F_EVENT, body);
-	if (!room(s, need)) {
-		s->dropped_events++;
-		return;
-	}
-	char *p = pb_put_len(s->f.stream + s->f.len, F_EVENT, body);
 	p = pb_put_fixed64(p, 1, time_ns ? time_ns : clock_now_ns());
 	if (nlen)
 		p = put_utf8(pb_put_len(p, 2, nlen), name, nlen);
-	p = put_sub_attrs(p, 3, attrs, n, kept, lens);
-	put_uint(p, 4, dropped);
-	s->f.len = (uint16_t)(s->f.len + need);
-	s->n_sub = (uint8_t)(s->n_sub + kept);
+	sub_item_attrs(p, &it, attrs, n);
+	sub_item_close(s, &it);
 	s->n_events++;
-	s->mixed = true;
 }
 
 void span_add_exception(struct span *s, const char *type, const char *msg, size_t msg_len)
@@ -826,32 +857,22 @@ void span_add_link(struct span *s, const struct trace_context *ctx,
 {
 	if (!s || !ctx || !ctx->valid)
 		return;
-	if (s->n_links >= limits.link_count) {
+	struct sub_item it;
+	char *p = s->n_links < limits.link_count ?
+		sub_item_open(s, &it, F_LINK, 18 + 10 + (ctx->tracestate_len ? pb_len_field(3, ctx->tracestate_len) : 0),
+			      5, 4, attrs, n, limits.link_attr_count) : NULL;
+	if (!p) {
 		s->dropped_links++;
 		return;
 	}
-	size_t kept, lens[SUB_MAX];
-	uint32_t dropped;
-	size_t body = 18 + 10 + (ctx->tracestate_len ? pb_len_field(3, ctx->tracestate_len) : 0) + 5;
-	body += sub_attrs_size(s, attrs, n, limits.link_attr_count, body + 16, &kept, &dropped, lens);
-	body += uint_field(5, dropped);
-	size_t need = pb_len_field(F_LINK, body);
-	if (!room(s, need)) {
-		s->dropped_links++;
-		return;
-	}
-	char *p = pb_put_len(s->f.stream + s->f.len, F_LINK, body);
 	p = pb_put_bytes(p, 1, ctx->trace_id, 16);
 	p = pb_put_bytes(p, 2, ctx->span_id, 8);
 	if (ctx->tracestate_len)
 		p = pb_put_bytes(p, 3, ctx->buf, ctx->tracestate_len);
-	p = put_sub_attrs(p, 4, attrs, n, kept, lens);
-	p = put_uint(p, 5, dropped);
+	p = sub_item_attrs(p, &it, attrs, n);
 	pb_put_fixed32(p, 6, span_flags(ctx->flags, ctx->remote));
-	s->f.len = (uint16_t)(s->f.len + need);
-	s->n_sub = (uint8_t)(s->n_sub + kept);
+	sub_item_close(s, &it);
 	s->n_links++;
-	s->mixed = true;
 }
 
 /* --- attribute blocks --- */
