@@ -151,7 +151,7 @@ $(KAFKA_BENCH_BIN): $(BUILD)/bench/kafka-%-bench: tests/bench/kafka-%-bench.c
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lrdkafka
 
 unit: $(UNIT_BIN) $(AGENT) $(SINK)
-	TRACEAGENT_SINK=$(abspath $(SINK)) TRACEAGENT_SO=$(abspath $(AGENT)) $(UNIT_BIN)
+	TRACEAGENT_SINK=$(abspath $(SINK)) TRACEAGENT_SO=$(abspath $(AGENT)) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60} $(UNIT_BIN)
 
 check: deps all $(UNIT_BIN) $(TOOL_BIN) $(PROG_BIN)
 	@python3 scripts/check-structure $(OBJ)
