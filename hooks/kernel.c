@@ -5,16 +5,17 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-void *kernel_slot[KERNEL_RDKAFKA_END];
+void *kernel_slot[KERNEL_UNWIND_END];
 
 /* Looked up, found or not: a missing symbol is asked for once. */
-static _Atomic unsigned char tried[KERNEL_RDKAFKA_END];
+static _Atomic unsigned char tried[KERNEL_UNWIND_END];
 
 #define KERNEL_NAME(ret, name, params) #name,
-static const char *const names[KERNEL_RDKAFKA_END] = {
+static const char *const names[KERNEL_UNWIND_END] = {
 	KERNEL_LIBC(KERNEL_NAME) NULL,
 	KERNEL_LIBPQ(KERNEL_NAME) NULL,
-	KERNEL_RDKAFKA(KERNEL_NAME)
+	KERNEL_RDKAFKA(KERNEL_NAME) NULL,
+	KERNEL_UNWIND(KERNEL_NAME)
 };
 #undef KERNEL_NAME
 
@@ -32,11 +33,13 @@ struct library {
 	_Atomic(void *) by_caller; /* kernel_resolve_from's module */
 };
 
-static struct library libc_lib, libpq_lib = { .soname = "libpq.so.5" }, rdkafka_lib = { .soname = "librdkafka.so.1" };
+static struct library libc_lib, libpq_lib = { .soname = "libpq.so.5" }, rdkafka_lib = { .soname = "librdkafka.so.1" },
+	      unwind_lib = { .soname = "libgcc_s.so.1" };
 
 static struct library *library_of(enum kernel_sym s)
 {
-	return s < KERNEL_LIBC_END ? &libc_lib : s < KERNEL_LIBPQ_END ? &libpq_lib : &rdkafka_lib;
+	return s < KERNEL_LIBC_END ? &libc_lib : s < KERNEL_LIBPQ_END ? &libpq_lib :
+	       s < KERNEL_RDKAFKA_END ? &rdkafka_lib : &unwind_lib;
 }
 
 /* p, unless it lies in our own .so: a handle whose search reaches the
