@@ -84,11 +84,12 @@ extern const char funcs_return_stub[] __attribute__((visibility("hidden")));
 /*
  * Every register comes out of both stubs as it went in (gcc's -fipa-ra lets
  * a caller keep values in registers its callee is known not to touch), xmm
- * included; the stack is 16-byte aligned at each call into C.
+ * included. The stack is aligned before each call into C: gcc calls a
+ * function it knows needs no alignment without aligning it (-fipa-stack-alignment).
  *
  * funcs_entry_stub is called by the trampoline (hooks/patch.c), r11 = the
  * struct target, the caller's r11 and return address above our own:
- * [rsp] trampoline, [rsp+8] r11, [rsp+16] the traced call's return address.
+ * [rsp] the trampoline, [rsp+8] r11, [rsp+16] the traced call's return address.
  * regs[] as funcs_enter sees it: r10 rax r9 r8 rcx rdx rsi rdi.
  *
  * funcs_return_stub is where a traced function returns to: funcs_leave gives
@@ -118,16 +119,20 @@ __asm__(".text\n"
 	".hidden funcs_entry_stub\n"
 	".type funcs_entry_stub,@function\n"
 	"funcs_entry_stub:\n"
+	"\tpush %rbp\n"
+	"\tmov %rsp, %rbp\n"
 	"\tpush %rdi\n\tpush %rsi\n\tpush %rdx\n\tpush %rcx\n\tpush %r8\n\tpush %r9\n\tpush %rax\n\tpush %r10\n"
-	"\tsub $264, %rsp\n"
+	"\tand $-16, %rsp\n"
+	"\tsub $256, %rsp\n"
 	SAVE_XMM
 	"\tmov %r11, %rdi\n"
-	"\tlea 344(%rsp), %rsi\n"   /* 264 + 64 + the trampoline's return address + r11 */
-	"\tlea 264(%rsp), %rdx\n"
+	"\tlea 24(%rbp), %rsi\n"    /* past rbp, the trampoline's return address and r11 */
+	"\tlea -64(%rbp), %rdx\n"
 	"\tcall funcs_enter\n"
 	RESTORE_XMM
-	"\tadd $264, %rsp\n"
+	"\tlea -64(%rbp), %rsp\n"
 	"\tpop %r10\n\tpop %rax\n\tpop %r9\n\tpop %r8\n\tpop %rcx\n\tpop %rdx\n\tpop %rsi\n\tpop %rdi\n"
+	"\tpop %rbp\n"
 	"\tret\n"
 	".size funcs_entry_stub, .-funcs_entry_stub\n"
 
@@ -136,15 +141,19 @@ __asm__(".text\n"
 	".type funcs_return_stub,@function\n"
 	"funcs_return_stub:\n"
 	"\tsub $8, %rsp\n"
+	"\tpush %rbp\n"
+	"\tmov %rsp, %rbp\n"
 	"\tpush %rax\n\tpush %rcx\n\tpush %rdx\n\tpush %rsi\n\tpush %rdi\n\tpush %r8\n\tpush %r9\n\tpush %r10\n\tpush %r11\n"
+	"\tand $-16, %rsp\n"
 	"\tsub $256, %rsp\n"
 	SAVE_XMM
 	"\tmov %rax, %rdi\n"
 	"\tcall funcs_leave\n"
-	"\tmov %rax, 328(%rsp)\n"   /* 256 + 9 registers: the slot */
+	"\tmov %rax, 8(%rbp)\n"     /* the slot the final ret takes */
 	RESTORE_XMM
-	"\tadd $256, %rsp\n"
+	"\tlea -72(%rbp), %rsp\n"
 	"\tpop %r11\n\tpop %r10\n\tpop %r9\n\tpop %r8\n\tpop %rdi\n\tpop %rsi\n\tpop %rdx\n\tpop %rcx\n\tpop %rax\n"
+	"\tpop %rbp\n"
 	"\tret\n"
 	".size funcs_return_stub, .-funcs_return_stub\n"
 
@@ -416,6 +425,13 @@ static void patch_one(const struct funcspec *s, const char *path, uintptr_t addr
 	log_debug("TRACEAGENT_FUNCTIONS: %s in %s patched", t->name, path);
 }
 
+/* gcc's "f.cold" symbols are the unlikely blocks of f moved away: jumped
+ * into from f's body, never called, so never an entry. */
+static bool cold_part(const struct elfsym *sym)
+{
+	return memmem(sym->name, sym->name_len, ".cold", 5) != NULL;
+}
+
 /* Looks at one object for every spec that names it. */
 static void scan_object(const char *path, uintptr_t base, bool main_exe)
 {
@@ -453,7 +469,7 @@ static void scan_object(const char *path, uintptr_t base, bool main_exe)
 		struct elfsym sym;
 		it.next = 0;
 		while (elfsym_next(&it, &sym))
-			if (funcspec_glob(s->pattern, s->pattern_len, sym.name, sym.name_len)) {
+			if (funcspec_glob(s->pattern, s->pattern_len, sym.name, sym.name_len) && !cold_part(&sym)) {
 				found[i]++;
 				patch_one(s, path, base + sym.value, &sym);
 			}

@@ -280,9 +280,25 @@ static bool emit(const struct plan *p, uint8_t *buf, uintptr_t at, const void *d
 				return false;
 			o += m->size;
 			break;
+		case MOVE_CALL: {
+			/* The return address pushed is the original one (the call ends
+			 * the window): an unwinder or a backtrace finds the function's
+			 * own unwind information there, not the trampoline. lea, not
+			 * sub: the flags stay as they were. */
+			static const uint8_t lea_rsp[5] = { 0x48, 0x8d, 0x64, 0x24, 0xf8 };
+			uint64_t ret = p->start + p->len;
+			uint32_t lo = (uint32_t)ret, hi = (uint32_t)(ret >> 32);
+			memcpy(o, lea_rsp, 5);
+			o[5] = 0xc7, o[6] = 0x04, o[7] = 0x24;
+			memcpy(o + 8, &lo, 4);
+			o[12] = 0xc7, o[13] = 0x44, o[14] = 0x24, o[15] = 0x04;
+			memcpy(o + 16, &hi, 4);
+			o += 20;
+			here += 20;
+			__attribute__((fallthrough));   /* then a jump to the callee */
+		}
 		case MOVE_JMP:
-		case MOVE_CALL:
-			*o = m->kind == MOVE_JMP ? 0xe9 : 0xe8;
+			*o = 0xe9;
 			if (!put_rel32(o + 1, here + 5, m->target))
 				return false;
 			o += 5;

@@ -15,7 +15,7 @@
 #define NOINLINE __attribute__((noinline, noclone))
 
 volatile int sink_v;
-static int depth_seen[64];
+volatile int depth_seen[64];
 
 /* error=neg: a status for an unknown task is a business error. */
 NOINLINE int task_apply(int id, int status)
