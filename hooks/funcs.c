@@ -432,6 +432,28 @@ static bool cold_part(const struct elfsym *sym)
 	return memmem(sym->name, sym->name_len, ".cold", 5) != NULL;
 }
 
+/* A C++ function's name as written ("ns::Task::apply(int)"), malloc'ed, or
+ * NULL: from libstdc++'s demangler when the process has it (a C++ program
+ * does). Specs match either form; spans take the written one, up to "(". */
+static char *demangle(const struct elfsym *sym)
+{
+	static char *(*dem)(const char *, char *, size_t *, int *);
+	static bool looked;
+	if (sym->name_len < 3 || memcmp(sym->name, "_Z", 2) != 0)
+		return NULL;
+	if (!looked) {
+		dem = (char *(*)(const char *, char *, size_t *, int *))dlsym(RTLD_DEFAULT, "__cxa_demangle");
+		looked = true;
+	}
+	int status = -1;
+	char *out = dem ? dem(sym->name, NULL, NULL, &status) : NULL;   /* sym->name ends with its NUL */
+	if (out && status != 0) {
+		free(out);
+		out = NULL;
+	}
+	return out;
+}
+
 /* Looks at one object for every spec that names it. */
 static void scan_object(const char *path, uintptr_t base, bool main_exe)
 {
@@ -468,11 +490,22 @@ static void scan_object(const char *path, uintptr_t base, bool main_exe)
 			       s->object);
 		struct elfsym sym;
 		it.next = 0;
-		while (elfsym_next(&it, &sym))
-			if (funcspec_glob(s->pattern, s->pattern_len, sym.name, sym.name_len) && !cold_part(&sym)) {
-				found[i]++;
-				patch_one(s, path, base + sym.value, &sym);
+		while (elfsym_next(&it, &sym)) {
+			if (cold_part(&sym))
+				continue;
+			char *dem = demangle(&sym);
+			struct elfsym shown = sym;
+			if (dem) {
+				shown.name = dem;
+				shown.name_len = strcspn(dem, "(");
 			}
+			if (funcspec_glob(s->pattern, s->pattern_len, sym.name, sym.name_len) ||
+			    (dem && funcspec_glob(s->pattern, s->pattern_len, shown.name, shown.name_len))) {
+				found[i]++;
+				patch_one(s, path, base + sym.value, &shown);
+			}
+			free(dem);
+		}
 		if (found[i] == before)
 			report("%sTRACEAGENT_FUNCTIONS: no function matches %.*s in %s (stripped, inlined everywhere, or static and "
 			       "not in the symbol table)", check_only ? "  " : "", (int)s->pattern_len, s->pattern, path);
