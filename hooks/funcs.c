@@ -61,9 +61,8 @@ static unsigned found[SPECS_MAX];      /* functions each spec matched, over all 
 static bool object_seen[SPECS_MAX];    /* an object the spec names was looked at */
 static bool check_only;
 static bool patch_ok;
-/* dlopen() looks at what it loaded: some spec names an object. Read by the
- * assembly dlopen below. */
-bool funcs_dlopen_watch __attribute__((visibility("hidden")));
+/* Some spec names an object: dlopen() makes us look at what it loaded. */
+static bool watch_dlopen;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static uintptr_t seen[OBJECTS_MAX];    /* load bases already looked at */
 static unsigned nseen;
@@ -74,9 +73,6 @@ static size_t npatched, patched_cap;
 
 void funcs_enter(const struct target *t, uintptr_t *slot, const uint64_t *regs) __attribute__((visibility("hidden")));
 uintptr_t funcs_leave(uint64_t rax) __attribute__((visibility("hidden")));
-void *funcs_dlopen_traced(const char *file, int mode) __attribute__((visibility("hidden")));
-void *funcs_dlopen_resolve(void) __attribute__((visibility("hidden")));
-void *funcs_dlopen_real __attribute__((visibility("hidden")));
 extern const char funcs_entry_stub[] __attribute__((visibility("hidden")));
 extern const char funcs_return_stub[] __attribute__((visibility("hidden")));
 
@@ -95,10 +91,6 @@ extern const char funcs_return_stub[] __attribute__((visibility("hidden")));
  * funcs_return_stub is where a traced function returns to: funcs_leave gives
  * back the caller's address, which a slot below the saved registers receives
  * for the final ret.
- *
- * dlopen passes straight to libc's with the caller's return address in
- * place (libc resolves a bare name with the calling object's RUNPATH), and
- * goes through funcs_dlopen_traced only when an @OBJECT spec waits.
  */
 #define SAVE_XMM                                                                                   \
 	"\tmovdqu %xmm0, 0(%rsp)\n\tmovdqu %xmm1, 16(%rsp)\n\tmovdqu %xmm2, 32(%rsp)\n"             \
@@ -155,21 +147,7 @@ __asm__(".text\n"
 	"\tpop %r11\n\tpop %r10\n\tpop %r9\n\tpop %r8\n\tpop %rdi\n\tpop %rsi\n\tpop %rdx\n\tpop %rcx\n\tpop %rax\n"
 	"\tpop %rbp\n"
 	"\tret\n"
-	".size funcs_return_stub, .-funcs_return_stub\n"
-
-	".globl dlopen\n"
-	".type dlopen,@function\n"
-	"dlopen:\n"
-	"\tcmpb $0, funcs_dlopen_watch(%rip)\n"
-	"\tjne funcs_dlopen_traced\n"
-	"\tmov funcs_dlopen_real(%rip), %rax\n"
-	"\ttest %rax, %rax\n"
-	"\tjnz 1f\n"
-	"\tpush %rdi\n\tpush %rsi\n\tsub $8, %rsp\n"
-	"\tcall funcs_dlopen_resolve\n"
-	"\tadd $8, %rsp\n\tpop %rsi\n\tpop %rdi\n"
-	"1:\tjmp *%rax\n"
-	".size dlopen, .-dlopen\n");
+	".size funcs_return_stub, .-funcs_return_stub\n");
 #undef SAVE_XMM
 #undef RESTORE_XMM
 #endif
@@ -468,7 +446,7 @@ static void scan_object(const char *path, uintptr_t base, bool main_exe)
 	if (fd >= 0 && fstat(fd, &sb) == 0 && sb.st_size > 0)
 		img = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (fd >= 0)
-		close(fd);
+		REAL(close)(fd);
 	struct elfsym_iter it;
 	if (img == MAP_FAILED || !elfsym_open(&it, img, (size_t)sb.st_size)) {
 		report("TRACEAGENT_FUNCTIONS: %s could not be read as an ELF file; nothing in it is traced", path);
@@ -569,22 +547,13 @@ static void scan_new_objects(void)
 	pthread_mutex_unlock(&lock);
 }
 
-void *funcs_dlopen_resolve(void)
+/* After each dlopen, before it returns: nothing has called into the new object yet. */
+static void after_dlopen(void)
 {
-	void *p = (void *)REAL(dlopen);
-	funcs_dlopen_real = p;
-	return p;
-}
-
-void *funcs_dlopen_traced(const char *file, int mode)
-{
-	void *h = REAL(dlopen) ? REAL(dlopen)(file, mode) : NULL;
-	/* Before dlopen returns: nothing has called into the new object yet. */
-	if (h && context_guard_enter()) {
-		KERNEL_QUIET(scan_new_objects());
+	if (context_guard_enter()) {
+		scan_new_objects();
 		context_guard_leave();
 	}
-	return h;
 }
 
 void funcs_init(const struct config *c)
@@ -609,16 +578,17 @@ void funcs_init(const struct config *c)
 			break;
 		}
 		specs[nspecs++] = s;
-		funcs_dlopen_watch |= s.object_len != 0;
+		watch_dlopen |= s.object_len != 0;
 	}
 	const char *why = patch_init();
 	patch_ok = !why;
 	if (why && !check_only) {
 		report("TRACEAGENT_FUNCTIONS: nothing is patched: %s", why);
-		funcs_dlopen_watch = false;
 		return;
 	}
 	scan_new_objects();
+	if (watch_dlopen && !check_only)
+		kernel_set_dlopen_observer(after_dlopen);
 	if (check_only) {
 		for (unsigned i = 0; i < nspecs; i++)
 			if (specs[i].object_len && !object_seen[i])

@@ -102,6 +102,50 @@ void kernel_resolve_from(enum kernel_sym first, enum kernel_sym end, const void 
 			atomic_store_explicit(&tried[s], 0, memory_order_release);
 }
 
+/* --- dlopen --- */
+
+void (*kernel_dlopen_observer)(void) __attribute__((visibility("hidden")));
+void *kernel_dlopen_real __attribute__((visibility("hidden")));
+void *kernel_dlopen_resolve(void) __attribute__((visibility("hidden")));
+void *kernel_dlopen_observed(const char *file, int mode) __attribute__((visibility("hidden")));
+
+void *kernel_dlopen_resolve(void)
+{
+	kernel_dlopen_real = kernel_resolve(KERNEL_dlopen);
+	return kernel_dlopen_real;
+}
+
+void *kernel_dlopen_observed(const char *file, int mode)
+{
+	void *h = REAL(dlopen) ? REAL(dlopen)(file, mode) : NULL;
+	if (h)
+		KERNEL_QUIET(kernel_dlopen_observer());
+	return h;
+}
+
+void kernel_set_dlopen_observer(void (*fn)(void))
+{
+	kernel_dlopen_observer = fn;
+}
+
+#if defined(__x86_64__)
+/* A tail jump: libc's dlopen reads its caller from the return address. */
+__asm__(".text\n"
+	".globl dlopen\n"
+	".type dlopen,@function\n"
+	"dlopen:\n"
+	"\tcmpq $0, kernel_dlopen_observer(%rip)\n"
+	"\tjne kernel_dlopen_observed\n"
+	"\tmov kernel_dlopen_real(%rip), %rax\n"
+	"\ttest %rax, %rax\n"
+	"\tjnz 1f\n"
+	"\tpush %rdi\n\tpush %rsi\n\tsub $8, %rsp\n"
+	"\tcall kernel_dlopen_resolve\n"
+	"\tadd $8, %rsp\n\tpop %rsi\n\tpop %rdi\n"
+	"1:\tjmp *%rax\n"
+	".size dlopen, .-dlopen\n");
+#endif
+
 /* --- the agent's start --- */
 
 bool kernel_enabled;

@@ -228,6 +228,12 @@ void *kernel_resolve(enum kernel_sym sym);
  * ship "librdkafka-<hash>.so.1") that neither RTLD_NEXT nor a soname finds. */
 void kernel_resolve_from(enum kernel_sym first, enum kernel_sym end, const void *caller);
 
+/* dlopen is a plain jump to libc's, the caller's return address intact
+ * (libc resolves a bare name with the calling object's RUNPATH), until a
+ * family asks to see each object loaded: then fn runs after libc's dlopen
+ * succeeded, before it returns (and libc sees the agent as the caller). */
+void kernel_set_dlopen_observer(void (*fn)(void));
+
 /* --- the agent's start, handed over by the wiring file (hooks/init.c) --- */
 
 /* Tracing is on: the start ran and succeeded. */
