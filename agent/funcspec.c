@@ -8,11 +8,11 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t';
 }
 
-/* Symbol names as C and C++ (mangled) compilers write them, plus the glob's two characters. */
+/* Symbol names as C and C++ (mangled or written) have them, plus the glob's two characters. */
 static bool pattern_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-	       c == '$' || c == '*' || c == '?';
+	       c == '$' || c == '~' || c == '*' || c == '?';
 }
 
 /* A file name or path: no separator of ours, no space or control character. */
@@ -53,7 +53,8 @@ static bool parse_one(const char *p, size_t n, struct funcspec *out)
 {
 	memset(out, 0, sizeof *out);
 	size_t i = 0;
-	while (i < n && pattern_char(p[i]))
+	/* "::" belongs to a C++ name (ns::Task::apply); a single ':' opens an option. */
+	while (i < n && (pattern_char(p[i]) || (p[i] == ':' && i + 1 < n && p[i + 1] == ':' && (i += 1))))
 		i++;
 	if (i == 0)
 		return false;
