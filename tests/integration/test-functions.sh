@@ -45,6 +45,15 @@ same stripped fn-stripped 'task_*' $B/fn-app-stripped basic
 check "stripped: a warning" grep -q 'fn-app-stripped is stripped' "$WORK/stripped.err"
 check "stripped: nothing found" grep -q 'no function matches task_\* in' "$WORK/stripped.err"
 
+# traceagent --check CMD: each spec's functions and whether each can be patched.
+TRACEAGENT_FUNCTIONS='task_*,tiny,loopy' OTEL_TRACES_EXPORTER=none bash scripts/traceagent --check $B/fn-unpatch \
+	>"$WORK/check.out" 2>&1 || true
+check "--check: a function that cannot be patched, with the reason" \
+	grep -q 'loopy (.*fn-unpatch): cannot be patched: a jump back into' "$WORK/check.out"
+check "--check: a pattern that finds nothing" grep -q 'no function matches task_\* in' "$WORK/check.out"
+TRACEAGENT_FUNCTIONS='task_*' OTEL_TRACES_EXPORTER=none bash scripts/traceagent --check $B/fn-app >"$WORK/check2.out" 2>&1 || true
+check "--check: the functions a glob finds, patchable" grep -q 'task_apply (.*fn-app): can be patched' "$WORK/check2.out"
+
 # A function run while an HTTP request is served, making an HTTP call of its own.
 start_agent_bg http fn-http TRACEAGENT_FUNCTIONS='handle_request,upstream_call' $B/fn-app http "$SINK_PORT"
 wait_line http "$BG_PID" 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' || die "fn-app http did not start"
