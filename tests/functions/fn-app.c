@@ -49,6 +49,18 @@ NOINLINE double metrics_average(double x, double y, int n)
 	return (x + y) / n;
 }
 
+/* gcc -O2 makes the call in tail_outer a jump (a sibling call). */
+NOINLINE int tail_inner(int x)
+{
+	sink_v += x;
+	return x * 3;
+}
+
+NOINLINE int tail_outer(int x)
+{
+	return tail_inner(x + 1);
+}
+
 /* The store after the call keeps gcc from turning the recursion into a loop. */
 NOINLINE int recurse(int n)
 {
@@ -184,6 +196,7 @@ int main(int argc, char **argv)
 		printf("lookup %s %s\n", l1, l2 ? l2 : "(null)");
 		printf("metrics %ld\n", metrics_calculate(1, 2, 3, 4, 5, 6));
 		printf("average %.2f\n", metrics_average(1.5, 2.5, 2));
+		printf("tail %d\n", tail_outer(1));
 		return 0;
 	}
 	if (!strcmp(mode, "recurse")) {

@@ -26,7 +26,7 @@ same() {
 	fi
 }
 
-same basic fn-basic 'task_lookup:error=null, task_*:error=neg,metrics_calculate:args=6,bad spec!,metrics_average:args=9' \
+same basic fn-basic 'task_lookup:error=null, task_*:error=neg,metrics_calculate:args=6,bad spec!,metrics_average:args=9,tail_*' \
 	$B/fn-app basic
 check "basic: one warning per invalid spec" grep -q 'invalid spec "bad spec!"' "$WORK/basic.err"
 check "basic: args=9 is invalid" grep -q 'invalid spec "metrics_average:args=9"' "$WORK/basic.err"
@@ -97,6 +97,11 @@ expect("basic: args=6 records the six integer arguments", [1, 2, 3, 4, 5, 6],
        [A(mc[0]).get('traceagent.function.arg.%d' % i) for i in range(6)] if mc else None)
 check(not any(k.startswith('traceagent.function.arg') for s in ap for k in A(s)), "basic: no arguments unless asked")
 expect("basic: the invalid spec metrics_average:args=9 makes no span", 0, len(named(b, 'metrics_average')))
+to, ti = named(b, 'tail_outer'), named(b, 'tail_inner')
+expect("tail call: both functions make a span", (1, 1), (len(to), len(ti)))
+if to and ti:
+    expect("tail call: the function jumped to nests under the one that jumped", to[0]['span_id'], ti[0]['parent_span_id'])
+    check(ti[0]['end_ns'] <= to[0]['end_ns'], "tail call: the inner span ends first")
 expect("endbr64 entries (-fcf-protection) are patched too", 2, len(named(svc('fn-cet'), 'task_apply')))
 
 r = svc('fn-recurse')
