@@ -72,7 +72,7 @@ static size_t npatched, patched_cap;
 /* --- the stubs (x86-64): entry saves the argument registers, return keeps the return value --- */
 
 void funcs_enter(const struct target *t, uintptr_t *slot, const uint64_t *regs) __attribute__((visibility("hidden")));
-uintptr_t funcs_leave(uint64_t rax) __attribute__((visibility("hidden")));
+uintptr_t funcs_leave(uint64_t rax, uintptr_t *slot) __attribute__((visibility("hidden")));
 extern const char funcs_entry_stub[] __attribute__((visibility("hidden")));
 extern const char funcs_return_stub[] __attribute__((visibility("hidden")));
 
@@ -89,8 +89,8 @@ extern const char funcs_return_stub[] __attribute__((visibility("hidden")));
  * regs[] as funcs_enter sees it: r10 rax r9 r8 rcx rdx rsi rdi.
  *
  * funcs_return_stub is where a traced function returns to: funcs_leave gives
- * back the caller's address, which a slot below the saved registers receives
- * for the final ret.
+ * back the caller's address, which the stack slot it had been taken from
+ * receives again for the final ret.
  */
 #define SAVE_XMM                                                                                   \
 	"\tmovdqu %xmm0, 0(%rsp)\n\tmovdqu %xmm1, 16(%rsp)\n\tmovdqu %xmm2, 32(%rsp)\n"             \
@@ -140,6 +140,7 @@ __asm__(".text\n"
 	"\tsub $256, %rsp\n"
 	SAVE_XMM
 	"\tmov %rax, %rdi\n"
+	"\tlea 8(%rbp), %rsi\n"      /* where the return address was */
 	"\tcall funcs_leave\n"
 	"\tmov %rax, 8(%rbp)\n"     /* the slot the final ret takes */
 	RESTORE_XMM
@@ -226,14 +227,27 @@ static void frame_end(struct frame *f, bool returned, uint64_t ret)
 		span_end(f->span);
 }
 
-uintptr_t funcs_leave(uint64_t rax)
+/*
+ * slot: where the return address was, read off the stack. Frames above the
+ * one that owns it were left without returning in a way no hook saw (a vfork
+ * child that called a traced function and then exec'ed, on its parent's
+ * stack and memory): their spans end now, and the right return address is
+ * still found.
+ */
+uintptr_t funcs_leave(uint64_t rax, uintptr_t *slot)
 {
 	struct stack *st = stack_tls;
-	unsigned i = st->depth - 1;
-	struct frame *f = &st->f[i];
-	uintptr_t ret = f->ret;
-	KERNEL_ALWAYS(frame_end(f, true, rax));
-	st->depth = i;
+	uintptr_t ret = 0;
+	KERNEL_ALWAYS({
+		while (st->depth > 1 && st->f[st->depth - 1].slot < slot) {
+			frame_end(&st->f[st->depth - 1], false, 0);
+			st->depth--;
+		}
+		struct frame *f = &st->f[st->depth - 1];
+		ret = f->ret;
+		frame_end(f, true, rax);
+		st->depth--;
+	});
 	return ret;
 }
 

@@ -109,6 +109,10 @@ static const char *classify(const cs_insn *in, struct moved *m)
 			return "a relative branch in its first bytes that cannot be moved (loop, jrcxz or a prefixed form)";
 		return NULL;
 	}
+	/* Its return address would point into the trampoline, where an unwinder
+	 * finds no unwind information (a C++ exception would terminate). */
+	if (has_group(in, X86_GRP_CALL))
+		return "an indirect call in the bytes the patch replaces";
 	for (unsigned i = 0; i < x->op_count; i++) {
 		if (x->operands[i].type != X86_OP_MEM || x->operands[i].mem.base != X86_REG_RIP)
 			continue;

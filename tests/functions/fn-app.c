@@ -118,6 +118,24 @@ NOINLINE int fork_work(int n)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A vfork child runs on its parent's stack and memory: a traced call it
+ * makes and never returns from (it execs) is left in the parent's shadow stack. */
+NOINLINE void vfork_child(void)
+{
+	execl("/bin/true", "true", (char *)NULL);
+	_exit(127);
+}
+
+NOINLINE int vfork_outer(int n)
+{
+	pid_t p = vfork();
+	if (p == 0)
+		vfork_child();
+	int st = 0;
+	waitpid(p, &st, 0);
+	return n + task_count(WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
 NOINLINE int work_unit(int i)
 {
 	sink_v += i;
@@ -231,6 +249,11 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(mode, "fork")) {
 		printf("fork %d\n", fork_work(5));
+		return 0;
+	}
+	if (!strcmp(mode, "vfork")) {
+		printf("vfork %d\n", vfork_outer(2));
+		printf("vfork again %d\n", vfork_outer(3));
 		return 0;
 	}
 	if (!strcmp(mode, "dlopen")) {

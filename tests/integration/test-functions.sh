@@ -36,6 +36,7 @@ same threads fn-threads 'work_unit' $B/fn-app threads
 same longjmp fn-longjmp 'jump_*,task_count' $B/fn-app longjmp
 same signal fn-signal 'signal_outer,in_handler' $B/fn-app signal
 same fork fn-fork 'fork_work,task_count' $B/fn-app fork
+same vfork fn-vfork 'vfork_*,task_count' $B/fn-app vfork
 same cxx fn-cxx 'cxx_*' $B/fn-cxx
 same dlopen fn-dlopen 'lib_*@libfntasks.so' $B/fn-app dlopen "$PWD/$B/libfntasks.so"
 same unpatch fn-unpatch 'tiny,loopy' $B/fn-unpatch
@@ -138,6 +139,9 @@ fw, fc = named(f, 'fork_work'), named(f, 'task_count')
 expect("fork: the parent's call and the child's call", (1, 1), (len(fw), len(fc)))
 if fw and fc:
     expect("fork: the child's call nests under the call that forked", fw[0]['span_id'], fc[0]['parent_span_id'])
+
+v = svc('fn-vfork')
+expect("vfork: the parent's calls end, with the one its child left", (2, 2), (len(named(v, 'vfork_outer')), len(named(v, 'task_count'))))
 
 c = svc('fn-cxx')
 expect("C++: spans with the written names", {'cxx_catcher': 3, 'cxx_middle': 4, 'cxx_thrower': 4, 'cxx_rethrower': 1},
