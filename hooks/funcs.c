@@ -228,18 +228,22 @@ static void frame_end(struct frame *f, bool returned, uint64_t ret)
 }
 
 /*
- * slot: where the return address was, read off the stack. Frames above the
- * one that owns it were left without returning in a way no hook saw (a vfork
- * child that called a traced function and then exec'ed, on its parent's
- * stack and memory): their spans end now, and the right return address is
- * still found.
+ * slot: where the return address was, read off the stack; the frame is the
+ * topmost one it belongs to (a tail call's frames share it). Frames above it
+ * were left without returning in a way no hook saw (a vfork child that called
+ * a traced function and exec'ed, on its parent's stack and memory; a longjmp
+ * from a handler on a sigaltstack, above the stack it jumped to): their
+ * spans end now, and the right return address is still found.
  */
 uintptr_t funcs_leave(uint64_t rax, uintptr_t *slot)
 {
 	struct stack *st = stack_tls;
 	uintptr_t ret = 0;
 	KERNEL_ALWAYS({
-		while (st->depth > 1 && st->f[st->depth - 1].slot < slot) {
+		unsigned k = st->depth;
+		while (k > 1 && st->f[k - 1].slot != slot)
+			k--;
+		while (st->depth > k) {
 			frame_end(&st->f[st->depth - 1], false, 0);
 			st->depth--;
 		}
