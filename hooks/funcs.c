@@ -46,10 +46,20 @@ struct frame {
 	struct context_head saved;
 };
 
+/* A frame given up while its return address may still be on a live stack. */
+struct given_up {
+	uintptr_t *slot;
+	uintptr_t ret;
+};
+
+#define GIVEN_UP_MAX 16
+
 struct stack {
 	unsigned depth;
+	unsigned given_up_next;         /* ring position in given_up[] */
 	struct trace_context scratch;   /* span_start's output, used under the guard */
 	struct frame f[DEPTH_MAX];
+	struct given_up given_up[GIVEN_UP_MAX];
 };
 
 /* The shadow stack, made on a thread's first traced call (agent/perthread.h). */
@@ -232,8 +242,10 @@ static void frame_end(struct frame *f, bool returned, uint64_t ret)
  * topmost one it belongs to (a tail call's frames share it). Frames above it
  * were left without returning in a way no hook saw (a vfork child that called
  * a traced function and exec'ed, on its parent's stack and memory; a longjmp
- * from a handler on a sigaltstack, above the stack it jumped to): their
- * spans end now, and the right return address is still found.
+ * from a handler on a sigaltstack): their spans end now, and their context
+ * is undone. Their return addresses are kept a while: if one of them was in
+ * fact alive on another stack of this thread (coroutines switching stacks
+ * with swapcontext), its return still finds its way.
  */
 uintptr_t funcs_leave(uint64_t rax, uintptr_t *slot)
 {
@@ -241,16 +253,31 @@ uintptr_t funcs_leave(uint64_t rax, uintptr_t *slot)
 	uintptr_t ret = 0;
 	KERNEL_ALWAYS({
 		unsigned k = st->depth;
-		while (k > 1 && st->f[k - 1].slot != slot)
+		while (k > 0 && st->f[k - 1].slot != slot)
 			k--;
-		while (st->depth > k) {
-			frame_end(&st->f[st->depth - 1], false, 0);
+		if (k == 0) {
+			for (unsigned i = 0; i < GIVEN_UP_MAX && !ret; i++) {
+				struct given_up *g = &st->given_up[(st->given_up_next - 1 - i) % GIVEN_UP_MAX];
+				if (g->slot == slot) {
+					ret = g->ret;
+					g->slot = NULL;
+				}
+			}
+			if (!ret) {
+				log_error("TRACEAGENT_FUNCTIONS: a traced call returned through a frame the agent lost; aborting");
+				abort();
+			}
+		} else {
+			while (st->depth > k) {
+				struct frame *f = &st->f[--st->depth];
+				st->given_up[st->given_up_next++ % GIVEN_UP_MAX] = (struct given_up){ f->slot, f->ret };
+				frame_end(f, false, 0);
+			}
+			struct frame *f = &st->f[st->depth - 1];
+			ret = f->ret;
+			frame_end(f, true, rax);
 			st->depth--;
 		}
-		struct frame *f = &st->f[st->depth - 1];
-		ret = f->ret;
-		frame_end(f, true, rax);
-		st->depth--;
 	});
 	return ret;
 }

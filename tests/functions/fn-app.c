@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #define NOINLINE __attribute__((noinline, noclone))
@@ -136,6 +137,38 @@ NOINLINE int vfork_outer(int n)
 	return n + task_count(WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
+/* Coroutines on stacks of their own, on one thread: a traced call in each,
+ * the first returning while the second is still in flight. */
+static ucontext_t co_main, co_a, co_b;
+
+NOINLINE int coro_step(int who)
+{
+	sink_v += who;
+	swapcontext(who == 1 ? &co_a : &co_b, &co_main);
+	return who * 100;
+}
+
+static void coro_body(int who)
+{
+	printf("coro %d: %d\n", who, coro_step(who));
+}
+
+static int coro_run(void)
+{
+	static char sa[65536], sb[65536];
+	getcontext(&co_a);
+	co_a.uc_stack.ss_sp = sa, co_a.uc_stack.ss_size = sizeof sa, co_a.uc_link = &co_main;
+	makecontext(&co_a, (void (*)(void))coro_body, 1, 1);
+	getcontext(&co_b);
+	co_b.uc_stack.ss_sp = sb, co_b.uc_stack.ss_size = sizeof sb, co_b.uc_link = &co_main;
+	makecontext(&co_b, (void (*)(void))coro_body, 1, 2);
+	swapcontext(&co_main, &co_a);   /* a: into coro_step, back here */
+	swapcontext(&co_main, &co_b);   /* b: into coro_step, back here */
+	swapcontext(&co_main, &co_a);   /* a's coro_step returns (b's is above it), a ends */
+	swapcontext(&co_main, &co_b);   /* b's coro_step returns, b ends */
+	return task_count(9);
+}
+
 NOINLINE int work_unit(int i)
 {
 	sink_v += i;
@@ -254,6 +287,10 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "vfork")) {
 		printf("vfork %d\n", vfork_outer(2));
 		printf("vfork again %d\n", vfork_outer(3));
+		return 0;
+	}
+	if (!strcmp(mode, "coro")) {
+		printf("coro done %d\n", coro_run());
 		return 0;
 	}
 	if (!strcmp(mode, "dlopen")) {

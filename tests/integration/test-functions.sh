@@ -37,6 +37,7 @@ same longjmp fn-longjmp 'jump_*,task_count' $B/fn-app longjmp
 same signal fn-signal 'signal_outer,in_handler' $B/fn-app signal
 same fork fn-fork 'fork_work,task_count' $B/fn-app fork
 same vfork fn-vfork 'vfork_*,task_count' $B/fn-app vfork
+same coro fn-coro 'coro_step,task_count' $B/fn-app coro
 same cxx fn-cxx 'cxx_*' $B/fn-cxx
 same dlopen fn-dlopen 'lib_*@libfntasks.so' $B/fn-app dlopen "$PWD/$B/libfntasks.so"
 same unpatch fn-unpatch 'tiny,loopy' $B/fn-unpatch
@@ -142,6 +143,9 @@ if fw and fc:
 
 v = svc('fn-vfork')
 expect("vfork: the parent's calls end, with the one its child left", (2, 2), (len(named(v, 'vfork_outer')), len(named(v, 'task_count'))))
+
+co = svc('fn-coro')
+expect("coroutines (swapcontext): a span per call, none lost", (2, 1), (len(named(co, 'coro_step')), len(named(co, 'task_count'))))
 
 c = svc('fn-cxx')
 expect("C++: spans with the written names", {'cxx_catcher': 3, 'cxx_middle': 4, 'cxx_thrower': 4, 'cxx_rethrower': 1},
