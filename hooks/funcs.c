@@ -547,6 +547,15 @@ struct loaded_list {
 	unsigned n, cap;
 };
 
+/* The lowest PT_LOAD's address in the file: dli_fbase is where that one is mapped. */
+static uintptr_t first_load_vaddr(const struct dl_phdr_info *info)
+{
+	for (unsigned i = 0; i < info->dlpi_phnum; i++)
+		if (info->dlpi_phdr[i].p_type == PT_LOAD)
+			return (uintptr_t)(info->dlpi_phdr[i].p_vaddr & ~(uint64_t)0xfff);
+	return 0;
+}
+
 /* Collects only: dl_iterate_phdr holds the loader's lock while it calls us. */
 static int collect(struct dl_phdr_info *info, size_t size, void *arg)
 {
@@ -558,6 +567,10 @@ static int collect(struct dl_phdr_info *info, size_t size, void *arg)
 	for (unsigned i = 0; i < nseen; i++)
 		if (seen[i] == info->dlpi_addr)
 			return 0;
+	/* The agent itself is never patched: its stubs and funcs_enter run before any guard. */
+	Dl_info me;
+	if (dladdr((void *)collect, &me) && (uintptr_t)me.dli_fbase == info->dlpi_addr + first_load_vaddr(info))
+		return 0;
 	if (l->n == l->cap || nseen == OBJECTS_MAX)
 		return 1;
 	struct loaded *o = &l->v[l->n++];
