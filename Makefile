@@ -48,6 +48,11 @@ PROG_BIN   := $(BUILD)/tests/mhd-server $(BUILD)/tests/kafka-mock $(BUILD)/tests
 PROG_BIN   += $(BUILD)/tests/logcorr-writer
 PROG_BIN   += $(BUILD)/tests/exec-probe
 PROG_BIN   += $(BUILD)/tests/host-probe
+# Programs whose named functions test-functions.sh traces: built as any app
+# is (gcc's defaults: -O2, PIE), one with endbr64 entries, one stripped.
+FN_BIN     := $(BUILD)/tests/fn-app $(BUILD)/tests/fn-app-cet $(BUILD)/tests/fn-app-stripped \
+              $(BUILD)/tests/libfntasks.so $(BUILD)/tests/fn-cxx $(BUILD)/tests/fn-unpatch
+PROG_BIN   += $(FN_BIN)
 
 .PHONY: all check unit bench demo fuzz clean install uninstall deps
 all: $(AGENT) $(CORE_LIB) $(SINK) $(APP_BIN)
@@ -138,6 +143,29 @@ $(BUILD)/tests/exec-probe: tests/exec-probe.c
 $(BUILD)/tests/host-probe: tests/host-probe.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $<
+
+$(BUILD)/tests/fn-app: tests/functions/fn-app.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -pthread -o $@ $<
+
+$(BUILD)/tests/fn-app-cet: tests/functions/fn-app.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -pthread -fcf-protection=full -o $@ $<
+
+$(BUILD)/tests/fn-app-stripped: $(BUILD)/tests/fn-app
+	strip -o $@ $<
+
+$(BUILD)/tests/libfntasks.so: tests/functions/fn-lib.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -shared -fPIC -o $@ $<
+
+$(BUILD)/tests/fn-cxx: tests/functions/fn-cxx.cc
+	@mkdir -p $(dir $@)
+	$(CXX) -O2 -g -o $@ $<
+
+$(BUILD)/tests/fn-unpatch: tests/functions/fn-unpatch.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -o $@ $<
 
 $(BUILD)/bench/%: tests/bench/%.c $(CORE_LIB)
 	@mkdir -p $(dir $@)

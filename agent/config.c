@@ -1038,6 +1038,8 @@ void config_load(struct config *c, config_getenv_fn getenv_fn)
 	c->kafka_enabled = load_bool(getenv_fn, "OTEL_INSTRUMENTATION_KAFKA_ENABLED", true);
 	c->kafka_propagation = load_bool(getenv_fn, "OTEL_INSTRUMENTATION_KAFKA_PRODUCER_PROPAGATION_ENABLED", true);
 	c->log_correlation = load_bool(getenv_fn, "TRACEAGENT_LOG_CORRELATION", false);
+	load_raw(c->functions, sizeof c->functions, getenv_fn, "TRACEAGENT_FUNCTIONS");
+	c->functions_check = load_bool(getenv_fn, "TRACEAGENT_FUNCTIONS_CHECK", false);
 	if (getenv_fn == config_captured_getenv && captured_cut)
 		log_warn_config("the OTEL_* and TRACEAGENT_* variables exceed %zu bytes; those past it are ignored",
 				sizeof captured);

@@ -99,6 +99,8 @@ struct config {
 	/* Ours alone. */
 	uint32_t exit_timeout_ms;          /* TRACEAGENT_EXIT_TIMEOUT: bound on the flush at exit, 1000 */
 	bool log_correlation;              /* TRACEAGENT_LOG_CORRELATION: trace ids in stdout/stderr lines, false */
+	char functions[4096];              /* TRACEAGENT_FUNCTIONS: "task_*,crawl@libcrawl.so:error=neg" (hooks/funcs.c) */
+	bool functions_check;              /* TRACEAGENT_FUNCTIONS_CHECK: list what the specs find, then exit (traceagent --check) */
 
 	/* HTTP instrumentation: raw lists, parsed by the hooks that use them. */
 	char http_routes[4096];            /* TRACEAGENT_HTTP_ROUTES: "/api/tasks/{id},..." */

@@ -53,6 +53,29 @@ void context_detach(const struct context_token *tok)
 		context_copy(c, &tok->prev);
 }
 
+bool context_enter_child(const struct trace_context *child, struct context_head *saved)
+{
+	struct trace_context *c = mine();
+	if (!c)
+		return false;
+	memcpy(saved->bytes, c, sizeof saved->bytes);
+	if (c->valid && c->tracestate_len == child->tracestate_len && c->baggage_len == child->baggage_len) {
+		memcpy(c, child, sizeof saved->bytes);   /* the tail is the parent's, already here */
+		return true;
+	}
+	if (c->valid || c->tracestate_len || c->baggage_len)
+		return false;
+	context_copy(c, child);
+	return true;
+}
+
+void context_leave_child(const uint8_t span_id[8], const struct context_head *saved)
+{
+	struct trace_context *c = context_tls;
+	if (c && c->valid && memcmp(c->span_id, span_id, 8) == 0)
+		memcpy(c, saved->bytes, sizeof saved->bytes);
+}
+
 void context_set_process_parent(const struct trace_context *ctx)
 {
 	if (ctx && ctx->valid)

@@ -15,6 +15,7 @@
 #include "agent/span.h"
 #include "exporter/exporter.h"
 #include "hooks/exec.h"
+#include "hooks/funcs.h"
 #include "hooks/kernel.h"
 #include "hooks/logcorr.h"
 #include "hooks/rdkafka.h"
@@ -76,6 +77,7 @@ static void init_once(void)
 	exec_init(&config_global);
 	__register_atfork(NULL, NULL, after_fork_child, __dso_handle);
 	kernel_enabled = true;
+	funcs_init(&config_global);
 	log_debug("started: service.name=%s exporter=%s endpoint=%s", config_global.service_name,
 		  config_global.exporter == EXPORTER_OTLP ? "otlp" :
 		  config_global.exporter == EXPORTER_CONSOLE ? "console" : "none",
@@ -105,4 +107,8 @@ __attribute__((constructor)) static void init_constructor(void)
 		kernel_disabled = true;
 	perthread_init();
 	kernel_set_start(init_once);
+	/* Named functions are patched now, before the app's main and its threads. */
+	v = config_captured_getenv("TRACEAGENT_FUNCTIONS");
+	if (v && v[0])
+		kernel_start();
 }

@@ -5,16 +5,17 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-void *kernel_slot[KERNEL_RDKAFKA_END];
+void *kernel_slot[KERNEL_UNWIND_END];
 
 /* Looked up, found or not: a missing symbol is asked for once. */
-static _Atomic unsigned char tried[KERNEL_RDKAFKA_END];
+static _Atomic unsigned char tried[KERNEL_UNWIND_END];
 
 #define KERNEL_NAME(ret, name, params) #name,
-static const char *const names[KERNEL_RDKAFKA_END] = {
+static const char *const names[KERNEL_UNWIND_END] = {
 	KERNEL_LIBC(KERNEL_NAME) NULL,
 	KERNEL_LIBPQ(KERNEL_NAME) NULL,
-	KERNEL_RDKAFKA(KERNEL_NAME)
+	KERNEL_RDKAFKA(KERNEL_NAME) NULL,
+	KERNEL_UNWIND(KERNEL_NAME)
 };
 #undef KERNEL_NAME
 
@@ -32,11 +33,13 @@ struct library {
 	_Atomic(void *) by_caller; /* kernel_resolve_from's module */
 };
 
-static struct library libc_lib, libpq_lib = { .soname = "libpq.so.5" }, rdkafka_lib = { .soname = "librdkafka.so.1" };
+static struct library libc_lib, libpq_lib = { .soname = "libpq.so.5" }, rdkafka_lib = { .soname = "librdkafka.so.1" },
+	      unwind_lib = { .soname = "libgcc_s.so.1" };
 
 static struct library *library_of(enum kernel_sym s)
 {
-	return s < KERNEL_LIBC_END ? &libc_lib : s < KERNEL_LIBPQ_END ? &libpq_lib : &rdkafka_lib;
+	return s < KERNEL_LIBC_END ? &libc_lib : s < KERNEL_LIBPQ_END ? &libpq_lib :
+	       s < KERNEL_RDKAFKA_END ? &rdkafka_lib : &unwind_lib;
 }
 
 /* p, unless it lies in our own .so: a handle whose search reaches the
@@ -98,6 +101,50 @@ void kernel_resolve_from(enum kernel_sym first, enum kernel_sym end, const void 
 		if (!kernel_slot[s])
 			atomic_store_explicit(&tried[s], 0, memory_order_release);
 }
+
+/* --- dlopen --- */
+
+void (*kernel_dlopen_observer)(void) __attribute__((visibility("hidden")));
+void *kernel_dlopen_real __attribute__((visibility("hidden")));
+void *kernel_dlopen_resolve(void) __attribute__((visibility("hidden")));
+void *kernel_dlopen_observed(const char *file, int mode) __attribute__((visibility("hidden")));
+
+void *kernel_dlopen_resolve(void)
+{
+	kernel_dlopen_real = kernel_resolve(KERNEL_dlopen);
+	return kernel_dlopen_real;
+}
+
+void *kernel_dlopen_observed(const char *file, int mode)
+{
+	void *h = REAL(dlopen) ? REAL(dlopen)(file, mode) : NULL;
+	if (h)
+		KERNEL_QUIET(kernel_dlopen_observer());
+	return h;
+}
+
+void kernel_set_dlopen_observer(void (*fn)(void))
+{
+	kernel_dlopen_observer = fn;
+}
+
+#if defined(__x86_64__)
+/* A tail jump: libc's dlopen reads its caller from the return address. */
+__asm__(".text\n"
+	".globl dlopen\n"
+	".type dlopen,@function\n"
+	"dlopen:\n"
+	"\tcmpq $0, kernel_dlopen_observer(%rip)\n"
+	"\tjne kernel_dlopen_observed\n"
+	"\tmov kernel_dlopen_real(%rip), %rax\n"
+	"\ttest %rax, %rax\n"
+	"\tjnz 1f\n"
+	"\tpush %rdi\n\tpush %rsi\n\tsub $8, %rsp\n"
+	"\tcall kernel_dlopen_resolve\n"
+	"\tadd $8, %rsp\n\tpop %rsi\n\tpop %rdi\n"
+	"1:\tjmp *%rax\n"
+	".size dlopen, .-dlopen\n");
+#endif
 
 /* --- the agent's start --- */
 

@@ -13,6 +13,9 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <setjmp.h>
+#include <unwind.h>
+
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 
@@ -90,7 +93,13 @@
 	X(int, putc, (int, FILE *))                                                                  \
 	X(int, putc_unlocked, (int, FILE *))                                                         \
 	X(int, putchar, (int))                                                                       \
-	X(int, putchar_unlocked, (int))
+	X(int, putchar_unlocked, (int))                                                              \
+	/* hooks/funcs.c: objects loaded later, and jumps past traced frames */                      \
+	X(void *, dlopen, (const char *, int))                                                       \
+	X(void, longjmp, (struct __jmp_buf_tag *, int))                                              \
+	X(void, _longjmp, (struct __jmp_buf_tag *, int))                                             \
+	X(void, siglongjmp, (struct __jmp_buf_tag *, int))                                           \
+	X(void, __longjmp_chk, (struct __jmp_buf_tag *, int))
 
 /* A missing one (an old libpq) leaves its hook unable to pass through: it
  * fails as libpq would without a connection. */
@@ -171,6 +180,14 @@
 	X(rd_kafka_resp_err_t, rd_kafka_message_headers, (const rd_kafka_message_t *, rd_kafka_headers_t **)) \
 	X(rd_kafka_resp_err_t, rd_kafka_last_error, (void))
 
+/* libgcc_s's unwinder (C++ exceptions, thread cancellation): hooks/funcs.c
+ * puts back the return addresses it replaced before anything unwinds. Looked
+ * up at first use: the library is loaded by then (its caller links it). */
+#define KERNEL_UNWIND(X)                                                                             \
+	X(_Unwind_Reason_Code, _Unwind_RaiseException, (struct _Unwind_Exception *))                 \
+	X(_Unwind_Reason_Code, _Unwind_Resume_or_Rethrow, (struct _Unwind_Exception *))              \
+	X(_Unwind_Reason_Code, _Unwind_ForcedUnwind, (struct _Unwind_Exception *, _Unwind_Stop_Fn, void *))
+
 /* The slot index of each symbol (KERNEL_read, ...), the libraries in order,
  * each closed by its end marker. */
 #define KERNEL_INDEX(ret, name, params) KERNEL_##name,
@@ -178,6 +195,7 @@ enum kernel_sym {
 	KERNEL_LIBC(KERNEL_INDEX) KERNEL_LIBC_END,
 	KERNEL_LIBPQ(KERNEL_INDEX) KERNEL_LIBPQ_END,
 	KERNEL_RDKAFKA(KERNEL_INDEX) KERNEL_RDKAFKA_END,
+	KERNEL_UNWIND(KERNEL_INDEX) KERNEL_UNWIND_END,
 };
 #undef KERNEL_INDEX
 
@@ -186,13 +204,14 @@ enum kernel_sym {
 KERNEL_LIBC(KERNEL_TYPE)
 KERNEL_LIBPQ(KERNEL_TYPE)
 KERNEL_RDKAFKA(KERNEL_TYPE)
+KERNEL_UNWIND(KERNEL_TYPE)
 #undef KERNEL_TYPE
 
 /* The real functions, NULL until looked up (and for good when missing). */
-extern void *kernel_slot[KERNEL_RDKAFKA_END];
+extern void *kernel_slot[KERNEL_UNWIND_END];
 
 /* Looks sym up once (later calls answer from memory, found or not): RTLD_NEXT,
- * then for libpq and librdkafka the loaded library by soname, then the
+ * then for libpq, librdkafka and libgcc_s the loaded library by soname, then the
  * module kernel_resolve_from named. A symbol found in our own .so is never
  * taken for the real one. Writes nothing but the slot (vfork children). */
 void *kernel_resolve(enum kernel_sym sym);
@@ -208,6 +227,12 @@ void *kernel_resolve(enum kernel_sym sym);
  * of [first, end) still missing: a renamed copy of librdkafka (Python wheels
  * ship "librdkafka-<hash>.so.1") that neither RTLD_NEXT nor a soname finds. */
 void kernel_resolve_from(enum kernel_sym first, enum kernel_sym end, const void *caller);
+
+/* dlopen is a plain jump to libc's, the caller's return address intact
+ * (libc resolves a bare name with the calling object's RUNPATH), until a
+ * family asks to see each object loaded: then fn runs after libc's dlopen
+ * succeeded, before it returns (and libc sees the agent as the caller). */
+void kernel_set_dlopen_observer(void (*fn)(void));
 
 /* --- the agent's start, handed over by the wiring file (hooks/init.c) --- */
 

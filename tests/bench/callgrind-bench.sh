@@ -55,6 +55,14 @@
 #                  prefetches, and how far past N it had fetched when the
 #                  program stopped varied from run to run by millions of
 #                  instructions; reading a whole topic, it always fetched all.
+#   function       build/tests/fn-app loop N (tests/functions/fn-app.c, gcc -O2
+#                  PIE) calling its small work_unit() N times; on the agent
+#                  sides TRACEAGENT_FUNCTIONS=work_unit; op: one traced call
+#                  (an INTERNAL span; OTEL_BSP_MAX_QUEUE_SIZE=16384: the calls
+#                  come faster than any export). Also measured: the agent with
+#                  TRACEAGENT_FUNCTIONS naming another function (work_unit
+#                  is not patched: it must cost nothing more than without the
+#                  agent).
 #
 # Settings (environment): CG_BENCH_SUBJECTS, CG_BENCH_REPEAT (2),
 # CG_BENCH_SIDES ("base agent unsampled"), CG_BENCH_N_<SUBJECT> ("N1 N2", the
@@ -67,20 +75,20 @@ cd "$(dirname "$0")/../.."
 . tests/bench/lib.sh
 bench_init callgrind-bench
 
-SUBJECTS=${CG_BENCH_SUBJECTS:-http-server http-client sql kafka-produce kafka-consume}
+SUBJECTS=${CG_BENCH_SUBJECTS:-http-server http-client sql kafka-produce kafka-consume function}
 REPEAT=${CG_BENCH_REPEAT:-2}
 SIDES=${CG_BENCH_SIDES:-base agent unsampled}
 KEEP=${CG_BENCH_KEEP:-}
 # Chosen so that the whole run (3 sides x 2 counts x 2 repetitions of each
 # subject) takes about three minutes on a 2-core machine.
 declare -A NS=([http-server]="512 2560" [http-client]="256 1280" [sql]="512 2560" [kafka-produce]="512 2560"
-	[kafka-consume]="2048 10240")
+	[kafka-consume]="2048 10240" [function]="2048 10240")
 # What one operation is, and the issue 13 targets for the instructions the
 # agent adds to it (all-in; 1,500 is where we want to be).
 declare -A WHAT=([http-server]="HTTP server request, keep-alive" [http-client]="HTTP client request, keep-alive"
 	[sql]="SQL statement (pgbench -S -c 1)" [kafka-produce]="Kafka message produced (producev)"
-	[kafka-consume]="Kafka message consumed")
-declare -A TARGET=([http-server]=2000 [http-client]=2000 [sql]=2000 [kafka-produce]=2000 [kafka-consume]=)
+	[kafka-consume]="Kafka message consumed" [function]="traced function call (-O2 PIE)")
+declare -A TARGET=([http-server]=2000 [http-client]=2000 [sql]=2000 [kafka-produce]=2000 [kafka-consume]= [function]=2000)
 UNSAMPLED_TARGET=400
 
 command -v valgrind >/dev/null || bench_die "valgrind is not installed (scripts/install-deps)"
@@ -93,7 +101,7 @@ for s in $SUBJECTS; do
 done
 [[ -n $KEEP ]] && mkdir -p "$KEEP"
 needs() { [[ " $SUBJECTS " == *" $1 "* ]]; }
-for p in build/tests/mhd-server build/bench/kafka-produce-bench build/bench/kafka-consume-bench; do
+for p in build/tests/mhd-server build/bench/kafka-produce-bench build/bench/kafka-consume-bench build/tests/fn-app; do
 	[[ -x $p ]] || bench_die "$p is missing (make bench builds it)"
 done
 
@@ -188,6 +196,14 @@ run_kafka-consume() {
 	shift 2
 	cg_run "$out" "$@" -- build/bench/kafka-consume-bench --brokers "$KAFKA_BROKERS" --topic "consume-bench-$n" --count "$n"
 }
+run_function() {
+	local out=$1 n=$2 named=work_unit
+	shift 2
+	[[ $out == function-unnamed.* ]] && named=task_apply
+	# A call takes nanoseconds: a queue for every span of the run, so none is
+	# dropped before the export thread gets to it (and its export is counted).
+	cg_run "$out" "$@" TRACEAGENT_FUNCTIONS="$named" OTEL_BSP_MAX_QUEUE_SIZE=16384 -- build/tests/fn-app loop "$n"
+}
 
 # One line per run in $tmp/results: SUBJECT SIDE N REP TOTAL STARTED EXPORTED DROPPED
 # (the agent's counts from its exit summary; - without the agent).
@@ -236,6 +252,18 @@ if needs kafka-produce && [[ " $SIDES " == *" base "* ]]; then
 			cg_run "$out" LD_PRELOAD= -- build/bench/kafka-produce-bench --brokers "$KAFKA_BROKERS" --topic kafka-bench \
 				--api producev --count "$n" --size 100 --linger 5 --poll-every 100 --header traceparent
 			echo "kafka-header base $n $rep $(cg_total "$out") - - -" >>"$tmp/results"
+		done
+	done
+fi
+
+# The agent with another function named: work_unit itself is left as it is.
+if needs function && [[ " $SIDES " == *" base "* ]]; then
+	read -r n1 n2 <<<"${NS[function]}"
+	for ((rep = 1; rep <= REPEAT; rep++)); do
+		for n in $n1 $n2; do
+			out=function-unnamed.agent.$n.$rep
+			run_function "$out" "$n" OTEL_EXPORTER_OTLP_ENDPOINT="$SINK_ENDPOINT" LD_PRELOAD="$AGENT"
+			echo "function-unnamed agent $n $rep $(cg_total "$out") - - -" >>"$tmp/results"
 		done
 	done
 fi
@@ -313,6 +341,11 @@ if any(k[0] == 'kafka-header' for k in tot) and per_op('kafka-produce', 'base') 
     print()
     print('librdkafka alone (no agent), one 55-byte header per producev message: %s instructions per message more '
           'than without it' % format(round(h), ','))
+if any(k[0] == 'function-unnamed' for k in tot) and per_op('function', 'base') is not None:
+    u = per_op('function-unnamed', 'agent') - per_op('function', 'base')
+    print()
+    print('a function not named in TRACEAGENT_FUNCTIONS (the agent loaded, another function named): %s instructions '
+          'per call more than without the agent' % format(round(u), ','))
 print()
 print('(target: 1,500 is where issue 13 wants the sampled figures; spans/op: spans started per operation, '
       'dropped: spans started but not exported, worst run at N2)')

@@ -17,6 +17,7 @@ Suite *sql_suite(void);
 Suite *envcarrier_suite(void);
 Suite *url_suite(void);
 Suite *host_suite(void);
+Suite *funcspec_suite(void);
 
 int main(void)
 {
@@ -35,6 +36,7 @@ int main(void)
 	srunner_add_suite(sr, envcarrier_suite());
 	srunner_add_suite(sr, url_suite());
 	srunner_add_suite(sr, host_suite());
+	srunner_add_suite(sr, funcspec_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

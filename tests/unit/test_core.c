@@ -914,6 +914,53 @@ START_TEST(test_start_uses_current_context)
 }
 END_TEST
 
+/* context_enter_child / context_leave_child: a child made current keeping
+ * only the head, undone exactly, and not over a span made current since. */
+START_TEST(test_enter_leave_child)
+{
+	struct trace_context p, child, other;
+	struct context_token tok;
+	struct context_head saved, saved2;
+
+	make_parent(&p, TRACE_FLAG_SAMPLED, true, "a=b", "k=v");
+	context_attach(&p, &tok);
+	struct span *s = span_start(SPAN_KIND_INTERNAL, "f", 1, NULL, &child);
+	ck_assert(context_enter_child(&child, &saved));
+	ck_assert_mem_eq(context_current()->span_id, child.span_id, 8);
+	ck_assert_uint_eq(context_current()->tracestate_len, 3);   /* the parent's tail stays */
+	context_leave_child(child.span_id, &saved);
+	ck_assert_mem_eq(context_current()->span_id, p.span_id, 8);
+	ck_assert_mem_eq(context_current()->trace_id, p.trace_id, 16);
+	ck_assert_int_eq(context_current()->flags, p.flags);
+	ck_assert(context_current()->remote);
+	span_discard(s);
+
+	/* Another span made current since: leaving leaves it in place. */
+	s = span_start(SPAN_KIND_INTERNAL, "f", 1, NULL, &child);
+	ck_assert(context_enter_child(&child, &saved));
+	struct span *s2 = span_start(SPAN_KIND_INTERNAL, "g", 1, NULL, &other);
+	ck_assert(context_enter_child(&other, &saved2));
+	context_leave_child(child.span_id, &saved);
+	ck_assert_mem_eq(context_current()->span_id, other.span_id, 8);
+	context_leave_child(other.span_id, &saved2);
+	context_leave_child(child.span_id, &saved);
+	ck_assert_mem_eq(context_current()->span_id, p.span_id, 8);
+	span_discard(s2);
+	span_discard(s);
+	context_detach(&tok);
+
+	/* No context: the child becomes current whole, and leaving clears it. */
+	ck_assert(!context_thread()->valid);
+	s = span_start(SPAN_KIND_INTERNAL, "r", 1, NULL, &child);
+	ck_assert(context_enter_child(&child, &saved));
+	ck_assert(context_thread()->valid);
+	context_leave_child(child.span_id, &saved);
+	ck_assert(!context_thread()->valid);
+	ck_assert_uint_eq(context_thread()->tracestate_len + context_thread()->baggage_len, 0);
+	span_discard(s);
+}
+END_TEST
+
 Suite *sampler_suite(void)
 {
 	Suite *s = suite_create("sampler");
@@ -933,6 +980,7 @@ Suite *sampler_suite(void)
 	tcase_add_test(tc, test_start_root);
 	tcase_add_test(tc, test_start_ratio_uses_trace_id);
 	tcase_add_test(tc, test_start_uses_current_context);
+	tcase_add_test(tc, test_enter_leave_child);
 	suite_add_tcase(s, tc);
 	return s;
 }
