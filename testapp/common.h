@@ -7,6 +7,18 @@
 
 #include <librdkafka/rdkafka.h>
 
+/*
+ * A piece of business logic with an entry of its own in the binary: global,
+ * never inlined, cloned (.isra, .constprop) or folded into another function.
+ * This is plain C, not tracing code: it only keeps the function where
+ * TRACEAGENT_FUNCTIONS (patched from outside, at load) can find it by name.
+ * Its callers must not end with the call either (a tail call is a jmp, which
+ * makes no entry), and the functions return long rather than int: the return
+ * value tells a business failure, and only the low half of rax is defined
+ * when a function returns int.
+ */
+#define COMMON_BUSINESS __attribute__((noipa, visibility("default")))
+
 /* The program's name, first on every log line and the Kafka client.id. */
 extern const char *common_prog;
 

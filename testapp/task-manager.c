@@ -26,6 +26,10 @@
  * LD_PRELOAD=libtraceagent.so. That is why each request is handled entirely on
  * the libmicrohttpd thread that read it, and each status message entirely on
  * the thread that polled it: the agent's current span lives on that thread.
+ * The business logic is in named functions (COMMON_BUSINESS: global, never
+ * inlined): metrics_calculate, response_render, health_check_database,
+ * health_check_kafka and task_status_apply, which TRACEAGENT_FUNCTIONS can
+ * name; each returns a value that tells a business failure.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -452,10 +456,29 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 
 /* ---- task-status handlers --------------------------------------------- */
 
-/* Runs an idempotent UPDATE for a status message, retrying while the database
- * is down. Returns false only when shutdown interrupted it: the message's
- * offset is then not stored, so it is read again at the next start. */
-static bool update_task(json_int_t id, const char *what, const char *sql, int nparams, const char *const *params)
+/* A task-status message, checked and turned into the UPDATE that records it
+ * (params point into the struct's own buffers or into the message). */
+struct status_update {
+	json_int_t id;
+	const char *sql;
+	const char *params[4];
+	char what[320];
+	char idtext[24], http_status[24], size_bytes[24], duration_ms[24];
+};
+
+/* What task_status_apply made of a status. Negative: a business failure. */
+enum status_result {
+	STATUS_APPLIED = 0,
+	STATUS_INTERRUPTED = 1,	 /* by shutdown: not applied, the message is read again */
+	STATUS_UNKNOWN_TASK = -1, /* no task has the message's id */
+	STATUS_REJECTED = -2,	 /* the server refused the UPDATE */
+	STATUS_DROPPED = -3,	 /* the database stayed down for STATUS_RETRY_MS */
+};
+
+/* Applies a status to its task: runs the (idempotent) UPDATE, retrying while
+ * the database is down. STATUS_INTERRUPTED tells the caller not to store the
+ * message's offset, so that it is read again at the next start. */
+COMMON_BUSINESS long task_status_apply(const struct status_update *u)
 {
 	struct timespec t0, now;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -464,34 +487,37 @@ static bool update_task(json_int_t id, const char *what, const char *sql, int np
 	for (;;) {
 		enum db_outcome out = DB_UNAVAILABLE;
 		char why[512] = "schema not applied yet";
-		PGresult *r = atomic_load(&schema_ready) ? db_run(sql, nparams, params, true, &out, why, sizeof why)
+		PGresult *r = atomic_load(&schema_ready) ? db_run(u->sql, 4, u->params, true, &out, why, sizeof why)
 							  : NULL;
 		if (r) {
-			if (strcmp(PQcmdTuples(r), "0") == 0)
-				common_log("warn", "task %" JSON_INTEGER_FORMAT ": no such task; %s status skipped", id, what);
+			bool unknown = strcmp(PQcmdTuples(r), "0") == 0;
+			if (unknown)
+				common_log("warn", "task %" JSON_INTEGER_FORMAT ": no such task; %s status skipped", u->id,
+					u->what);
 			else
-				common_log("info", "task %" JSON_INTEGER_FORMAT ": %s", id, what);
+				common_log("info", "task %" JSON_INTEGER_FORMAT ": %s", u->id, u->what);
 			PQclear(r);
-			return true;
+			return unknown ? STATUS_UNKNOWN_TASK : STATUS_APPLIED;
 		}
 		if (out == DB_FAILED) {
-			common_log("error", "task %" JSON_INTEGER_FORMAT ": %s status rejected, skipped: %s", id, what, why);
-			return true;
+			common_log("error", "task %" JSON_INTEGER_FORMAT ": %s status rejected, skipped: %s", u->id, u->what,
+				why);
+			return STATUS_REJECTED;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		long waited = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
 		if (waited >= STATUS_RETRY_MS) {
-			common_log("error", "task %" JSON_INTEGER_FORMAT ": %s status dropped after %ld ms: %s", id, what,
-				waited, why);
-			return true;
+			common_log("error", "task %" JSON_INTEGER_FORMAT ": %s status dropped after %ld ms: %s", u->id,
+				u->what, waited, why);
+			return STATUS_DROPPED;
 		}
 		if (!warned) {
-			common_log("warn", "task %" JSON_INTEGER_FORMAT ": database unavailable, retrying: %s", id, why);
+			common_log("warn", "task %" JSON_INTEGER_FORMAT ": database unavailable, retrying: %s", u->id, why);
 			warned = true;
 		}
 		for (int slept = 0; slept < delay_ms; slept += 50) {
 			if (atomic_load(&stop_consumer))
-				return false;
+				return STATUS_INTERRUPTED;
 			usleep(50 * 1000);
 		}
 		delay_ms = delay_ms * 2 > 5000 ? 5000 : delay_ms * 2;
@@ -514,57 +540,48 @@ static bool opt_int(json_t *msg, const char *key, json_int_t min, json_int_t max
 	return true;
 }
 
-static bool on_status_completed(json_int_t id, const char *idtext, json_t *msg, const char **bad)
+/* A "completed" status as its UPDATE; the reason when the message is malformed. */
+static const char *status_completed(json_t *msg, struct status_update *u)
 {
-	char hs[24], sz[24], du[24];
 	const char *http_status, *size_bytes, *duration_ms;
-	if (!opt_int(msg, "http_status", 100, 999, hs, sizeof hs, &http_status) || !http_status) {
-		*bad = "completed needs an integer http_status";
-		return true;
-	}
-	if (!opt_int(msg, "size_bytes", 0, INT64_MAX, sz, sizeof sz, &size_bytes) || !size_bytes) {
-		*bad = "completed needs an integer size_bytes >= 0";
-		return true;
-	}
-	if (!opt_int(msg, "duration_ms", 0, INT64_MAX / 1000, du, sizeof du, &duration_ms) || !duration_ms) {
-		*bad = "completed needs an integer duration_ms >= 0";
-		return true;
-	}
-	const char *params[] = {idtext, http_status, size_bytes, duration_ms};
-	char what[96];
-	snprintf(what, sizeof what, "completed (HTTP %s, %s bytes, %s ms)", http_status, size_bytes, duration_ms);
-	return update_task(id, what,
-			   "UPDATE web_crawl_tasks SET status = 'completed', http_status = $2::integer, "
-			   "size_bytes = $3::bigint, duration_ms = $4::bigint, error = NULL, completed_at = now(), "
-			   "started_at = now() - $4::bigint * interval '1 millisecond' WHERE id = $1",
-			   4, params);
+	if (!opt_int(msg, "http_status", 100, 999, u->http_status, sizeof u->http_status, &http_status) || !http_status)
+		return "completed needs an integer http_status";
+	if (!opt_int(msg, "size_bytes", 0, INT64_MAX, u->size_bytes, sizeof u->size_bytes, &size_bytes) || !size_bytes)
+		return "completed needs an integer size_bytes >= 0";
+	if (!opt_int(msg, "duration_ms", 0, INT64_MAX / 1000, u->duration_ms, sizeof u->duration_ms, &duration_ms) ||
+	    !duration_ms)
+		return "completed needs an integer duration_ms >= 0";
+	u->params[0] = u->idtext;
+	u->params[1] = http_status;
+	u->params[2] = size_bytes;
+	u->params[3] = duration_ms;
+	snprintf(u->what, sizeof u->what, "completed (HTTP %s, %s bytes, %s ms)", http_status, size_bytes, duration_ms);
+	u->sql = "UPDATE web_crawl_tasks SET status = 'completed', http_status = $2::integer, "
+		 "size_bytes = $3::bigint, duration_ms = $4::bigint, error = NULL, completed_at = now(), "
+		 "started_at = now() - $4::bigint * interval '1 millisecond' WHERE id = $1";
+	return NULL;
 }
 
-static bool on_status_error(json_int_t id, const char *idtext, json_t *msg, const char **bad)
+/* An "error" status as its UPDATE; the reason when the message is malformed. */
+static const char *status_error(json_t *msg, struct status_update *u)
 {
 	json_t *err = json_object_get(msg, "error");
-	if (!json_is_string(err) || json_string_length(err) == 0) {
-		*bad = "error needs a non-empty string error";
-		return true;
-	}
-	char hs[24], du[24];
+	if (!json_is_string(err) || json_string_length(err) == 0)
+		return "error needs a non-empty string error";
 	const char *http_status, *duration_ms;
-	if (!opt_int(msg, "http_status", 100, 999, hs, sizeof hs, &http_status)) {
-		*bad = "http_status must be an integer";
-		return true;
-	}
-	if (!opt_int(msg, "duration_ms", 0, INT64_MAX / 1000, du, sizeof du, &duration_ms)) {
-		*bad = "duration_ms must be an integer >= 0";
-		return true;
-	}
-	const char *params[] = {idtext, json_string_value(err), http_status, duration_ms};
-	char what[320];
-	snprintf(what, sizeof what, "error (%.256s)", json_string_value(err));
-	return update_task(id, what,
-			   "UPDATE web_crawl_tasks SET status = 'error', error = $2, http_status = $3::integer, size_bytes = NULL, "
-			   "duration_ms = $4::bigint, completed_at = now(), started_at = CASE WHEN $4::bigint IS NULL "
-			   "THEN started_at ELSE now() - $4::bigint * interval '1 millisecond' END WHERE id = $1",
-			   4, params);
+	if (!opt_int(msg, "http_status", 100, 999, u->http_status, sizeof u->http_status, &http_status))
+		return "http_status must be an integer";
+	if (!opt_int(msg, "duration_ms", 0, INT64_MAX / 1000, u->duration_ms, sizeof u->duration_ms, &duration_ms))
+		return "duration_ms must be an integer >= 0";
+	u->params[0] = u->idtext;
+	u->params[1] = json_string_value(err);
+	u->params[2] = http_status;
+	u->params[3] = duration_ms;
+	snprintf(u->what, sizeof u->what, "error (%.256s)", json_string_value(err));
+	u->sql = "UPDATE web_crawl_tasks SET status = 'error', error = $2, http_status = $3::integer, size_bytes = NULL, "
+		 "duration_ms = $4::bigint, completed_at = now(), started_at = CASE WHEN $4::bigint IS NULL "
+		 "THEN started_at ELSE now() - $4::bigint * interval '1 millisecond' END WHERE id = $1";
+	return NULL;
 }
 
 /* Handles one task-status message. Returns false when shutdown interrupted
@@ -586,15 +603,17 @@ static bool handle_status(const rd_kafka_message_t *m)
 	else if (!json_is_string(status))
 		bad = "status must be a string";
 	else {
-		char idtext[24];
-		snprintf(idtext, sizeof idtext, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+		struct status_update u = {.id = json_integer_value(id)};
+		snprintf(u.idtext, sizeof u.idtext, "%" JSON_INTEGER_FORMAT, u.id);
 		const char *s = json_string_value(status);
 		if (strcmp(s, "completed") == 0)
-			done = on_status_completed(json_integer_value(id), idtext, msg, &bad);
+			bad = status_completed(msg, &u);
 		else if (strcmp(s, "error") == 0)
-			done = on_status_error(json_integer_value(id), idtext, msg, &bad);
+			bad = status_error(msg, &u);
 		else
 			bad = "status is neither completed nor error";
+		if (!bad)
+			done = task_status_apply(&u) != STATUS_INTERRUPTED;
 	}
 	if (bad)
 		common_log("warn", "skipping malformed message at %s [%d] offset %" PRId64 ": %s",
@@ -679,45 +698,76 @@ static json_t *json_text_or_null(const PGresult *r, int row, const char *col)
 	return json_string(PQgetvalue(r, row, c));
 }
 
+/* The database is usable when a SELECT 1 runs and the schema is applied. 0
+ * when it is; otherwise the db_outcome (nonzero), and the reason in why. */
+COMMON_BUSINESS long health_check_database(char *why, size_t whylen)
+{
+	enum db_outcome out;
+	PGresult *r = db_run("SELECT 1", 0, NULL, true, &out, why, whylen);
+	if (!r) {
+		if (!why[0])
+			snprintf(why, whylen, "SELECT 1 failed");
+		return out;
+	}
+	PQclear(r);
+	/* Reachable but not usable yet: the main loop applies the schema within a second. */
+	if (!atomic_load(&schema_ready)) {
+		snprintf(why, whylen, "schema not applied yet");
+		return DB_UNAVAILABLE;
+	}
+	return DB_OK;
+}
+
+/* Kafka is usable when a broker answers for the tasks topic's metadata (so
+ * the topic exists too). 0 when it is; otherwise librdkafka's error code
+ * (nonzero), and the reason in why. */
+COMMON_BUSINESS long health_check_kafka(char *why, size_t whylen)
+{
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_resp_err_t e = rd_kafka_metadata(producer, 0, tasks_rkt, &md, KAFKA_METADATA_MS);
+	if (e) {
+		snprintf(why, whylen, "metadata: %s", rd_kafka_err2str(e));
+	} else if (md->topic_cnt < 1 || md->topics[0].err) {
+		e = md->topic_cnt < 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC : md->topics[0].err;
+		snprintf(why, whylen, "topic %s: %s", cfg.tasks_topic,
+			 md->topic_cnt < 1 ? "not in metadata" : rd_kafka_err2str(md->topics[0].err));
+	}
+	if (md)
+		rd_kafka_metadata_destroy(md);
+	return e;
+}
+
 static void get_health(struct response *res)
 {
 	char db_why[512] = "", kafka_why[512] = "";
-	enum db_outcome out;
-	PGresult *r = db_run("SELECT 1", 0, NULL, true, &out, db_why, sizeof db_why);
-	if (r)
-		PQclear(r);
-	else if (!db_why[0])
-		snprintf(db_why, sizeof db_why, "SELECT 1 failed");
-	/* Reachable but not usable yet: the main loop applies the schema within a second. */
-	if (!db_why[0] && !atomic_load(&schema_ready))
-		snprintf(db_why, sizeof db_why, "schema not applied yet");
-
-	/* Asking for the tasks topic's metadata checks both that a broker answers
-	 * and that the topic exists. */
-	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_resp_err_t e = rd_kafka_metadata(producer, 0, tasks_rkt, &md, KAFKA_METADATA_MS);
-	if (e)
-		snprintf(kafka_why, sizeof kafka_why, "metadata: %s", rd_kafka_err2str(e));
-	else if (md->topic_cnt < 1 || md->topics[0].err)
-		snprintf(kafka_why, sizeof kafka_why, "topic %s: %s", cfg.tasks_topic,
-			 md->topic_cnt < 1 ? "not in metadata" : rd_kafka_err2str(md->topics[0].err));
-	if (md)
-		rd_kafka_metadata_destroy(md);
-
-	bool ok = !db_why[0] && !kafka_why[0];
+	long db = health_check_database(db_why, sizeof db_why);
+	long kafka = health_check_kafka(kafka_why, sizeof kafka_why);
+	bool ok = !db && !kafka;
 	res->status = ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
-	res->body = json_pack("{ss ss ss}", "status", ok ? "ok" : "unavailable", "database", db_why[0] ? "error" : "ok",
-			      "kafka", kafka_why[0] ? "error" : "ok");
+	res->body = json_pack("{ss ss ss}", "status", ok ? "ok" : "unavailable", "database", db ? "error" : "ok",
+			      "kafka", kafka ? "error" : "ok");
 	if (!ok) {
 		json_t *details = json_object();
-		if (db_why[0])
+		if (db)
 			json_object_set_new(details, "database", json_string(db_why));
-		if (kafka_why[0])
+		if (kafka)
 			json_object_set_new(details, "kafka", json_string(kafka_why));
 		json_object_set_new(res->body, "details", details);
-		common_log("warn", "health: database %s, kafka %s", db_why[0] ? db_why : "ok",
-			kafka_why[0] ? kafka_why : "ok");
+		common_log("warn", "health: database %s, kafka %s", db ? db_why : "ok", kafka ? kafka_why : "ok");
 	}
+}
+
+/* The metrics answer from get_web_crawl_metrics' row: the counts by status,
+ * the success rate and the average duration. NULL when out of memory. */
+COMMON_BUSINESS json_t *metrics_calculate(const PGresult *r, long hours)
+{
+	json_t *by_status = json_object();
+	static const char *const statuses[] = {"pending", "running", "completed", "error"};
+	for (size_t i = 0; i < sizeof statuses / sizeof *statuses; i++)
+		json_object_set_new(by_status, statuses[i], json_int_or_null(r, 0, statuses[i]));
+	return json_pack("{sI so so so so}", "hours", (json_int_t)hours, "total", json_int_or_null(r, 0, "total"),
+			 "by_status", by_status, "success_rate", json_real_or_null(r, 0, "success_rate"),
+			 "avg_duration_ms", json_real_or_null(r, 0, "avg_duration_ms"));
 }
 
 static void get_metrics(struct MHD_Connection *conn, struct response *res)
@@ -752,15 +802,11 @@ static void get_metrics(struct MHD_Connection *conn, struct response *res)
 		set_db_error(res, DB_FAILED, "metrics", "get_web_crawl_metrics returned no row");
 		return;
 	}
-	json_t *by_status = json_object();
-	static const char *const statuses[] = {"pending", "running", "completed", "error"};
-	for (size_t i = 0; i < sizeof statuses / sizeof *statuses; i++)
-		json_object_set_new(by_status, statuses[i], json_int_or_null(r, 0, statuses[i]));
-	res->status = MHD_HTTP_OK;
-	res->body = json_pack("{sI so so so so}", "hours", (json_int_t)hours, "total", json_int_or_null(r, 0, "total"),
-			      "by_status", by_status, "success_rate", json_real_or_null(r, 0, "success_rate"),
-			      "avg_duration_ms", json_real_or_null(r, 0, "avg_duration_ms"));
+	/* The query is the handler's; what is made of its row is the business logic's. */
+	json_t *metrics = metrics_calculate(r, hours);
 	PQclear(r);
+	res->status = MHD_HTTP_OK;
+	res->body = metrics;
 }
 
 /* Only absolute http(s) URLs: they are what the crawler will fetch. */
@@ -963,24 +1009,37 @@ static void route(struct MHD_Connection *conn, const char *url, const char *meth
 		set_error(res, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed; use %s", res->allow);
 }
 
+/* An answer's body as it is sent: compact JSON and a trailing newline (which
+ * keeps curl output readable), malloc'ed, its length in *len. NULL when out
+ * of memory. */
+COMMON_BUSINESS char *response_render(const json_t *body, size_t *len)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+	if (!text)
+		return NULL;
+	size_t n = strlen(text);
+	char *nl = realloc(text, n + 2);
+	if (!nl) {
+		free(text);
+		return NULL;
+	}
+	nl[n] = '\n';
+	nl[n + 1] = '\0';
+	*len = n + 1;
+	return nl;
+}
+
 static enum MHD_Result send_response(struct MHD_Connection *conn, struct response *res)
 {
-	char *text = res->body ? json_dumps(res->body, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+	size_t n = 0;
+	char *text = response_render(res->body, &n);
 	json_decref(res->body);
 	res->body = NULL;
 	if (!text)
 		return MHD_NO; /* out of memory: libmicrohttpd closes the connection */
-	size_t n = strlen(text);
-	char *nl = realloc(text, n + 2); /* a trailing newline keeps curl output readable */
-	if (!nl) {
-		free(text);
-		return MHD_NO;
-	}
-	nl[n] = '\n';
-	nl[n + 1] = '\0';
-	struct MHD_Response *r = MHD_create_response_from_buffer(n + 1, nl, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *r = MHD_create_response_from_buffer(n, text, MHD_RESPMEM_MUST_FREE);
 	if (!r) {
-		free(nl);
+		free(text);
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");

@@ -21,7 +21,10 @@
  * There is no tracing code here: the program is traced from outside, by
  * LD_PRELOAD=libtraceagent.so. Each task is handled entirely on the thread
  * that polled it, where the agent makes the message's span current, so the
- * fetch and the outcome's publication join the task's trace.
+ * fetch and the outcome's publication join the task's trace. The fetch
+ * (crawl_page) and the outcome's report (crawl_report) are named functions
+ * (COMMON_BUSINESS) that TRACEAGENT_FUNCTIONS can name; each returns nonzero
+ * for a failure.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -147,7 +150,9 @@ static long elapsed_ms(const struct timespec *t0)
 	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-static void crawl(const char *url, struct crawl *out)
+/* Fetches one page; what came of it is in *out. 0 when a response under 400
+ * arrived; otherwise the failure: curl's error code, or the HTTP status. */
+COMMON_BUSINESS long crawl_page(const char *url, struct crawl *out)
 {
 	memset(out, 0, sizeof *out);
 	struct timespec t0;
@@ -155,7 +160,7 @@ static void crawl(const char *url, struct crawl *out)
 	CURL *h = curl_easy_init();
 	if (!h) {
 		out->rc = CURLE_OUT_OF_MEMORY;
-		return;
+		return out->rc;
 	}
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	/* Only the web: a task must not make the crawler read file:// or talk
@@ -180,18 +185,22 @@ static void crawl(const char *url, struct crawl *out)
 	out->abandoned = out->rc == CURLE_ABORTED_BY_CALLBACK && stopping;
 	if (out->rc != CURLE_OK && !out->errbuf[0])
 		snprintf(out->errbuf, sizeof out->errbuf, "%s", curl_easy_strerror(out->rc));
+	if (out->rc != CURLE_OK)
+		return out->rc;
+	return out->http_status >= 400 ? out->http_status : 0;
 }
 
 /* ---- tasks ------------------------------------------------------------ */
 
 /* Publishes an outcome keyed by the task id. A full local queue is drained
- * by the poller thread: it is waited on for at most PRODUCE_WAIT_MS. */
-static void publish(const char *id, json_t *outcome)
+ * by the poller thread: it is waited on for at most PRODUCE_WAIT_MS. 0 once
+ * librdkafka has the message; otherwise its error, or -1 out of memory. */
+static long publish(const char *id, json_t *outcome)
 {
 	char *value = json_dumps(outcome, JSON_COMPACT);
 	if (!value) {
 		common_log("error", "task %s: out of memory", id);
-		return;
+		return -1;
 	}
 	rd_kafka_resp_err_t e;
 	for (int waited = 0;; waited += 100) {
@@ -205,6 +214,41 @@ static void publish(const char *id, json_t *outcome)
 	if (e)
 		common_log("error", "task %s: outcome not published: %s", id, rd_kafka_err2str(e));
 	free(value);
+	return e;
+}
+
+/* Reports a crawl's outcome on the status topic, keyed by the task id. 0
+ * once it is handed to the producer; otherwise why it was not (librdkafka's
+ * error, or -1 out of memory). */
+COMMON_BUSINESS long crawl_report(const char *id, json_int_t idn, const char *url, const struct crawl *c)
+{
+	json_t *outcome;
+	if (c->rc == CURLE_OK && c->http_status < 400) {
+		common_log("info", "task %s: GET %s: HTTP %ld, %" PRIu64 " bytes in %ld ms", id, url, c->http_status,
+			c->size, c->duration_ms);
+		outcome = json_pack("{sI ss sI sI sI}", "id", idn, "status", "completed", "http_status",
+				    (json_int_t)c->http_status, "size_bytes", (json_int_t)c->size, "duration_ms",
+				    (json_int_t)c->duration_ms);
+	} else {
+		char reason[CURL_ERROR_SIZE + 32];
+		if (c->rc == CURLE_OK)
+			snprintf(reason, sizeof reason, "HTTP %ld", c->http_status);
+		else
+			snprintf(reason, sizeof reason, "%s", c->errbuf);
+		common_log("warn", "task %s: GET %s failed after %ld ms: %s", id, url, c->duration_ms, reason);
+		outcome = json_pack("{sI ss ss sI}", "id", idn, "status", "error", "error", reason, "duration_ms",
+				    (json_int_t)c->duration_ms);
+		/* A response that arrived says more than the reason alone. */
+		if (outcome && c->http_status > 0)
+			json_object_set_new(outcome, "http_status", json_integer(c->http_status));
+	}
+	long e = -1;
+	if (outcome)
+		e = publish(id, outcome);
+	else
+		common_log("error", "task %s: out of memory", id);
+	json_decref(outcome);
+	return e;
 }
 
 /* Handles one task message. Returns false when it was abandoned at shutdown:
@@ -237,38 +281,13 @@ static bool handle_task(const rd_kafka_message_t *m)
 	snprintf(id, sizeof id, "%" JSON_INTEGER_FORMAT, idn);
 	const char *url = json_string_value(jurl);
 	struct crawl c;
-	crawl(url, &c);
+	crawl_page(url, &c);
 	if (c.abandoned) {
 		common_log("info", "task %s: fetch of %s abandoned at shutdown", id, url);
 		json_decref(task);
 		return false;
 	}
-
-	json_t *outcome;
-	if (c.rc == CURLE_OK && c.http_status < 400) {
-		common_log("info", "task %s: GET %s: HTTP %ld, %" PRIu64 " bytes in %ld ms", id, url, c.http_status, c.size,
-			c.duration_ms);
-		outcome = json_pack("{sI ss sI sI sI}", "id", idn, "status", "completed", "http_status",
-				    (json_int_t)c.http_status, "size_bytes", (json_int_t)c.size, "duration_ms",
-				    (json_int_t)c.duration_ms);
-	} else {
-		char reason[CURL_ERROR_SIZE + 32];
-		if (c.rc == CURLE_OK)
-			snprintf(reason, sizeof reason, "HTTP %ld", c.http_status);
-		else
-			snprintf(reason, sizeof reason, "%s", c.errbuf);
-		common_log("warn", "task %s: GET %s failed after %ld ms: %s", id, url, c.duration_ms, reason);
-		outcome = json_pack("{sI ss ss sI}", "id", idn, "status", "error", "error", reason, "duration_ms",
-				    (json_int_t)c.duration_ms);
-		/* A response that arrived says more than the reason alone. */
-		if (outcome && c.http_status > 0)
-			json_object_set_new(outcome, "http_status", json_integer(c.http_status));
-	}
-	if (outcome)
-		publish(id, outcome);
-	else
-		common_log("error", "task %s: out of memory", id);
-	json_decref(outcome);
+	crawl_report(id, idn, url, &c);
 	json_decref(task);
 	return true;
 }
