@@ -363,6 +363,18 @@ HOOK _Unwind_Reason_Code _Unwind_ForcedUnwind(struct _Unwind_Exception *e, _Unwi
 	return REAL(_Unwind_ForcedUnwind) ? REAL(_Unwind_ForcedUnwind)(e, stop, arg) : UNWIND_MISSING;
 }
 
+/* glibc unwinds an exiting thread by calling libgcc's forced unwind itself,
+ * not through our symbol: the return addresses go back first here, or the
+ * unwind would stop at the first traced call and skip the destructors and
+ * cleanup handlers above it. (A cancellation acted on at a cancellation
+ * point unwinds the same way with no call of ours on the way: README.) */
+HOOK void pthread_exit(void *retval)
+{
+	unwind_frames(0, true);
+	REAL(pthread_exit)(retval);
+	__builtin_unreachable();
+}
+
 /* --- finding and patching --- */
 
 /* Whether an object's path is the one spec s names: its full path, its file

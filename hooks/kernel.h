@@ -99,7 +99,8 @@
 	X(void, longjmp, (struct __jmp_buf_tag *, int))                                              \
 	X(void, _longjmp, (struct __jmp_buf_tag *, int))                                             \
 	X(void, siglongjmp, (struct __jmp_buf_tag *, int))                                           \
-	X(void, __longjmp_chk, (struct __jmp_buf_tag *, int))
+	X(void, __longjmp_chk, (struct __jmp_buf_tag *, int))                                       \
+	X(void, pthread_exit, (void *))
 
 /* A missing one (an old libpq) leaves its hook unable to pass through: it
  * fails as libpq would without a connection. */

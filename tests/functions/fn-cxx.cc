@@ -1,5 +1,7 @@
 // fn-cxx: C++ exceptions thrown through traced functions and caught above them (tests/integration/test-functions.sh).
 #include <cstdio>
+#include <cstring>
+#include <pthread.h>
 #include <stdexcept>
 
 #define NOINLINE __attribute__((noinline, noclone))
@@ -41,8 +43,43 @@ NOINLINE int cxx_rethrower(int v)
 	}
 }
 
-int main()
+/* pthread_exit from inside a traced call: glibc unwinds the thread (a forced
+ * unwind, run by libgcc without going through our symbols), and the
+ * destructors of the frames above must run as without the agent. */
+struct guard {
+	~guard() { std::printf("guard destroyed\n"); }
+};
+
+NOINLINE void cxx_exit_inner(int v)
 {
+	cxx_sink += v;
+	if (v)
+		pthread_exit(nullptr);
+}
+
+NOINLINE int cxx_exit_outer(int v)
+{
+	guard g;
+	cxx_exit_inner(v);
+	return 1;
+}
+
+static void *exit_thread(void *)
+{
+	cxx_exit_outer(1);
+	std::printf("not reached\n");
+	return nullptr;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && std::strcmp(argv[1], "exit") == 0) {
+		pthread_t t;
+		pthread_create(&t, nullptr, exit_thread, nullptr);
+		pthread_join(t, nullptr);
+		std::printf("joined\n");
+		return 6;
+	}
 	std::printf("ok %d\n", cxx_catcher(1));
 	std::printf("thrown %d\n", cxx_catcher(5));
 	try {

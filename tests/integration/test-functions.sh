@@ -39,6 +39,7 @@ same fork fn-fork 'fork_work,task_count' $B/fn-app fork
 same vfork fn-vfork 'vfork_*,task_count' $B/fn-app vfork
 same coro fn-coro 'coro_step,task_count' $B/fn-app coro
 same cxx fn-cxx 'cxx_*' $B/fn-cxx
+same cxxexit fn-cxx-exit 'cxx_exit_*' $B/fn-cxx exit
 same dlopen fn-dlopen 'lib_*@libfntasks.so' $B/fn-app dlopen "$PWD/$B/libfntasks.so"
 same unpatch fn-unpatch 'tiny,loopy' $B/fn-unpatch
 check "too short: a warning with the reason" grep -q 'tiny in .* cannot be patched.*shorter than' "$WORK/unpatch.err"
@@ -155,6 +156,10 @@ last = max(last, key=lambda s: s['start_ns']) if last else None
 if last:
     tr = [s for s in c if s['trace_id'] == last['trace_id']]
     expect("C++: after the exceptions a call nests as usual (catcher > middle > thrower)", 3, len(tr))
+
+ce = svc('fn-cxx-exit')
+expect("pthread_exit inside a traced call: both calls end", (1, 1),
+       (len(named(ce, 'cxx_exit_outer')), len(named(ce, 'cxx_exit_inner'))))
 
 d = svc('fn-dlopen')
 lt, lh = named(d, 'lib_task'), named(d, 'lib_helper')
