@@ -43,6 +43,7 @@ struct frame {
 	const struct target *t;
 	uint8_t span_id[8];
 	bool attached;         /* its context was made current */
+	bool unhooked;         /* its return address was put back for an exception's unwind */
 	struct context_head saved;
 };
 
@@ -56,6 +57,7 @@ struct given_up {
 
 struct stack {
 	unsigned depth;
+	bool unwinding;                 /* a C++ exception is on its way: return addresses put back */
 	unsigned given_up_next;         /* ring position in given_up[] */
 	struct trace_context scratch;   /* span_start's output, used under the guard */
 	struct frame f[DEPTH_MAX];
@@ -199,6 +201,7 @@ void funcs_enter(const struct target *t, uintptr_t *slot, const uint64_t *regs)
 			memcpy(f->span_id, st->scratch.span_id, 8);
 			f->attached = context_enter_child(&st->scratch, &f->saved);
 			f->t = t;
+			f->unhooked = false;
 			f->slot = slot;
 			f->ret = *slot;
 			st->depth++;
@@ -340,21 +343,64 @@ LONGJMP_HOOK(__longjmp_chk)
 /*
  * The unwinder finds each frame's caller by its return address: one pointing
  * at the stub has no unwind information, and the exception would end the
- * program. Every call in flight on the thread is ended first and its return
- * address put back (where it will be caught is not known yet: calls the
- * exception does not leave end early, and their functions return without
- * the stub).
+ * program. So every return address the agent replaced on the thread is put
+ * back before the unwind; where the exception will be caught is not known
+ * yet, so the calls stay in flight until it is (exception_caught).
  */
+static void exception_thrown(void)
+{
+	struct stack *st = stack_tls;
+	if (__builtin_expect(!st || !st->depth, 1))
+		return;
+	for (unsigned i = 0; i < st->depth; i++) {
+		struct frame *f = &st->f[i];
+		if (*f->slot == (uintptr_t)funcs_return_stub) {
+			*f->slot = f->ret;
+			f->unhooked = true;
+		}
+	}
+	st->unwinding = true;
+}
+
+/*
+ * A C++ handler caught it, in the function whose stack pointer is sp: the
+ * calls below that (their return addresses lie below sp) were unwound past
+ * and end now; the others are still running, and get the stub back, so they
+ * end when they return and what they call after the catch nests under them.
+ */
+static void exception_caught(uintptr_t sp)
+{
+	struct stack *st = stack_tls;
+	if (__builtin_expect(!st || !st->unwinding, 1))
+		return;
+	st->unwinding = false;
+	unwind_frames(sp, false);
+	for (unsigned i = 0; i < st->depth; i++) {
+		struct frame *f = &st->f[i];
+		if (f->unhooked && *f->slot == f->ret)
+			*f->slot = (uintptr_t)funcs_return_stub;
+		f->unhooked = false;
+	}
+}
+
 HOOK _Unwind_Reason_Code _Unwind_RaiseException(struct _Unwind_Exception *e)
 {
-	unwind_frames(0, true);
+	exception_thrown();
 	return REAL(_Unwind_RaiseException) ? REAL(_Unwind_RaiseException)(e) : UNWIND_MISSING;
 }
 
 HOOK _Unwind_Reason_Code _Unwind_Resume_or_Rethrow(struct _Unwind_Exception *e)
 {
-	unwind_frames(0, true);
+	exception_thrown();
 	return REAL(_Unwind_Resume_or_Rethrow) ? REAL(_Unwind_Resume_or_Rethrow)(e) : UNWIND_MISSING;
+}
+
+/* Called by a catch handler, in the catching function's frame: the CFA of
+ * this call is that function's stack pointer. */
+HOOK void *__cxa_begin_catch(void *exc)
+{
+	exception_caught((uintptr_t)__builtin_dwarf_cfa());
+	return REAL(__cxa_begin_catch) ? REAL(__cxa_begin_catch)(exc) : NULL;
 }
 
 HOOK _Unwind_Reason_Code _Unwind_ForcedUnwind(struct _Unwind_Exception *e, _Unwind_Stop_Fn stop, void *arg)

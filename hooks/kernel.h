@@ -189,6 +189,9 @@
 	X(_Unwind_Reason_Code, _Unwind_Resume_or_Rethrow, (struct _Unwind_Exception *))              \
 	X(_Unwind_Reason_Code, _Unwind_ForcedUnwind, (struct _Unwind_Exception *, _Unwind_Stop_Fn, void *))
 
+/* libstdc++: where a C++ handler catches (hooks/funcs.c). */
+#define KERNEL_CXX(X) X(void *, __cxa_begin_catch, (void *))
+
 /* The slot index of each symbol (KERNEL_read, ...), the libraries in order,
  * each closed by its end marker. */
 #define KERNEL_INDEX(ret, name, params) KERNEL_##name,
@@ -197,6 +200,7 @@ enum kernel_sym {
 	KERNEL_LIBPQ(KERNEL_INDEX) KERNEL_LIBPQ_END,
 	KERNEL_RDKAFKA(KERNEL_INDEX) KERNEL_RDKAFKA_END,
 	KERNEL_UNWIND(KERNEL_INDEX) KERNEL_UNWIND_END,
+	KERNEL_CXX(KERNEL_INDEX) KERNEL_CXX_END,
 };
 #undef KERNEL_INDEX
 
@@ -206,10 +210,11 @@ KERNEL_LIBC(KERNEL_TYPE)
 KERNEL_LIBPQ(KERNEL_TYPE)
 KERNEL_RDKAFKA(KERNEL_TYPE)
 KERNEL_UNWIND(KERNEL_TYPE)
+KERNEL_CXX(KERNEL_TYPE)
 #undef KERNEL_TYPE
 
 /* The real functions, NULL until looked up (and for good when missing). */
-extern void *kernel_slot[KERNEL_UNWIND_END];
+extern void *kernel_slot[KERNEL_CXX_END];
 
 /* Looks sym up once (later calls answer from memory, found or not): RTLD_NEXT,
  * then for libpq, librdkafka and libgcc_s the loaded library by soname, then the

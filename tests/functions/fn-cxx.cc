@@ -23,13 +23,20 @@ NOINLINE int cxx_middle(int v)
 	return r + 1;
 }
 
+/* Called by the catcher after it caught: still inside the catcher's call. */
+NOINLINE int cxx_after(int v)
+{
+	cxx_sink += v;
+	return v;
+}
+
 NOINLINE int cxx_catcher(int v)
 {
 	try {
 		return cxx_middle(v);
 	} catch (const std::runtime_error &e) {
 		std::printf("caught in catcher: %s\n", e.what());
-		return -1;
+		return -cxx_after(1);
 	}
 }
 

@@ -151,6 +151,19 @@ expect("coroutines (swapcontext): a span per call, none lost", (2, 1), (len(name
 c = svc('fn-cxx')
 expect("C++: spans with the written names", {'cxx_catcher': 3, 'cxx_middle': 4, 'cxx_thrower': 4, 'cxx_rethrower': 1},
        {n: len(named(c, n)) for n in ('cxx_catcher', 'cxx_middle', 'cxx_thrower', 'cxx_rethrower')})
+# A call made by the catching function after the catch nests under the
+# catcher's call, which is still running (it ends after it).
+cat_ = {s['span_id']: s for s in named(c, 'cxx_catcher')}
+aft = named(c, 'cxx_after')
+expect("C++: one call after each catch", 1, len(aft))
+for a in aft:
+    p = cat_.get(a['parent_span_id'])
+    check(p is not None, "C++: the call after the catch nests under the catching call")
+    if p:
+        check(p['end_ns'] >= a['end_ns'], "C++: the catching call ends after it (not at the throw)")
+thr = named(c, 'cxx_thrower')
+mid = {s['span_id']: s for s in named(c, 'cxx_middle')}
+check(all(t['parent_span_id'] in mid for t in thr), "C++: each thrower call under a middle call")
 last = [s for s in c if s['name'] == 'cxx_catcher']
 last = max(last, key=lambda s: s['start_ns']) if last else None
 if last:
