@@ -60,6 +60,31 @@ bool elfsym_open(struct elfsym_iter *it, const char *img, size_t len)
 	return true;
 }
 
+bool elfsym_section(const struct elfsym_iter *it, const char *name, const char **data, size_t *len)
+{
+	Elf64_Ehdr eh;
+	Elf64_Shdr names, sh;
+	if (!it->img || it->len < sizeof eh)
+		return false;
+	memcpy(&eh, it->img, sizeof eh);
+	if (eh.e_shentsize != sizeof(Elf64_Shdr) || !section(it, &eh, eh.e_shstrndx, &names) ||
+	    !inside(it->len, names.sh_offset, names.sh_size))
+		return false;
+	size_t want = strlen(name) + 1;
+	for (size_t i = 0; i < eh.e_shnum; i++) {
+		if (!section(it, &eh, i, &sh) || sh.sh_name >= names.sh_size || names.sh_size - sh.sh_name < want ||
+		    memcmp(it->img + names.sh_offset + sh.sh_name, name, want) != 0)
+			continue;
+		/* SHT_NOBITS has no bytes in the file; compressed contents are not a line table */
+		if (sh.sh_type == SHT_NOBITS || (sh.sh_flags & SHF_COMPRESSED) || !inside(it->len, sh.sh_offset, sh.sh_size))
+			return false;
+		*data = it->img + sh.sh_offset;
+		*len = sh.sh_size;
+		return true;
+	}
+	return false;
+}
+
 bool elfsym_next(struct elfsym_iter *it, struct elfsym *out)
 {
 	while (it->next < it->count) {

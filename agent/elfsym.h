@@ -36,6 +36,11 @@ struct elfsym {
  * the table (it->table says which, ELFSYM_NONE when there is none). */
 bool elfsym_open(struct elfsym_iter *it, const char *img, size_t len);
 
+/* The contents of the section called name (e.g. ".debug_line") in an image
+ * elfsym_open accepted; false when it has none, or it is compressed or
+ * lies outside the image. */
+bool elfsym_section(const struct elfsym_iter *it, const char *name, const char **data, size_t *len);
+
 /* The next defined function symbol; false after the last. */
 bool elfsym_next(struct elfsym_iter *it, struct elfsym *out);
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent/context.h"
+#include "agent/dwarfline.h"
 #include "agent/elfsym.h"
 #include "agent/funcspec.h"
 #include "agent/log.h"
@@ -32,6 +33,9 @@ struct target {
 	enum funcspec_error error;
 	uint8_t args;
 	uint16_t name_len;
+	uint32_t line;         /* code.line.number; 0: the object has no line table for it */
+	const char *file;      /* code.file.path (within name's allocation), NULL with line 0 */
+	uint16_t file_len;
 	char name[];
 };
 
@@ -196,6 +200,10 @@ void funcs_enter(const struct target *t, uintptr_t *slot, const uint64_t *regs)
 			struct frame *f = &st->f[st->depth];
 			f->span = span_start(SPAN_KIND_INTERNAL, t->name, t->name_len, NULL, &st->scratch);
 			span_set_str(f->span, "code.function.name", t->name, t->name_len);
+			if (t->line) {
+				span_set_str(f->span, "code.file.path", t->file, t->file_len);
+				span_set_int(f->span, "code.line.number", t->line);
+			}
 			for (unsigned i = 0; i < t->args; i++)
 				span_attr_int(f->span, arg_keys[i].key, arg_keys[i].len, (int64_t)regs[arg_reg[i]]);
 			memcpy(f->span_id, st->scratch.span_id, 8);
@@ -478,7 +486,8 @@ static void report(const char *fmt, ...)
 	va_end(ap);
 }
 
-static void patch_one(const struct funcspec *s, const char *path, uintptr_t addr, const struct elfsym *sym)
+static void patch_one(const struct funcspec *s, const char *path, uintptr_t addr, const struct elfsym *sym,
+		      const struct dwarfline *src)
 {
 	if (check_only) {
 		const char *why = patch_ok ? patch_check(addr, sym->size) : patch_init();
@@ -488,11 +497,19 @@ static void patch_one(const struct funcspec *s, const char *path, uintptr_t addr
 	}
 	if (already_patched(addr))
 		return;
-	struct target *t = calloc(1, sizeof *t + sym->name_len + 1);
+	size_t file_len = src && src->line ? src->path_len : 0;
+	struct target *t = calloc(1, sizeof *t + sym->name_len + 1 + file_len + 1);
 	if (!t)
 		return;
 	memcpy(t->name, sym->name, sym->name_len);
 	t->name_len = (uint16_t)(sym->name_len < 0xffff ? sym->name_len : 0xffff);
+	if (file_len) {
+		char *file = t->name + sym->name_len + 1;
+		memcpy(file, src->path, file_len);
+		t->file = file;
+		t->file_len = (uint16_t)file_len;   /* below DWARFLINE_PATH_MAX */
+		t->line = src->line;
+	}
 	t->error = s->error;
 	t->args = s->args;
 	const char *why = patch_apply(addr, sym->size, t, funcs_entry_stub);
@@ -535,6 +552,47 @@ static char *demangle(const struct elfsym *sym)
 	return out;
 }
 
+/* Whether spec s names sym, in either form; *shown is the name spans take,
+ * *dem the demangled one to free. */
+static bool matches(const struct funcspec *s, const struct elfsym *sym, struct elfsym *shown, char **dem)
+{
+	*dem = NULL;
+	if (cold_part(sym))
+		return false;
+	*dem = demangle(sym);
+	*shown = *sym;
+	if (*dem) {
+		shown->name = *dem;
+		shown->name_len = strcspn(*dem, "(");
+	}
+	return funcspec_glob(s->pattern, s->pattern_len, sym->name, sym->name_len) ||
+	       (*dem && funcspec_glob(s->pattern, s->pattern_len, shown->name, shown->name_len));
+}
+
+/* How many functions of the object the specs match (a function twice when
+ * two specs do), in the order scan_object patches them; their addresses go
+ * into out[0..cap) when out is given. */
+static size_t wanted(struct elfsym_iter *it, const char *path, bool main_exe, struct dwarfline *out, size_t cap)
+{
+	size_t n = 0;
+	for (unsigned i = 0; i < nspecs; i++) {
+		if (!spec_wants(&specs[i], path, main_exe))
+			continue;
+		struct elfsym sym, shown;
+		it->next = 0;
+		while (elfsym_next(it, &sym)) {
+			char *dem;
+			if (matches(&specs[i], &sym, &shown, &dem)) {
+				if (out && n < cap)
+					out[n].addr = sym.value;
+				n++;
+			}
+			free(dem);
+		}
+	}
+	return out && n > cap ? cap : n;
+}
+
 /* Looks at one object for every spec that names it. */
 static void scan_object(const char *path, uintptr_t base, bool main_exe)
 {
@@ -560,6 +618,13 @@ static void scan_object(const char *path, uintptr_t base, bool main_exe)
 	if (it.table != ELFSYM_SYMTAB)
 		report("TRACEAGENT_FUNCTIONS: %s is stripped (no .symtab): %s", path,
 		       it.table == ELFSYM_DYNSYM ? "only its exported functions can be found" : "no function can be found");
+	/* The source file and line of every function to patch, from one pass
+	 * over the object's line table; the patch loop below meets them in the
+	 * order wanted() listed them. */
+	struct dwarfline *src = NULL;
+	size_t nsrc = check_only ? 0 : wanted(&it, path, main_exe, NULL, 0), k = 0;
+	if (nsrc && (src = calloc(nsrc, sizeof *src)) != NULL)
+		dwarfline_find_elf(&it, src, wanted(&it, path, main_exe, src, nsrc));
 	for (unsigned i = 0; i < nspecs; i++) {
 		const struct funcspec *s = &specs[i];
 		if (!spec_wants(s, path, main_exe))
@@ -569,21 +634,14 @@ static void scan_object(const char *path, uintptr_t base, bool main_exe)
 		if (check_only)
 			report("%.*s%s%.*s:", (int)s->pattern_len, s->pattern, s->object_len ? "@" : "", (int)s->object_len,
 			       s->object);
-		struct elfsym sym;
+		struct elfsym sym, shown;
 		it.next = 0;
 		while (elfsym_next(&it, &sym)) {
-			if (cold_part(&sym))
-				continue;
-			char *dem = demangle(&sym);
-			struct elfsym shown = sym;
-			if (dem) {
-				shown.name = dem;
-				shown.name_len = strcspn(dem, "(");
-			}
-			if (funcspec_glob(s->pattern, s->pattern_len, sym.name, sym.name_len) ||
-			    (dem && funcspec_glob(s->pattern, s->pattern_len, shown.name, shown.name_len))) {
+			char *dem;
+			if (matches(s, &sym, &shown, &dem)) {
 				found[i]++;
-				patch_one(s, path, base + sym.value, &shown);
+				patch_one(s, path, base + sym.value, &shown, src && k < nsrc ? &src[k] : NULL);
+				k++;
 			}
 			free(dem);
 		}
@@ -591,6 +649,7 @@ static void scan_object(const char *path, uintptr_t base, bool main_exe)
 			report("%sTRACEAGENT_FUNCTIONS: no function matches %.*s in %s (stripped, inlined everywhere, or static and "
 			       "not in the symbol table)", check_only ? "  " : "", (int)s->pattern_len, s->pattern, path);
 	}
+	free(src);
 	munmap(img, (size_t)sb.st_size);
 }
 

@@ -74,6 +74,18 @@ wait_spans "$SINK_JSONL" 1 "s.get('service.name') == 'fn-http' and s['kind'] == 
 wait_spans "$SINK_JSONL" 200 "s.get('service.name') == 'fn-threads'" || true
 wait_spans "$SINK_JSONL" 12 "s.get('service.name') == 'fn-cxx'" || true
 
+# code.line.number is the line table's row at the function's entry: gcc puts
+# it on the line of the body's opening brace, the one after the declarator.
+brace_line() {
+	local n
+	n=$(grep -n "^NOINLINE int $2(" "$1" | cut -d: -f1)
+	[[ -n $n && $(sed -n "$((n + 1))p" "$1") == "{" ]] || die "$1: no '{' line after $2's declarator"
+	echo $((n + 1))
+}
+export APPLY_LINE LIB_TASK_LINE
+APPLY_LINE=$(brace_line tests/functions/fn-app.c task_apply)
+LIB_TASK_LINE=$(brace_line tests/functions/fn-lib.c lib_task)
+
 pycheck "$SINK_JSONL" <<'PY'
 all_spans = load(sys.argv[1])
 def svc(name):
@@ -88,6 +100,12 @@ ap = named(b, 'task_apply')
 expect("basic: a span per task_apply call", 2, len(ap))
 check(all(s['kind'] == 'INTERNAL' for s in b), "basic: INTERNAL spans", [s['kind'] for s in b])
 check(all(A(s).get('code.function.name') == s['name'] for s in b), "basic: code.function.name")
+check(b and all(str(A(s).get('code.file.path', '')).endswith('/tests/functions/fn-app.c') for s in b),
+      "basic: code.file.path from the line table (-g)", sorted({A(s).get('code.file.path') for s in b}))
+check(str(A(ap[0]).get('code.file.path', '')).startswith('/') if ap else False,
+      "basic: code.file.path absolute (compilation directory + file)", A(ap[0]).get('code.file.path') if ap else None)
+expect("basic: code.line.number is task_apply's first line", [int(os.environ['APPLY_LINE'])] * 2,
+       [A(s).get('code.line.number') for s in ap])
 err = [s for s in ap if s['status'] == 'ERROR']
 expect("basic: error=neg: the negative return is an Error span", 1, len(err))
 if err:
@@ -179,6 +197,9 @@ lt, lh = named(d, 'lib_task'), named(d, 'lib_helper')
 expect("dlopen: @OBJECT functions patched before dlopen returns", (1, 2), (len(lt), len(lh)))
 if lt:
     check(any(s['parent_span_id'] == lt[0]['span_id'] for s in lh), "dlopen: lib_helper under lib_task")
+    expect("dlopen: a shared object's function has its file and line",
+           ('/tests/functions/fn-lib.c', int(os.environ['LIB_TASK_LINE'])),
+           (str(A(lt[0]).get('code.file.path', ''))[-len('/tests/functions/fn-lib.c'):], A(lt[0]).get('code.line.number')))
 expect("unpatchable: no spans", 0, len(svc('fn-unpatch')))
 expect("stripped: no spans", 0, len(svc('fn-stripped')))
 

@@ -18,6 +18,7 @@ Suite *envcarrier_suite(void);
 Suite *url_suite(void);
 Suite *host_suite(void);
 Suite *funcspec_suite(void);
+Suite *dwarfline_suite(void);
 
 int main(void)
 {
@@ -37,6 +38,7 @@ int main(void)
 	srunner_add_suite(sr, url_suite());
 	srunner_add_suite(sr, host_suite());
 	srunner_add_suite(sr, funcspec_suite());
+	srunner_add_suite(sr, dwarfline_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
