@@ -167,9 +167,18 @@ __asm__(".text\n"
 	".size funcs_return_stub, .-funcs_return_stub\n");
 #undef SAVE_XMM
 #undef RESTORE_XMM
+#else
+/* Never run: elsewhere patch_init refuses, and nothing is patched. */
+const char funcs_entry_stub[1], funcs_return_stub[1];
 #endif
 
 /* --- the calls in flight --- */
+
+/* The entry of libgcc_s's _Unwind_ForcedUnwind hands funcs_enter this
+ * (patch_forced_unwind): it makes no span. */
+static const struct target forced_unwind;
+
+static void unwind_frames(uintptr_t keep, bool all);
 
 static struct stack *stack_get(void)
 {
@@ -191,6 +200,10 @@ static const uint8_t arg_reg[FUNCSPEC_ARGS_MAX] = { 7, 6, 5, 4, 3, 2 };
 
 void funcs_enter(const struct target *t, uintptr_t *slot, const uint64_t *regs)
 {
+	if (__builtin_expect(t == &forced_unwind, 0)) {
+		unwind_frames(0, true);
+		return;
+	}
 	/* Inside the agent (or a signal handler that interrupted it): no span. */
 	if (!context_guard_enter())
 		return;
@@ -409,24 +422,6 @@ HOOK void *__cxa_begin_catch(void *exc)
 {
 	exception_caught((uintptr_t)__builtin_dwarf_cfa());
 	return REAL(__cxa_begin_catch) ? REAL(__cxa_begin_catch)(exc) : NULL;
-}
-
-HOOK _Unwind_Reason_Code _Unwind_ForcedUnwind(struct _Unwind_Exception *e, _Unwind_Stop_Fn stop, void *arg)
-{
-	unwind_frames(0, true);
-	return REAL(_Unwind_ForcedUnwind) ? REAL(_Unwind_ForcedUnwind)(e, stop, arg) : UNWIND_MISSING;
-}
-
-/* glibc unwinds an exiting thread by calling libgcc's forced unwind itself,
- * not through our symbol: the return addresses go back first here, or the
- * unwind would stop at the first traced call and skip the destructors and
- * cleanup handlers above it. (A cancellation acted on at a cancellation
- * point unwinds the same way with no call of ours on the way: README.) */
-HOOK void pthread_exit(void *retval)
-{
-	unwind_frames(0, true);
-	REAL(pthread_exit)(retval);
-	__builtin_unreachable();
 }
 
 /* --- finding and patching --- */
@@ -723,6 +718,34 @@ static void scan_new_objects(void)
 }
 
 /* After each dlopen, before it returns: nothing has called into the new object yet. */
+/*
+ * A thread cancelled (pthread_cancel) or exiting (pthread_exit) is unwound by
+ * glibc calling libgcc_s's _Unwind_ForcedUnwind through its own handle, past
+ * any symbol of ours. The unwinder would stop at the first return address
+ * that is the stub's, skipping the destructors and cleanup handlers above
+ * it. So that function's entry is patched like a traced function's, and its
+ * calls put the thread's return addresses back first and end its calls (a
+ * forced unwind always runs to the thread's end). It is done here, before the
+ * app starts threads, loading libgcc_s if glibc has not yet: glibc would
+ * load it at the first cancellation, too late to patch safely.
+ */
+static void patch_forced_unwind(void)
+{
+	void *lib = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_LOCAL);
+	void *fn = lib ? dlsym(lib, "_Unwind_ForcedUnwind") : NULL;
+	const ElfW(Sym) *sym = NULL;
+	Dl_info info;
+	const char *why = "libgcc_s.so.1 or its _Unwind_ForcedUnwind was not found";
+	if (fn && dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym)
+		why = already_patched((uintptr_t)fn) ? NULL
+						      : patch_apply((uintptr_t)fn, sym->st_size, &forced_unwind, funcs_entry_stub);
+	if (why)
+		report("TRACEAGENT_FUNCTIONS: a thread cancelled or exiting inside a traced call will stop unwinding there: %s",
+		       why);
+	else
+		note_patched((uintptr_t)fn);
+}
+
 static void after_dlopen(void)
 {
 	if (context_guard_enter()) {
@@ -761,6 +784,8 @@ void funcs_init(const struct config *c)
 		report("TRACEAGENT_FUNCTIONS: nothing is patched: %s", why);
 		return;
 	}
+	if (nspecs && !check_only)
+		patch_forced_unwind();
 	scan_new_objects();
 	if (watch_dlopen && !check_only)
 		kernel_set_dlopen_observer(after_dlopen);

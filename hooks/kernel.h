@@ -99,8 +99,7 @@
 	X(void, longjmp, (struct __jmp_buf_tag *, int))                                              \
 	X(void, _longjmp, (struct __jmp_buf_tag *, int))                                             \
 	X(void, siglongjmp, (struct __jmp_buf_tag *, int))                                           \
-	X(void, __longjmp_chk, (struct __jmp_buf_tag *, int))                                       \
-	X(void, pthread_exit, (void *))
+	X(void, __longjmp_chk, (struct __jmp_buf_tag *, int))
 
 /* A missing one (an old libpq) leaves its hook unable to pass through: it
  * fails as libpq would without a connection. */
@@ -181,13 +180,12 @@
 	X(rd_kafka_resp_err_t, rd_kafka_message_headers, (const rd_kafka_message_t *, rd_kafka_headers_t **)) \
 	X(rd_kafka_resp_err_t, rd_kafka_last_error, (void))
 
-/* libgcc_s's unwinder (C++ exceptions, thread cancellation): hooks/funcs.c
+/* libgcc_s's unwinder (C++ exceptions): hooks/funcs.c
  * puts back the return addresses it replaced before anything unwinds. Looked
  * up at first use: the library is loaded by then (its caller links it). */
 #define KERNEL_UNWIND(X)                                                                             \
 	X(_Unwind_Reason_Code, _Unwind_RaiseException, (struct _Unwind_Exception *))                 \
-	X(_Unwind_Reason_Code, _Unwind_Resume_or_Rethrow, (struct _Unwind_Exception *))              \
-	X(_Unwind_Reason_Code, _Unwind_ForcedUnwind, (struct _Unwind_Exception *, _Unwind_Stop_Fn, void *))
+	X(_Unwind_Reason_Code, _Unwind_Resume_or_Rethrow, (struct _Unwind_Exception *))
 
 /* libstdc++: where a C++ handler catches (hooks/funcs.c). */
 #define KERNEL_CXX(X) X(void *, __cxa_begin_catch, (void *))

@@ -127,6 +127,24 @@ static const char *classify(const cs_insn *in, struct moved *m)
 	return NULL;
 }
 
+/*
+ * The length of a CET shadow-stack instruction capstone 4 does not know, or
+ * 0: rdssp (F3 [REX] 0F 1E /1) and incssp (F3 [REX] 0F AE /5), with a
+ * register operand. libgcc's unwinder uses them; neither is a branch.
+ */
+static size_t shadow_stack_insn(const uint8_t *b, size_t n)
+{
+	size_t i = n > 1 && (b[1] & 0xf0) == 0x40 ? 2 : 1;
+	if (n < i + 3 || b[0] != 0xf3 || b[i] != 0x0f)
+		return 0;
+	uint8_t op = b[i + 1], modrm = b[i + 2] & 0xf8;
+	return (op == 0x1e && modrm == 0xc8) || (op == 0xae && modrm == 0xe8) ? i + 3 : 0;
+}
+
+/* Plans the move of the instructions the jump displaces, and checks that no
+ * branch of the whole function lands inside them. capstone stops at an
+ * instruction it does not know: the body is decoded in runs, stepping over
+ * shadow-stack instructions, which the displaced bytes may not hold. */
 static const char *plan_make(uintptr_t addr, uint64_t size, struct plan *p)
 {
 	static const uint8_t endbr64[4] = { 0xf3, 0x0f, 0x1e, 0xfa };
@@ -136,41 +154,41 @@ static const char *plan_make(uintptr_t addr, uint64_t size, struct plan *p)
 		return "its size is unknown (no st_size in the symbol table)";
 	memset(p, 0, sizeof *p);
 	p->start = addr + (size >= 4 && memcmp((const void *)addr, endbr64, 4) == 0 ? 4 : 0);
-	size_t body = (size_t)(addr + size - p->start);
-	if (body < JMP_LEN)
+	uintptr_t at = p->start, end = (uintptr_t)(addr + size);
+	if (end - at < JMP_LEN)
 		return "it is shorter than the 5-byte jump the patch writes";
-	cs_insn *ins = NULL;
-	size_t n = cs.disasm(cs.h, (const uint8_t *)p->start, body, p->start, 0, &ins);
 	const char *why = NULL;
-	size_t decoded = 0;
-	for (size_t i = 0; i < n; i++)
-		decoded += ins[i].size;
-	if (decoded != body) {
-		why = "it holds an instruction the decoder does not know";
-		goto out;
-	}
-	for (size_t i = 0; i < n && p->len < JMP_LEN; i++) {
-		if (p->n == MOVED_MAX) {
-			why = "too many instructions in its first bytes";
-			goto out;
+	for (;;) {
+		cs_insn *ins = NULL;
+		size_t n = cs.disasm(cs.h, (const uint8_t *)at, end - at, at, 0, &ins);
+		/* The first run holds the displaced instructions, or the plan fails. */
+		for (size_t i = 0; i < n && p->len < JMP_LEN && !why; i++) {
+			if (p->n == MOVED_MAX)
+				why = "too many instructions in its first bytes";
+			else if (!(why = classify(&ins[i], &p->m[p->n++])))
+				p->len += ins[i].size;
 		}
-		if ((why = classify(&ins[i], &p->m[p->n++])))
-			goto out;
-		p->len += ins[i].size;
-	}
-	/* A branch landing inside the displaced bytes would land in the middle of
-	 * the jump. A branch to the entry itself is a call or tail call of the
-	 * function (recursion): a real entry, with the return address on top. */
-	for (size_t i = 0; i < n; i++) {
-		uint64_t t = branch_target(&ins[i]);
-		if (t > addr && t < p->start + p->len) {
-			why = "a jump back into the bytes the patch replaces";
-			goto out;
+		/* A branch landing inside the displaced bytes would land in the
+		 * middle of the jump. A branch to the entry itself is a call or tail
+		 * call of the function (recursion): a real entry, with the return
+		 * address on top. */
+		for (size_t i = 0; i < n && !why; i++) {
+			uint64_t t = branch_target(&ins[i]);
+			if (t > addr && t < p->start + p->len)
+				why = "a jump back into the bytes the patch replaces";
+			at += ins[i].size;
 		}
+		if (n)
+			cs.free(ins, n);
+		if (why || at >= end)
+			break;
+		size_t skip = p->len >= JMP_LEN ? shadow_stack_insn((const uint8_t *)at, end - at) : 0;
+		if (!skip) {
+			why = "it holds an instruction the decoder does not know";
+			break;
+		}
+		at += skip;
 	}
-out:
-	if (n)
-		cs.free(ins, n);
 	return why;
 }
 

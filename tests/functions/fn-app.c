@@ -183,6 +183,62 @@ static void *thread_main(void *arg)
 	return (void *)sum;
 }
 
+/* cancel: a thread cancelled inside traced calls, at the read it blocks in
+ * (deferred) or in a loop (asynchronous). The cleanup handler pushed above
+ * them must run, as without the agent. */
+static int idle_pipe[2], ready_pipe[2];
+static volatile int spin;
+
+NOINLINE int cancel_wait(int async)
+{
+	char c = 'r';
+	write(ready_pipe[1], &c, 1);
+	if (async) {
+		pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, NULL);
+		for (;;)
+			spin++;
+	}
+	return (int)read(idle_pipe[0], &c, 1);   /* nothing comes: cancelled here */
+}
+
+NOINLINE int cancel_outer(int async)
+{
+	int r = cancel_wait(async);
+	sink_v += r;
+	return r;
+}
+
+static void cancel_cleanup(void *what)
+{
+	printf("cleanup %s\n", (const char *)what);
+}
+
+static void *cancel_thread(void *arg)
+{
+	int async = (int)(long)arg;
+	pthread_cleanup_push(cancel_cleanup, async ? "async" : "deferred");
+	cancel_outer(async);
+	pthread_cleanup_pop(0);
+	printf("not reached\n");
+	return NULL;
+}
+
+static int cancel_run(int async)
+{
+	pthread_t t;
+	void *r;
+	char c;
+	if (pipe(idle_pipe) || pipe(ready_pipe) || pthread_create(&t, NULL, cancel_thread, (void *)(long)async))
+		return 1;
+	if (read(ready_pipe[0], &c, 1) != 1)
+		return 1;
+	pthread_cancel(t);
+	pthread_join(t, &r);
+	printf("cancel %s: %s\n", async ? "async" : "deferred", r == PTHREAD_CANCELED ? "cancelled" : "returned");
+	printf("after %d\n", task_count(2));
+	return 3;
+}
+
 /* http: one request served; the handler makes one HTTP call of its own to UPSTREAM_PORT. */
 NOINLINE int upstream_call(int port)
 {
@@ -302,6 +358,8 @@ int main(int argc, char **argv)
 		printf("lib %d %d\n", fn(3), helper(4));
 		return 0;
 	}
+	if (!strcmp(mode, "cancel"))
+		return cancel_run(argc > 2 && !strcmp(argv[2], "async"));
 	if (!strcmp(mode, "http"))
 		return serve_one(atoi(argv[2]));
 	if (!strcmp(mode, "loop")) {

@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstring>
 #include <pthread.h>
+#include <unistd.h>
 #include <stdexcept>
 
 #define NOINLINE __attribute__((noinline, noclone))
@@ -50,9 +51,11 @@ NOINLINE int cxx_rethrower(int v)
 	}
 }
 
-/* pthread_exit from inside a traced call: glibc unwinds the thread (a forced
- * unwind, run by libgcc without going through our symbols), and the
- * destructors of the frames above must run as without the agent. */
+/* pthread_exit from inside a traced call, or a cancellation at the read it
+ * blocks in: glibc unwinds the thread (a forced unwind, run by libgcc without
+ * going through our symbols), and the destructors of the frames above must
+ * run as without the agent. */
+static int idle_pipe[2], ready_pipe[2];
 struct guard {
 	~guard() { std::printf("guard destroyed\n"); }
 };
@@ -60,8 +63,11 @@ struct guard {
 NOINLINE void cxx_exit_inner(int v)
 {
 	cxx_sink += v;
-	if (v)
+	if (v == 1)
 		pthread_exit(nullptr);
+	char c = 'r';
+	if (v == 2 && write(ready_pipe[1], &c, 1) == 1)
+		cxx_sink += (int)read(idle_pipe[0], &c, 1);   /* nothing comes: cancelled here */
 }
 
 NOINLINE int cxx_exit_outer(int v)
@@ -71,9 +77,9 @@ NOINLINE int cxx_exit_outer(int v)
 	return 1;
 }
 
-static void *exit_thread(void *)
+static void *exit_thread(void *arg)
 {
-	cxx_exit_outer(1);
+	cxx_exit_outer((int)(long)arg);
 	std::printf("not reached\n");
 	return nullptr;
 }
@@ -82,10 +88,22 @@ int main(int argc, char **argv)
 {
 	if (argc > 1 && std::strcmp(argv[1], "exit") == 0) {
 		pthread_t t;
-		pthread_create(&t, nullptr, exit_thread, nullptr);
+		pthread_create(&t, nullptr, exit_thread, (void *)1);
 		pthread_join(t, nullptr);
 		std::printf("joined\n");
 		return 6;
+	}
+	if (argc > 1 && std::strcmp(argv[1], "cancel") == 0) {
+		pthread_t t;
+		void *r;
+		char c;
+		if (pipe(idle_pipe) || pipe(ready_pipe) || pthread_create(&t, nullptr, exit_thread, (void *)2) ||
+		    read(ready_pipe[0], &c, 1) != 1)
+			return 1;
+		pthread_cancel(t);
+		pthread_join(t, &r);
+		std::printf("cancelled %d\n", r == PTHREAD_CANCELED);
+		return 7;
 	}
 	std::printf("ok %d\n", cxx_catcher(1));
 	std::printf("thrown %d\n", cxx_catcher(5));

@@ -40,6 +40,11 @@ same vfork fn-vfork 'vfork_*,task_count' $B/fn-app vfork
 same coro fn-coro 'coro_step,task_count' $B/fn-app coro
 same cxx fn-cxx 'cxx_*' $B/fn-cxx
 same cxxexit fn-cxx-exit 'cxx_exit_*' $B/fn-cxx exit
+# Threads cancelled inside traced calls: glibc's forced unwind must run the
+# destructors and cleanup handlers above them.
+same cxxcancel fn-cxx-cancel 'cxx_exit_*' $B/fn-cxx cancel
+same cancel fn-cancel 'cancel_*,task_count' $B/fn-app cancel
+same cancelasync fn-cancel-async 'cancel_*,task_count' $B/fn-app cancel async
 same dlopen fn-dlopen 'lib_*@libfntasks.so' $B/fn-app dlopen "$PWD/$B/libfntasks.so"
 same unpatch fn-unpatch 'tiny,loopy' $B/fn-unpatch
 check "too short: a warning with the reason" grep -q 'tiny in .* cannot be patched.*shorter than' "$WORK/unpatch.err"
@@ -68,6 +73,11 @@ if command -v valgrind >/dev/null; then
 	agent fn-valgrind TRACEAGENT_FUNCTIONS='task_*:error=neg,work_unit' valgrind -q --error-exitcode=99 \
 		$B/fn-app longjmp >"$WORK/vg.out" 2>"$WORK/vg.err" || rc=$?
 	expect "valgrind: the traced program runs clean" 4 "$rc"
+	rc=0
+	agent fn-valgrind TRACEAGENT_FUNCTIONS='cxx_exit_*' valgrind -q --error-exitcode=99 \
+		$B/fn-cxx cancel >"$WORK/vgc.out" 2>"$WORK/vgc.err" || rc=$?
+	expect "valgrind: a thread cancelled inside traced calls, clean" 7 "$rc"
+	check "valgrind: the destructor above them ran" grep -q 'guard destroyed' "$WORK/vgc.out"
 fi
 
 wait_spans "$SINK_JSONL" 1 "s.get('service.name') == 'fn-http' and s['kind'] == 'CLIENT'" || true
@@ -191,6 +201,19 @@ if last:
 ce = svc('fn-cxx-exit')
 expect("pthread_exit inside a traced call: both calls end", (1, 1),
        (len(named(ce, 'cxx_exit_outer')), len(named(ce, 'cxx_exit_inner'))))
+
+for name in ('fn-cxx-cancel',):
+    cc = svc(name)
+    expect("C++ cancellation inside traced calls: both calls end", (1, 1),
+           (len(named(cc, 'cxx_exit_outer')), len(named(cc, 'cxx_exit_inner'))))
+for name in ('fn-cancel', 'fn-cancel-async'):
+    cn = svc(name)
+    co_, cw = named(cn, 'cancel_outer'), named(cn, 'cancel_wait')
+    expect(name + ": the cancelled calls end, and the call after them", (1, 1, 1),
+           (len(co_), len(cw), len(named(cn, 'task_count'))))
+    if co_ and cw:
+        expect(name + ": the inner call nests under the outer", co_[0]['span_id'], cw[0]['parent_span_id'])
+        check(all(s['status'] != 'ERROR' for s in co_ + cw), name + ": no error status (the app may recover)")
 
 d = svc('fn-dlopen')
 lt, lh = named(d, 'lib_task'), named(d, 'lib_helper')
