@@ -24,6 +24,9 @@
 #include "hooks/kernel.h"
 #include "hooks/patch.h"
 
+/* glibc's: a musl program must still load the agent (it is never called there). */
+#pragma weak dladdr1
+
 #define SPECS_MAX   64
 #define OBJECTS_MAX 512    /* objects looked at once (by load base) */
 #define DEPTH_MAX   64     /* traced calls in flight per thread; deeper ones make no span */
@@ -736,7 +739,7 @@ static void patch_forced_unwind(void)
 	const ElfW(Sym) *sym = NULL;
 	Dl_info info;
 	const char *why = "libgcc_s.so.1 or its _Unwind_ForcedUnwind was not found";
-	if (fn && dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym)
+	if (fn && dladdr1 && dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym)
 		why = already_patched((uintptr_t)fn) ? NULL
 						      : patch_apply((uintptr_t)fn, sym->st_size, &forced_unwind, funcs_entry_stub);
 	if (why)
