@@ -194,6 +194,8 @@ SPAN_INLINE char *span_fast_head_(char *p, const char *key, size_t klen, size_t 
 
 SPAN_INLINE void span_set_str(struct span *s, const char *key, const char *val, size_t len)
 {
+	if (__builtin_expect(!s, 0))   /* not recorded: no call */
+		return;
 	const size_t klen = __builtin_strlen(key);
 	const uint64_t bit = SPAN_BLOOM_BIT(key, klen);
 	size_t need = klen + len + 8;
@@ -217,6 +219,8 @@ SPAN_INLINE void span_set_cstr(struct span *s, const char *key, const char *val)
 
 SPAN_INLINE void span_set_int(struct span *s, const char *key, int64_t v)
 {
+	if (__builtin_expect(!s, 0))
+		return;
 	const size_t klen = __builtin_strlen(key);
 	const uint64_t bit = SPAN_BLOOM_BIT(key, klen);
 	uint64_t u = (uint64_t)v;
