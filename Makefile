@@ -30,9 +30,11 @@ SINK       := $(BUILD)/otlp-sink
 # The demo's applications (testapp/): they contain no tracing code at all.
 APP_BIN    := $(BUILD)/task-manager $(BUILD)/web-crawler
 
-# The agent links nothing but libc: libcurl and zlib are dlopen()ed
-# by the export thread when it first starts (each linked library costs every
-# process start under LD_PRELOAD; see README, Performance).
+# The agent links nothing but libc: what a feature needs is dlopen()ed when
+# it is first used (each linked library costs every process start under
+# LD_PRELOAD; see README, Performance): zlib (libz.so.1) for gzip export,
+# OpenSSL (libssl.so.3) for https endpoints, and with TRACEAGENT_FUNCTIONS
+# libcapstone.so.4 and libgcc_s.so.1. It never loads libcurl.
 AGENT_LIBS :=
 
 UNIT_SRC   := $(wildcard tests/unit/*.c)
@@ -54,7 +56,7 @@ FN_BIN     := $(BUILD)/tests/fn-app $(BUILD)/tests/fn-app-cet $(BUILD)/tests/fn-
               $(BUILD)/tests/libfntasks.so $(BUILD)/tests/fn-cxx $(BUILD)/tests/fn-unpatch
 PROG_BIN   += $(FN_BIN)
 
-.PHONY: all check unit bench demo fuzz clean install uninstall deps cross
+.PHONY: all check unit bench demo fuzz clean install uninstall deps cross deb FORCE
 all: $(AGENT) $(CORE_LIB) $(SINK) $(APP_BIN)
 
 deps:
@@ -181,7 +183,7 @@ $(KAFKA_BENCH_BIN): $(BUILD)/bench/kafka-%-bench: tests/bench/kafka-%-bench.c
 unit: $(UNIT_BIN) $(AGENT) $(SINK)
 	TRACEAGENT_SINK=$(abspath $(SINK)) TRACEAGENT_SO=$(abspath $(AGENT)) CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-60} $(UNIT_BIN)
 
-check: deps all $(UNIT_BIN) $(TOOL_BIN) $(PROG_BIN) cross
+check: deps all $(UNIT_BIN) $(TOOL_BIN) $(PROG_BIN) cross deb
 	@python3 scripts/check-structure $(OBJ)
 	@bash tests/run-all
 
@@ -234,6 +236,59 @@ install: $(AGENT)
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libtraceagent.so $(DESTDIR)$(BINDIR)/traceagent
+
+# make deb: build/libtraceagent_<version>_<arch>.deb, with dpkg's own tools
+# and no network. The files are staged by `make install` (PREFIX=/usr, the
+# agent in the multiarch directory, where ld.so also finds it by name), in
+# $(DEB_TREE)/debian/libtraceagent so that dpkg-shlibdeps (libc6's minimum
+# version) and dpkg-gencontrol (the control file from packaging/control,
+# Installed-Size) work as in a Debian source tree. The version is the agent's
+# own AGENT_VERSION (agent/resource.h), the one it reports as
+# telemetry.sdk.version; the changelog is generated from it, a native one.
+# The agent is stripped as dh_strip does (Debian ships no symbol tables; the
+# dynamic symbols stay).
+DEB_VERSION := $(shell sed -n 's/^.define AGENT_VERSION "\(.*\)"$$/\1/p' agent/resource.h)
+DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null)
+MULTIARCH   := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null)
+DEB         := $(BUILD)/libtraceagent_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_TREE    := $(BUILD)/deb
+DEB_ROOT    := $(DEB_TREE)/debian/libtraceagent
+DEB_DOC     := $(DEB_ROOT)/usr/share/doc/libtraceagent
+# docs/*.md as they are when the package is built (README.md links them as docs/).
+DEB_DOCS    := $(wildcard docs/*.md)
+# The list of docs as a file that changes when a doc is added or removed (a
+# removed prerequisite alone would not make the package again).
+DEB_LIST    := $(BUILD)/deb-docs.list
+deb: $(DEB)
+$(DEB_LIST): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(DEB_DOCS)' | cmp -s - $@ || echo '$(DEB_DOCS)' >$@
+FORCE:
+$(DEB): $(AGENT) scripts/traceagent README.md LICENSE $(DEB_DOCS) $(DEB_LIST) $(wildcard packaging/*) agent/resource.h Makefile
+	@test -n "$(DEB_VERSION)" && test -n "$(DEB_ARCH)" && test -n "$(MULTIARCH)" || \
+	    { echo "make deb: needs AGENT_VERSION in agent/resource.h, dpkg and dpkg-architecture (dpkg-dev)" >&2; exit 1; }
+	rm -rf $(DEB_TREE)
+	@$(MAKE) --no-print-directory BUILD=$(BUILD) install DESTDIR=$(abspath $(DEB_ROOT)) PREFIX=/usr LIBDIR=/usr/lib/$(MULTIARCH)
+	strip --strip-unneeded --remove-section=.comment --remove-section=.note $(DEB_ROOT)/usr/lib/$(MULTIARCH)/libtraceagent.so
+	install -d $(DEB_DOC)/docs $(DEB_ROOT)/usr/share/man/man1 $(DEB_ROOT)/usr/share/lintian/overrides
+	install -m 0644 README.md packaging/copyright $(DEB_DOC)/
+	$(if $(DEB_DOCS),install -m 0644 $(DEB_DOCS) $(DEB_DOC)/docs/,rmdir $(DEB_DOC)/docs)
+	gzip -9n <packaging/traceagent.1 >$(DEB_ROOT)/usr/share/man/man1/traceagent.1.gz
+	install -m 0644 packaging/lintian-overrides $(DEB_ROOT)/usr/share/lintian/overrides/libtraceagent
+	{ echo "libtraceagent ($(DEB_VERSION)) unstable; urgency=medium"; echo; \
+	  echo "  * Built from the libtraceagent source tree$$(git log -1 --format=', commit %h' 2>/dev/null)."; echo; \
+	  echo " -- $$(sed -n 's/^Maintainer: //p' packaging/control)  $$(git log -1 --format=%cD 2>/dev/null || date -R)"; \
+	} >$(DEB_TREE)/debian/changelog
+	gzip -9n <$(DEB_TREE)/debian/changelog >$(DEB_DOC)/changelog.gz
+	cp packaging/control $(DEB_TREE)/debian/control
+	install -d $(DEB_ROOT)/DEBIAN
+	cd $(DEB_TREE) && dpkg-shlibdeps -Tdebian/substvars debian/libtraceagent/usr/lib/$(MULTIARCH)/libtraceagent.so
+	cd $(DEB_TREE) && dpkg-gencontrol -plibtraceagent -Pdebian/libtraceagent -Tdebian/substvars
+	find $(DEB_ROOT) -type d -exec chmod 0755 {} + && find $(DEB_ROOT) -type f -exec chmod 0644 {} +
+	chmod 0755 $(DEB_ROOT)/usr/bin/traceagent
+	cd $(DEB_ROOT) && find usr -type f -exec md5sum {} + | LC_ALL=C sort -k 2 >DEBIAN/md5sums
+	dpkg-deb --root-owner-group --build $(DEB_ROOT) $@.tmp >/dev/null && mv -f $@.tmp $@
+	@echo "make deb: $@"
 
 clean:
 	rm -rf $(BUILD)
