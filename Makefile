@@ -78,8 +78,10 @@ $(CORE_LIB): $(CORE_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# The SONAME is the file's own name: nothing links against the agent, but a
+# shared object in a library directory carries one (Debian policy, lintian).
 $(AGENT): $(AGENT_OBJ) hooks/libtraceagent.map
-	$(CC) -shared -pthread -Wl,--version-script=hooks/libtraceagent.map -Wl,-z,now -Wl,--as-needed \
+	$(CC) -shared -pthread -Wl,-soname,libtraceagent.so -Wl,--version-script=hooks/libtraceagent.map -Wl,-z,now -Wl,--as-needed \
 	    -Wl,--no-undefined -o $@ $(AGENT_OBJ) $(AGENT_LIBS)
 
 $(SINK): testapp/otlp-sink.c $(OBJ)/gen/otlp.pb-c.o
@@ -270,11 +272,10 @@ $(DEB): $(AGENT) scripts/traceagent README.md LICENSE $(DEB_DOCS) $(DEB_LIST) $(
 	rm -rf $(DEB_TREE)
 	@$(MAKE) --no-print-directory BUILD=$(BUILD) install DESTDIR=$(abspath $(DEB_ROOT)) PREFIX=/usr LIBDIR=/usr/lib/$(MULTIARCH)
 	strip --strip-unneeded --remove-section=.comment --remove-section=.note $(DEB_ROOT)/usr/lib/$(MULTIARCH)/libtraceagent.so
-	install -d $(DEB_DOC)/docs $(DEB_ROOT)/usr/share/man/man1 $(DEB_ROOT)/usr/share/lintian/overrides
+	install -d $(DEB_DOC)/docs $(DEB_ROOT)/usr/share/man/man1
 	install -m 0644 README.md packaging/copyright $(DEB_DOC)/
 	$(if $(DEB_DOCS),install -m 0644 $(DEB_DOCS) $(DEB_DOC)/docs/,rmdir $(DEB_DOC)/docs)
 	gzip -9n <packaging/traceagent.1 >$(DEB_ROOT)/usr/share/man/man1/traceagent.1.gz
-	install -m 0644 packaging/lintian-overrides $(DEB_ROOT)/usr/share/lintian/overrides/libtraceagent
 	{ echo "libtraceagent ($(DEB_VERSION)) unstable; urgency=medium"; echo; \
 	  echo "  * Built from the libtraceagent source tree$$(git log -1 --format=', commit %h' 2>/dev/null)."; echo; \
 	  echo " -- $$(sed -n 's/^Maintainer: //p' packaging/control)  $$(git log -1 --format=%cD 2>/dev/null || date -R)"; \
@@ -282,6 +283,7 @@ $(DEB): $(AGENT) scripts/traceagent README.md LICENSE $(DEB_DOCS) $(DEB_LIST) $(
 	gzip -9n <$(DEB_TREE)/debian/changelog >$(DEB_DOC)/changelog.gz
 	cp packaging/control $(DEB_TREE)/debian/control
 	install -d $(DEB_ROOT)/DEBIAN
+	install -m 0644 packaging/triggers $(DEB_ROOT)/DEBIAN/triggers
 	cd $(DEB_TREE) && dpkg-shlibdeps -Tdebian/substvars debian/libtraceagent/usr/lib/$(MULTIARCH)/libtraceagent.so
 	cd $(DEB_TREE) && dpkg-gencontrol -plibtraceagent -Pdebian/libtraceagent -Tdebian/substvars
 	find $(DEB_ROOT) -type d -exec chmod 0755 {} + && find $(DEB_ROOT) -type f -exec chmod 0644 {} +

@@ -54,6 +54,10 @@ libc_min=$(sed -n 's/^libc6 (>= \([0-9.]*\)).*/\1/p' <<<"$depends")
 glibc_max=$(objdump -T build/libtraceagent.so | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)
 check "libc6 (>= $libc_min) covers the newest glibc symbol version used (GLIBC_$glibc_max)" \
 	dpkg --compare-versions "${libc_min:-0}" ge "$glibc_max"
+expect "the agent's SONAME is its file name" libtraceagent.so \
+	"$(readelf -d build/libtraceagent.so | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')"
+check "an ldconfig trigger (a shared object in a library directory)" \
+	bash -c "dpkg-deb --info '$DEB' triggers | grep -qx 'activate-noawait ldconfig'"
 check "the agent links libc only (other libraries are dlopen'ed)" \
 	test "$(readelf -d build/libtraceagent.so | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')" = libc.so.6
 check "no dependency on libcurl (the agent never loads it)" bash -c "! grep -qi libcurl '$WORK/info'"
@@ -67,7 +71,7 @@ awk '$1 !~ /^d/ { sub(/^\.\//, "", $6); print $6 }' "$WORK/contents" | LC_ALL=C 
 DOC=usr/share/doc/$PKG
 {
 	printf '%s\n' usr/bin/traceagent "${LIB#/}" "$DOC/README.md" "$DOC/changelog.gz" "$DOC/copyright" \
-		"usr/share/lintian/overrides/$PKG" usr/share/man/man1/traceagent.1.gz
+		usr/share/man/man1/traceagent.1.gz
 	for f in docs/*.md; do if [[ -e $f ]]; then echo "$DOC/$f"; fi; done
 } | LC_ALL=C sort >"$WORK/expected"
 expect "exactly the expected files" "$(tr '\n' ' ' <"$WORK/expected")" "$(tr '\n' ' ' <"$WORK/files")"
@@ -95,6 +99,7 @@ lintian --fail-on error "$DEB" >"$WORK/lintian.out" 2>"$WORK/lintian.err" && rc=
 sed 's/^/    | /' "$WORK/lintian.out"
 expect "lintian: no error (exit status 0)" 0 "$rc"
 expect "lintian: no E: line" "" "$(grep '^E:' "$WORK/lintian.out" || true)"
+expect "lintian: nothing overridden" "" "$(grep '^O:' "$WORK/lintian.out" || true)"
 
 echo "== dpkg -i"
 dpkg -i "$DEB" >"$WORK/dpkg-i.log" 2>&1 && rc=0 || rc=$?
