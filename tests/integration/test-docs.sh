@@ -33,9 +33,9 @@ out = []
 def ok(msg): out.append("PASS " + msg)
 def bad(msg): out.append("FAIL " + msg)
 
-def strip_code(text):
-    """The text with fenced code blocks and code spans blanked (line count kept)."""
-    lines, fenced, fence = [], False, ''
+def fenced_lines(text):
+    """Each line, and whether it belongs to a fenced code block (its fences included)."""
+    fenced, fence = False, ''
     for ln in text.split('\n'):
         m = re.match(r'^\s*(```+|~~~+)', ln)
         if m:
@@ -43,10 +43,13 @@ def strip_code(text):
                 fenced, fence = True, m.group(1)[0] * 3
             elif ln.strip().startswith(fence):
                 fenced = False
-            lines.append('')
+            yield ln, True
             continue
-        lines.append('' if fenced else re.sub(r'(`+)(.+?)\1', '', ln))
-    return '\n'.join(lines)
+        yield ln, fenced
+
+def strip_code(text):
+    """The text with fenced code blocks and code spans blanked (line count kept)."""
+    return '\n'.join('' if code else re.sub(r'(`+)(.+?)\1', '', ln) for ln, code in fenced_lines(text))
 
 def slug(heading):
     s = heading.strip().lower()
@@ -60,16 +63,9 @@ anchors_cache = {}
 def anchors(path):
     """The anchors GitHub makes for the headings of a Markdown file."""
     if path not in anchors_cache:
-        seen, result, fenced, fence = {}, set(), False, ''
-        for ln in open(path, encoding='utf-8').read().split('\n'):
-            f = re.match(r'^\s*(```+|~~~+)', ln)
-            if f:
-                if not fenced:
-                    fenced, fence = True, f.group(1)[0] * 3
-                elif ln.strip().startswith(fence):
-                    fenced = False
-                continue
-            m = None if fenced else re.match(r'^ {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$', ln)
+        seen, result = {}, set()
+        for ln, code in fenced_lines(open(path, encoding='utf-8').read()):
+            m = None if code else re.match(r'^ {0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$', ln)
             if not m:
                 continue
             s = slug(m.group(1))
