@@ -239,6 +239,21 @@ broken tempo-target
 mutate "$B/docker-compose.yml" '"-target=all"' '"-target=scalable-single-binary"'
 rejects "Tempo 3 with the removed scalable-single-binary target" "target scalable-single-binary was removed in Tempo 3.0"
 
+broken tempo-init
+mutate "$B/docker-compose.yml" "  tempo:
+    image: grafana/tempo:3.0.3" "  tempo-init:
+    image: grafana/tempo:3.0.3
+    user: root
+    entrypoint: [\"chown\", \"-R\", \"10001:10001\", \"/var/tempo\"]
+    volumes:
+      - tempo-data:/var/tempo
+    restart: \"no\"
+
+  tempo:
+    image: grafana/tempo:3.0.3"
+rejects "Tempo 2.x's chown init container on the distroless Tempo 3 image" \
+	"entrypoint 'chown': the grafana/tempo 3 image is distroless"
+
 broken tempo-receiver-default
 mutate "$B/tempo/tempo.yaml" "        grpc:
           endpoint: 0.0.0.0:4317" "        grpc: {}"
