@@ -2,7 +2,9 @@
 # test-compose-static: the compose stack (compose/), checked without a Docker
 # engine: docker-compose config -q (offline), every YAML and JSON file parses,
 # scripts/check-compose's cross-references pass (and fail on deliberately
-# broken copies), scripts/check-dockerfile runs the Dockerfile's build steps
+# broken copies, among them the three kinds the issue names: a deprecated
+# Collector exporter name, an unpinned or latest image, a key the pinned Tempo
+# release removed), scripts/check-dockerfile runs the Dockerfile's build steps
 # here (and fails on broken ones), scripts/test-tempo-integration is valid bash
 # and answers --help.
 set -euo pipefail
@@ -86,19 +88,23 @@ mutate "$B/grafana/dashboards/task-manager.json" '"uid": "prometheus"' '"uid": "
 rejects "a dashboard panel using an unknown data source uid" "uses data source uid 'prom', which is not provisioned"
 
 broken latest
-mutate "$B/docker-compose.yml" "image: grafana/grafana:11.3.0" "image: grafana/grafana:latest"
+mutate "$B/docker-compose.yml" "image: grafana/grafana:13.3.0" "image: grafana/grafana:latest"
 rejects "an image pinned to latest" "'grafana/grafana:latest' is unpinned"
 
 broken no-tag
-mutate "$B/docker-compose.yml" "image: postgres:16.6" "image: postgres"
+mutate "$B/docker-compose.yml" "image: postgres:18.6" "image: postgres"
 rejects "an image without a tag" "'postgres' has no tag"
 
 broken minor-tag
-mutate "$B/docker-compose.yml" "image: grafana/tempo:2.6.1" "image: grafana/tempo:2.6"
-rejects "an image pinned to a minor version only" "'grafana/tempo:2.6': tag '2.6' is not an exact version"
+mutate "$B/docker-compose.yml" "image: grafana/tempo:3.0.3" "image: grafana/tempo:3.0"
+rejects "an image pinned to a minor version only" "'grafana/tempo:3.0': tag '3.0' is not an exact version"
+
+broken rc-tag
+mutate "$B/docker-compose.yml" "image: apache/kafka:4.3.1" "image: apache/kafka:4.4.0-rc3"
+rejects "an image pinned to a release candidate" "'apache/kafka:4.4.0-rc3': tag '4.4.0-rc3' is a pre-release"
 
 broken from-unpinned
-mutate "$B/Dockerfile" "FROM debian:12.8-slim AS build" "FROM debian:bookworm-slim AS build"
+mutate "$B/Dockerfile" "FROM debian:12.15-slim AS build" "FROM debian:bookworm-slim AS build"
 rejects "a Dockerfile FROM without a version" "'debian:bookworm-slim': tag 'bookworm-slim' is not an exact version"
 
 broken missing-file
@@ -163,8 +169,137 @@ mutate "$B/docker-compose.yml" "      - --web.enable-remote-write-receiver
 rejects "Prometheus without the remote-write receiver" "lacks --web.enable-remote-write-receiver"
 
 broken pipeline
-mutate "$B/otel-collector/config.yaml" "exporters: [otlp/tempo, debug]" "exporters: [otlp, debug]"
-rejects "a Collector pipeline naming an undefined exporter" "exporter 'otlp' is not defined"
+mutate "$B/otel-collector/config.yaml" "exporters: [otlp_grpc/tempo, debug]" "exporters: [otlp_grpc, debug]"
+rejects "a Collector pipeline naming an undefined exporter" "exporter 'otlp_grpc' is not defined"
+
+echo "== scripts/check-compose: what the pinned releases removed or renamed"
+# The Collector (0.159.0): otlp and otlphttp are deprecated aliases since
+# 0.144.0; the logging exporter was removed in 0.111.0.
+broken exporter-otlp
+mutate "$B/otel-collector/config.yaml" "  otlp_grpc/tempo:" "  otlp/tempo:"
+mutate "$B/otel-collector/config.yaml" "exporters: [otlp_grpc/tempo, debug]" "exporters: [otlp/tempo, debug]"
+rejects "the deprecated Collector exporter name otlp" \
+	"exporters.otlp/tempo: 'otlp' is a deprecated exporter name since Collector 0.144.0"
+
+broken exporter-otlphttp
+mutate "$B/otel-collector/config.yaml" "  otlp_grpc/tempo:
+    endpoint: tempo:4317" "  otlphttp/tempo:
+    endpoint: http://tempo:4318"
+mutate "$B/otel-collector/config.yaml" "exporters: [otlp_grpc/tempo, debug]" "exporters: [otlphttp/tempo, debug]"
+rejects "the deprecated Collector exporter name otlphttp" \
+	"exporters.otlphttp/tempo: 'otlphttp' is a deprecated exporter name since Collector 0.144.0 (it logs a deprecation warning): call it otlp_http/tempo"
+
+broken exporter-logging
+mutate "$B/otel-collector/config.yaml" "  debug:
+    verbosity: basic" "  logging:
+    verbosity: basic"
+mutate "$B/otel-collector/config.yaml" "exporters: [otlp_grpc/tempo, debug]" "exporters: [otlp_grpc/tempo, logging]"
+rejects "the Collector's removed logging exporter" "the logging exporter was removed in Collector 0.111.0: use debug"
+
+# The facts are tied to releases: an older Collector with the old names passes.
+broken old-collector
+mutate "$B/docker-compose.yml" "otel/opentelemetry-collector-contrib:0.159.0" "otel/opentelemetry-collector-contrib:0.114.0"
+mutate "$B/otel-collector/config.yaml" "  otlp_grpc/tempo:" "  otlp/tempo:"
+mutate "$B/otel-collector/config.yaml" "exporters: [otlp_grpc/tempo, debug]" "exporters: [otlp/tempo, debug]"
+check "check-compose accepts exporter otlp with a Collector older than 0.144.0" "$YPY" scripts/check-compose "$B/docker-compose.yml"
+
+# Tempo 3.0.3: the ingester and compactor modules and the flat overrides are
+# gone, unknown keys stop it, and (since 2.7) a receiver without an endpoint
+# listens on localhost only.
+broken tempo-compactor
+mutate "$B/tempo/tempo.yaml" "backend_worker:
+  compaction:" "compactor:
+  compaction:"
+rejects "Tempo 3 with a compactor block" "compactor: removed in Tempo 3.0.0, so Tempo 3.0.3 refuses to start"
+
+broken tempo-ingester
+mutate "$B/tempo/tempo.yaml" "storage:
+  trace:" "ingester:
+  max_block_duration: 5m
+
+storage:
+  trace:"
+rejects "Tempo 3 with an ingester block" "ingester: removed in Tempo 3.0.0, so Tempo 3.0.3 refuses to start"
+
+broken tempo-flat-overrides
+mutate "$B/tempo/tempo.yaml" "overrides:
+  defaults:
+    metrics_generator:
+      processors: [service-graphs, span-metrics]" "overrides:
+  metrics_generator_processors: [service-graphs, span-metrics]"
+rejects "Tempo 3 with flat (legacy) overrides" \
+	"overrides.metrics_generator_processors: a flat (legacy) override, which Tempo 3.0.3 refuses to start with"
+
+broken tempo-unknown-key
+mutate "$B/tempo/tempo.yaml" "stream_over_http_enabled: true" "stream_over_http_enabled: true
+search_enabled: true"
+rejects "Tempo 3 with a key it does not know" "search_enabled: not a top-level key of Tempo 3"
+
+broken tempo-target
+mutate "$B/docker-compose.yml" '"-target=all"' '"-target=scalable-single-binary"'
+rejects "Tempo 3 with the removed scalable-single-binary target" "target scalable-single-binary was removed in Tempo 3.0"
+
+broken tempo-init
+mutate "$B/docker-compose.yml" "  tempo:
+    image: grafana/tempo:3.0.3" "  tempo-init:
+    image: grafana/tempo:3.0.3
+    user: root
+    entrypoint: [\"chown\", \"-R\", \"10001:10001\", \"/var/tempo\"]
+    volumes:
+      - tempo-data:/var/tempo
+    restart: \"no\"
+
+  tempo:
+    image: grafana/tempo:3.0.3"
+rejects "Tempo 2.x's chown init container on the distroless Tempo 3 image" \
+	"entrypoint 'chown': the grafana/tempo 3 image is distroless"
+
+broken tempo-receiver-default
+mutate "$B/tempo/tempo.yaml" "        grpc:
+          endpoint: 0.0.0.0:4317" "        grpc: {}"
+rejects "Tempo's gRPC receiver left on its default (localhost since 2.7)" "tempo binds port 4317 to localhost only"
+
+# PostgreSQL 18 keeps its data under /var/lib/postgresql; 17 and older under
+# /var/lib/postgresql/data.
+broken pg-no-volume
+mutate "$B/docker-compose.yml" "      - postgres-data:/var/lib/postgresql
+" ""
+rejects "PostgreSQL without a data volume" "PGDATA /var/lib/postgresql/18/docker is not on a volume"
+
+broken pg18-volume
+mutate "$B/docker-compose.yml" "      - postgres-data:/var/lib/postgresql
+" "      - postgres-data:/var/lib/postgresql/data
+"
+rejects "PostgreSQL 18 with its volume on /var/lib/postgresql/data" \
+	"mounts a volume at /var/lib/postgresql/data, but PostgreSQL 18+ images keep their data under /var/lib/postgresql"
+
+broken pg17-volume
+mutate "$B/docker-compose.yml" "image: postgres:18.6" "image: postgres:17.6"
+mutate "$B/docker-compose.yml" "      - postgres-data:/var/lib/postgresql
+" "      - postgres-data:/var/lib/postgresql/data
+"
+check "check-compose accepts PostgreSQL 17 with its volume on /var/lib/postgresql/data" "$YPY" scripts/check-compose "$B/docker-compose.yml"
+
+# Kafka 4 is KRaft only; Prometheus 3 drops or ignores some feature flags.
+broken kafka-zookeeper
+mutate "$B/docker-compose.yml" '      KAFKA_NODE_ID: "1"
+' '      KAFKA_NODE_ID: "1"
+      KAFKA_ZOOKEEPER_CONNECT: "kafka:2181"
+'
+rejects "Kafka 4 configured for ZooKeeper" "KAFKA_ZOOKEEPER_CONNECT: Kafka 4 has no ZooKeeper mode"
+
+broken prom-feature
+mutate "$B/docker-compose.yml" "      - --enable-feature=exemplar-storage
+" "      - --enable-feature=exemplar-storage,remote-write-receiver
+"
+rejects "Prometheus 3 with a feature flag it does not have" "--enable-feature=remote-write-receiver is not a feature of Prometheus 3.14.0"
+
+broken prom-noop-feature
+mutate "$B/docker-compose.yml" "      - --enable-feature=exemplar-storage
+" "      - --enable-feature=exemplar-storage
+      - --enable-feature=native-histograms
+"
+rejects "Prometheus 3 with a no-op feature flag" "--enable-feature=native-histograms is a no-op (or deprecated) in Prometheus 3"
 
 echo "== scripts/check-dockerfile (the build steps, run here)"
 # The real Dockerfile and four broken copies, all at once (each builds in its
