@@ -92,12 +92,12 @@ mutate "$B/docker-compose.yml" "image: grafana/grafana:13.3.0" "image: grafana/g
 rejects "an image pinned to latest" "'grafana/grafana:latest' is unpinned"
 
 broken no-tag
-mutate "$B/docker-compose.yml" "image: postgres:18.6" "image: postgres"
+mutate "$B/docker-compose.yml" "image: postgres:18.7" "image: postgres"
 rejects "an image without a tag" "'postgres' has no tag"
 
 broken minor-tag
-mutate "$B/docker-compose.yml" "image: grafana/tempo:3.0.3" "image: grafana/tempo:3.0"
-rejects "an image pinned to a minor version only" "'grafana/tempo:3.0': tag '3.0' is not an exact version"
+mutate "$B/docker-compose.yml" "image: grafana/tempo:3.1.0" "image: grafana/tempo:3.1"
+rejects "an image pinned to a minor version only" "'grafana/tempo:3.1': tag '3.1' is not an exact version"
 
 broken rc-tag
 mutate "$B/docker-compose.yml" "image: apache/kafka:4.3.1" "image: apache/kafka:4.4.0-rc3"
@@ -173,7 +173,7 @@ mutate "$B/otel-collector/config.yaml" "exporters: [otlp_grpc/tempo, debug]" "ex
 rejects "a Collector pipeline naming an undefined exporter" "exporter 'otlp_grpc' is not defined"
 
 echo "== scripts/check-compose: what the pinned releases removed or renamed"
-# The Collector (0.159.0): otlp and otlphttp are deprecated aliases since
+# The Collector (0.162.0): otlp and otlphttp are deprecated aliases since
 # 0.144.0; the logging exporter was removed in 0.111.0.
 broken exporter-otlp
 mutate "$B/otel-collector/config.yaml" "  otlp_grpc/tempo:" "  otlp/tempo:"
@@ -198,19 +198,19 @@ rejects "the Collector's removed logging exporter" "the logging exporter was rem
 
 # The facts are tied to releases: an older Collector with the old names passes.
 broken old-collector
-mutate "$B/docker-compose.yml" "otel/opentelemetry-collector-contrib:0.159.0" "otel/opentelemetry-collector-contrib:0.114.0"
+mutate "$B/docker-compose.yml" "otel/opentelemetry-collector-contrib:0.162.0" "otel/opentelemetry-collector-contrib:0.114.0"
 mutate "$B/otel-collector/config.yaml" "  otlp_grpc/tempo:" "  otlp/tempo:"
 mutate "$B/otel-collector/config.yaml" "exporters: [otlp_grpc/tempo, debug]" "exporters: [otlp/tempo, debug]"
 check "check-compose accepts exporter otlp with a Collector older than 0.144.0" "$YPY" scripts/check-compose "$B/docker-compose.yml"
 
-# Tempo 3.0.3: the ingester and compactor modules and the flat overrides are
+# Tempo 3.1.0: the ingester and compactor modules and the flat overrides are
 # gone, unknown keys stop it, and (since 2.7) a receiver without an endpoint
 # listens on localhost only.
 broken tempo-compactor
 mutate "$B/tempo/tempo.yaml" "backend_worker:
   compaction:" "compactor:
   compaction:"
-rejects "Tempo 3 with a compactor block" "compactor: removed in Tempo 3.0.0, so Tempo 3.0.3 refuses to start"
+rejects "Tempo 3 with a compactor block" "compactor: removed in Tempo 3.0.0, so Tempo 3.1.0 refuses to start"
 
 broken tempo-ingester
 mutate "$B/tempo/tempo.yaml" "storage:
@@ -219,7 +219,7 @@ mutate "$B/tempo/tempo.yaml" "storage:
 
 storage:
   trace:"
-rejects "Tempo 3 with an ingester block" "ingester: removed in Tempo 3.0.0, so Tempo 3.0.3 refuses to start"
+rejects "Tempo 3 with an ingester block" "ingester: removed in Tempo 3.0.0, so Tempo 3.1.0 refuses to start"
 
 broken tempo-flat-overrides
 mutate "$B/tempo/tempo.yaml" "overrides:
@@ -228,7 +228,7 @@ mutate "$B/tempo/tempo.yaml" "overrides:
       processors: [service-graphs, span-metrics]" "overrides:
   metrics_generator_processors: [service-graphs, span-metrics]"
 rejects "Tempo 3 with flat (legacy) overrides" \
-	"overrides.metrics_generator_processors: a flat (legacy) override, which Tempo 3.0.3 refuses to start with"
+	"overrides.metrics_generator_processors: a flat (legacy) override, which Tempo 3.1.0 refuses to start with"
 
 broken tempo-unknown-key
 mutate "$B/tempo/tempo.yaml" "stream_over_http_enabled: true" "stream_over_http_enabled: true
@@ -241,8 +241,8 @@ rejects "Tempo 3 with the removed scalable-single-binary target" "target scalabl
 
 broken tempo-init
 mutate "$B/docker-compose.yml" "  tempo:
-    image: grafana/tempo:3.0.3" "  tempo-init:
-    image: grafana/tempo:3.0.3
+    image: grafana/tempo:3.1.0" "  tempo-init:
+    image: grafana/tempo:3.1.0
     user: root
     entrypoint: [\"chown\", \"-R\", \"10001:10001\", \"/var/tempo\"]
     volumes:
@@ -250,7 +250,7 @@ mutate "$B/docker-compose.yml" "  tempo:
     restart: \"no\"
 
   tempo:
-    image: grafana/tempo:3.0.3"
+    image: grafana/tempo:3.1.0"
 rejects "Tempo 2.x's chown init container on the distroless Tempo 3 image" \
 	"entrypoint 'chown': the grafana/tempo 3 image is distroless"
 
@@ -274,7 +274,7 @@ rejects "PostgreSQL 18 with its volume on /var/lib/postgresql/data" \
 	"mounts a volume at /var/lib/postgresql/data, but PostgreSQL 18+ images keep their data under /var/lib/postgresql"
 
 broken pg17-volume
-mutate "$B/docker-compose.yml" "image: postgres:18.6" "image: postgres:17.6"
+mutate "$B/docker-compose.yml" "image: postgres:18.7" "image: postgres:17.6"
 mutate "$B/docker-compose.yml" "      - postgres-data:/var/lib/postgresql
 " "      - postgres-data:/var/lib/postgresql/data
 "
@@ -292,7 +292,7 @@ broken prom-feature
 mutate "$B/docker-compose.yml" "      - --enable-feature=exemplar-storage
 " "      - --enable-feature=exemplar-storage,remote-write-receiver
 "
-rejects "Prometheus 3 with a feature flag it does not have" "--enable-feature=remote-write-receiver is not a feature of Prometheus 3.14.0"
+rejects "Prometheus 3 with a feature flag it does not have" "--enable-feature=remote-write-receiver is not a feature of Prometheus 3.15.0"
 
 broken prom-noop-feature
 mutate "$B/docker-compose.yml" "      - --enable-feature=exemplar-storage
