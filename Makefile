@@ -256,8 +256,9 @@ DEB         := $(BUILD)/libtraceagent_$(DEB_VERSION)_$(DEB_ARCH).deb
 DEB_TREE    := $(BUILD)/deb
 DEB_ROOT    := $(DEB_TREE)/debian/libtraceagent
 DEB_DOC     := $(DEB_ROOT)/usr/share/doc/libtraceagent
-# docs/*.md as they are when the package is built (README.md links them as docs/).
-DEB_DOCS    := $(wildcard docs/*.md)
+# docs/ as it is when the package is built (README.md links its pages and
+# shows its picture as docs/).
+DEB_DOCS    := $(wildcard docs/*.md docs/*.svg)
 # The list of docs as a file that changes when a doc is added or removed (a
 # removed prerequisite alone would not make the package again).
 DEB_LIST    := $(BUILD)/deb-docs.list

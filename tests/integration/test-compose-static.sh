@@ -95,9 +95,31 @@ broken no-tag
 mutate "$B/docker-compose.yml" "image: postgres:18.7" "image: postgres"
 rejects "an image without a tag" "'postgres' has no tag"
 
+# A key given twice in one mapping: PyYAML and docker-compose 1.29 keep the
+# last, so only this check sees it, but Compose v2 and Tempo refuse the file.
+broken dup-service
+mutate "$B/docker-compose.yml" "    depends_on:
+      prometheus:
+        condition: service_started
+
+  prometheus:
+" "    depends_on:
+      - prometheus
+
+  prometheus:
+        condition: service_started
+
+  prometheus:
+"
+rejects "a service defined twice" "key 'prometheus' is given twice in one mapping"
+broken dup-key
+mutate "$B/tempo/tempo.yaml" "stream_over_http_enabled: true" "stream_over_http_enabled: true
+stream_over_http_enabled: false"
+rejects "a key given twice in a mounted config" "key 'stream_over_http_enabled' is given twice in one mapping"
+
 broken minor-tag
-mutate "$B/docker-compose.yml" "image: grafana/tempo:3.1.0" "image: grafana/tempo:3.1"
-rejects "an image pinned to a minor version only" "'grafana/tempo:3.1': tag '3.1' is not an exact version"
+mutate "$B/docker-compose.yml" "image: grafana/tempo:3.0.3" "image: grafana/tempo:3.0"
+rejects "an image pinned to a minor version only" "'grafana/tempo:3.0': tag '3.0' is not an exact version"
 
 broken rc-tag
 mutate "$B/docker-compose.yml" "image: apache/kafka:4.3.1" "image: apache/kafka:4.4.0-rc3"
@@ -203,14 +225,14 @@ mutate "$B/otel-collector/config.yaml" "  otlp_grpc/tempo:" "  otlp/tempo:"
 mutate "$B/otel-collector/config.yaml" "exporters: [otlp_grpc/tempo, debug]" "exporters: [otlp/tempo, debug]"
 check "check-compose accepts exporter otlp with a Collector older than 0.144.0" "$YPY" scripts/check-compose "$B/docker-compose.yml"
 
-# Tempo 3.1.0: the ingester and compactor modules and the flat overrides are
+# Tempo 3.0.3: the ingester and compactor modules and the flat overrides are
 # gone, unknown keys stop it, and (since 2.7) a receiver without an endpoint
 # listens on localhost only.
 broken tempo-compactor
 mutate "$B/tempo/tempo.yaml" "backend_worker:
   compaction:" "compactor:
   compaction:"
-rejects "Tempo 3 with a compactor block" "compactor: removed in Tempo 3.0.0, so Tempo 3.1.0 refuses to start"
+rejects "Tempo 3 with a compactor block" "compactor: removed in Tempo 3.0.0, so Tempo 3.0.3 refuses to start"
 
 broken tempo-ingester
 mutate "$B/tempo/tempo.yaml" "storage:
@@ -219,7 +241,7 @@ mutate "$B/tempo/tempo.yaml" "storage:
 
 storage:
   trace:"
-rejects "Tempo 3 with an ingester block" "ingester: removed in Tempo 3.0.0, so Tempo 3.1.0 refuses to start"
+rejects "Tempo 3 with an ingester block" "ingester: removed in Tempo 3.0.0, so Tempo 3.0.3 refuses to start"
 
 broken tempo-flat-overrides
 mutate "$B/tempo/tempo.yaml" "overrides:
@@ -228,7 +250,7 @@ mutate "$B/tempo/tempo.yaml" "overrides:
       processors: [service-graphs, span-metrics]" "overrides:
   metrics_generator_processors: [service-graphs, span-metrics]"
 rejects "Tempo 3 with flat (legacy) overrides" \
-	"overrides.metrics_generator_processors: a flat (legacy) override, which Tempo 3.1.0 refuses to start with"
+	"overrides.metrics_generator_processors: a flat (legacy) override, which Tempo 3.0.3 refuses to start with"
 
 broken tempo-unknown-key
 mutate "$B/tempo/tempo.yaml" "stream_over_http_enabled: true" "stream_over_http_enabled: true
@@ -241,8 +263,8 @@ rejects "Tempo 3 with the removed scalable-single-binary target" "target scalabl
 
 broken tempo-init
 mutate "$B/docker-compose.yml" "  tempo:
-    image: grafana/tempo:3.1.0" "  tempo-init:
-    image: grafana/tempo:3.1.0
+    image: grafana/tempo:3.0.3" "  tempo-init:
+    image: grafana/tempo:3.0.3
     user: root
     entrypoint: [\"chown\", \"-R\", \"10001:10001\", \"/var/tempo\"]
     volumes:
@@ -250,7 +272,7 @@ mutate "$B/docker-compose.yml" "  tempo:
     restart: \"no\"
 
   tempo:
-    image: grafana/tempo:3.1.0"
+    image: grafana/tempo:3.0.3"
 rejects "Tempo 2.x's chown init container on the distroless Tempo 3 image" \
 	"entrypoint 'chown': the grafana/tempo 3 image is distroless"
 
@@ -292,7 +314,7 @@ broken prom-feature
 mutate "$B/docker-compose.yml" "      - --enable-feature=exemplar-storage
 " "      - --enable-feature=exemplar-storage,remote-write-receiver
 "
-rejects "Prometheus 3 with a feature flag it does not have" "--enable-feature=remote-write-receiver is not a feature of Prometheus 3.15.0"
+rejects "Prometheus 3 with a feature flag it does not have" "--enable-feature=remote-write-receiver is not a feature of Prometheus 3.14.0"
 
 broken prom-noop-feature
 mutate "$B/docker-compose.yml" "      - --enable-feature=exemplar-storage

@@ -72,7 +72,7 @@ DOC=usr/share/doc/$PKG
 {
 	printf '%s\n' usr/bin/traceagent "${LIB#/}" "$DOC/README.md" "$DOC/changelog.gz" "$DOC/copyright" \
 		usr/share/man/man1/traceagent.1.gz
-	for f in docs/*.md; do if [[ -e $f ]]; then echo "$DOC/$f"; fi; done
+	for f in docs/*.md docs/*.svg; do if [[ -e $f ]]; then echo "$DOC/$f"; fi; done
 } | LC_ALL=C sort >"$WORK/expected"
 expect "exactly the expected files" "$(tr '\n' ' ' <"$WORK/expected")" "$(tr '\n' ' ' <"$WORK/files")"
 expect "everything owned by root/root" "" "$(awk '$2 != "root/root"' "$WORK/contents")"
