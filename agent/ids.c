@@ -38,7 +38,10 @@ static uint64_t splitmix64(uint64_t *x)
 static void ids_seed(struct ids_state *st)
 {
 	uint64_t seed[4] = { 0 };
-	ssize_t got = getrandom(seed, sizeof seed, GRND_NONBLOCK);
+	/* The system call, not glibc's getrandom(): that one is a cancellation
+	 * point, and a thread's first span (a traced call's, even) would act on
+	 * a pending cancellation inside the agent, where no unwinder can go. */
+	ssize_t got = syscall(SYS_getrandom, seed, sizeof seed, GRND_NONBLOCK);
 
 	if (got != (ssize_t)sizeof seed) {
 		/* Early boot or seccomp: mix what differs between threads and processes.

@@ -392,13 +392,18 @@ static void exception_thrown(void)
  * and end now; the others are still running, and get the stub back, so they
  * end when they return and what they call after the catch nests under them.
  */
-static void exception_caught(uintptr_t sp)
+static void exception_caught(uintptr_t sp, bool another_in_flight)
 {
 	struct stack *st = stack_tls;
 	if (__builtin_expect(!st || !st->unwinding, 1))
 		return;
-	st->unwinding = false;
 	unwind_frames(sp, false);
+	/* A handler in a destructor that another exception's unwind runs: that
+	 * one is still on its way, and its unwinder reads the return addresses
+	 * yet to come; they get the stub back when it is caught. */
+	if (another_in_flight)
+		return;
+	st->unwinding = false;
 	for (unsigned i = 0; i < st->depth; i++) {
 		struct frame *f = &st->f[i];
 		if (f->unhooked && *f->slot == f->ret)
@@ -423,8 +428,11 @@ HOOK _Unwind_Reason_Code _Unwind_Resume_or_Rethrow(struct _Unwind_Exception *e)
  * this call is that function's stack pointer. */
 HOOK void *__cxa_begin_catch(void *exc)
 {
-	exception_caught((uintptr_t)__builtin_dwarf_cfa());
-	return REAL(__cxa_begin_catch) ? REAL(__cxa_begin_catch)(exc) : NULL;
+	uintptr_t sp = (uintptr_t)__builtin_dwarf_cfa();
+	void *r = REAL(__cxa_begin_catch) ? REAL(__cxa_begin_catch)(exc) : NULL;
+	/* Counted after the real call, which takes this exception off the count. */
+	exception_caught(sp, REAL(_ZSt19uncaught_exceptionsv) && REAL(_ZSt19uncaught_exceptionsv)() > 0);
+	return r;
 }
 
 /* --- finding and patching --- */

@@ -187,8 +187,12 @@
 	X(_Unwind_Reason_Code, _Unwind_RaiseException, (struct _Unwind_Exception *))                 \
 	X(_Unwind_Reason_Code, _Unwind_Resume_or_Rethrow, (struct _Unwind_Exception *))
 
-/* libstdc++: where a C++ handler catches (hooks/funcs.c). */
-#define KERNEL_CXX(X) X(void *, __cxa_begin_catch, (void *))
+/* libstdc++: where a C++ handler catches, and how many exceptions are still
+ * on their way (std::uncaught_exceptions(), by its mangled name: libstdc++
+ * exports no C name for it) (hooks/funcs.c). */
+#define KERNEL_CXX(X)                                                                                \
+	X(void *, __cxa_begin_catch, (void *))                                                       \
+	X(int, _ZSt19uncaught_exceptionsv, (void))
 
 /* The slot index of each symbol (KERNEL_read, ...), the libraries in order,
  * each closed by its end marker. */

@@ -77,6 +77,57 @@ NOINLINE int cxx_exit_outer(int v)
 	return 1;
 }
 
+/* nested: while an exception unwinds through traced calls, a destructor
+ * throws and catches one of its own; the first must still reach its handler. */
+NOINLINE void cxx_quiet_throw(int v)
+{
+	try {
+		if (v >= 0)
+			throw v;
+	} catch (int c) {
+		cxx_sink += c;
+	}
+}
+
+struct quiet_cleanup {
+	~quiet_cleanup() { cxx_quiet_throw(3); }
+};
+
+NOINLINE int cxx_nested_inner(int v)
+{
+	quiet_cleanup c;
+	if (v)
+		throw std::runtime_error("outer");
+	return v;
+}
+
+NOINLINE int cxx_nested_outer(int v)
+{
+	int r = cxx_nested_inner(v);
+	cxx_sink += r;
+	return r + 1;
+}
+
+/* first: a cancellation already pending when the thread makes its first
+ * traced call (the agent's first work on the thread must not act on it). */
+static volatile int first_go;
+
+NOINLINE int cxx_first_call(int v)
+{
+	cxx_sink += v;
+	return v + 1;
+}
+
+static void *first_thread(void *)
+{
+	guard g;
+	while (!first_go)
+		;   /* no cancellation point */
+	cxx_sink += cxx_first_call(1);
+	pthread_testcancel();
+	return nullptr;
+}
+
 static void *exit_thread(void *arg)
 {
 	cxx_exit_outer((int)(long)arg);
@@ -92,6 +143,24 @@ int main(int argc, char **argv)
 		pthread_join(t, nullptr);
 		std::printf("joined\n");
 		return 6;
+	}
+	if (argc > 1 && std::strcmp(argv[1], "nested") == 0) {
+		try {
+			cxx_nested_outer(1);
+		} catch (const std::exception &e) {
+			std::printf("caught %s, sink %d\n", e.what(), (int)cxx_sink);
+		}
+		return 8;
+	}
+	if (argc > 1 && std::strcmp(argv[1], "first") == 0) {
+		pthread_t t;
+		void *r;
+		pthread_create(&t, nullptr, first_thread, nullptr);
+		pthread_cancel(t);
+		first_go = 1;
+		pthread_join(t, &r);
+		std::printf("cancelled %d\n", r == PTHREAD_CANCELED);
+		return 9;
 	}
 	if (argc > 1 && std::strcmp(argv[1], "cancel") == 0) {
 		pthread_t t;

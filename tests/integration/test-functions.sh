@@ -44,6 +44,10 @@ same cxxexit fn-cxx-exit 'cxx_exit_*' $B/fn-cxx exit
 # destructors and cleanup handlers above them.
 same cxxcancel fn-cxx-cancel 'cxx_exit_*' $B/fn-cxx cancel
 same cancel fn-cancel 'cancel_*,task_count' $B/fn-app cancel
+same cxxfirst fn-cxx-first 'cxx_first_call' $B/fn-cxx first
+# A destructor that throws and catches its own exception while another
+# unwinds through traced calls.
+same cxxnested fn-cxx-nested 'cxx_nested_*,cxx_quiet_throw' $B/fn-cxx nested
 same cancelasync fn-cancel-async 'cancel_*,task_count' $B/fn-app cancel async
 same dlopen fn-dlopen 'lib_*@libfntasks.so' $B/fn-app dlopen "$PWD/$B/libfntasks.so"
 same unpatch fn-unpatch 'tiny,loopy' $B/fn-unpatch
@@ -202,6 +206,9 @@ ce = svc('fn-cxx-exit')
 expect("pthread_exit inside a traced call: both calls end", (1, 1),
        (len(named(ce, 'cxx_exit_outer')), len(named(ce, 'cxx_exit_inner'))))
 
+ne = svc('fn-cxx-nested')
+expect("C++ nested exception: each traced call ends once", (1, 1, 1),
+       tuple(len(named(ne, n)) for n in ('cxx_nested_outer', 'cxx_nested_inner', 'cxx_quiet_throw')))
 for name in ('fn-cxx-cancel',):
     cc = svc(name)
     expect("C++ cancellation inside traced calls: both calls end", (1, 1),
