@@ -53,7 +53,8 @@ PROG_BIN   += $(BUILD)/tests/host-probe
 # Programs whose named functions test-functions.sh traces: built as any app
 # is (gcc's defaults: -O2, PIE), one with endbr64 entries, one stripped.
 FN_BIN     := $(BUILD)/tests/fn-app $(BUILD)/tests/fn-app-cet $(BUILD)/tests/fn-app-stripped \
-              $(BUILD)/tests/libfntasks.so $(BUILD)/tests/fn-cxx $(BUILD)/tests/fn-unpatch
+              $(BUILD)/tests/libfntasks.so $(BUILD)/tests/fn-cxx $(BUILD)/tests/fn-cxx-static \
+              $(BUILD)/tests/fn-unpatch
 PROG_BIN   += $(FN_BIN)
 
 .PHONY: all check unit bench demo fuzz clean install uninstall deps cross deb FORCE
@@ -166,6 +167,11 @@ $(BUILD)/tests/libfntasks.so: tests/functions/fn-lib.c
 $(BUILD)/tests/fn-cxx: tests/functions/fn-cxx.cc
 	@mkdir -p $(dir $@)
 	$(CXX) -O2 -g -o $@ $<
+
+# With its own copy of the unwinder, which the agent refuses to follow.
+$(BUILD)/tests/fn-cxx-static: tests/functions/fn-cxx.cc
+	@mkdir -p $(dir $@)
+	$(CXX) -O2 -g -static-libstdc++ -static-libgcc -o $@ $<
 
 $(BUILD)/tests/fn-unpatch: tests/functions/fn-unpatch.c
 	@mkdir -p $(dir $@)

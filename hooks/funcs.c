@@ -599,6 +599,24 @@ static size_t wanted(struct elfsym_iter *it, const char *path, bool main_exe, st
 	return out && n > cap ? cap : n;
 }
 
+/*
+ * Whether the object carries its own copy of the C++ unwinder (linked with
+ * -static-libgcc or -static-libstdc++): its exceptions unwind without the
+ * calls the agent hooks to put return addresses back first, and one thrown
+ * through a traced call would end the program.
+ */
+static bool own_unwinder(struct elfsym_iter *it)
+{
+	struct elfsym sym;
+	bool found = false;
+	it->next = 0;
+	while (!found && elfsym_next(it, &sym))
+		found = (sym.name_len == 22 && memcmp(sym.name, "_Unwind_RaiseException", 22) == 0) ||
+			(sym.name_len == 17 && memcmp(sym.name, "__cxa_begin_catch", 17) == 0);
+	it->next = 0;
+	return found;
+}
+
 /* Looks at one object for every spec that names it. */
 static void scan_object(const char *path, uintptr_t base, bool main_exe)
 {
@@ -619,6 +637,12 @@ static void scan_object(const char *path, uintptr_t base, bool main_exe)
 		report("TRACEAGENT_FUNCTIONS: %s could not be read as an ELF file; nothing in it is traced", path);
 		if (img != MAP_FAILED)
 			munmap(img, (size_t)sb.st_size);
+		return;
+	}
+	if (own_unwinder(&it)) {
+		report("%sTRACEAGENT_FUNCTIONS: %s has its own copy of the C++ unwinder (-static-libgcc or -static-libstdc++), "
+		       "which the agent cannot follow: nothing in it is traced", check_only ? "  " : "", path);
+		munmap(img, (size_t)sb.st_size);
 		return;
 	}
 	if (it.table != ELFSYM_SYMTAB)

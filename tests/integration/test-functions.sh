@@ -5,7 +5,7 @@ cd "$(dirname "$0")/../.."
 . tests/integration/lib.sh
 
 B=build/tests
-for f in fn-app fn-app-cet fn-app-stripped libfntasks.so fn-cxx fn-unpatch; do
+for f in fn-app fn-app-cet fn-app-stripped libfntasks.so fn-cxx fn-cxx-static fn-unpatch; do
 	[[ -e $B/$f ]] || die "$B/$f is missing (run make check)"
 done
 start_sink
@@ -45,6 +45,9 @@ same cxxexit fn-cxx-exit 'cxx_exit_*' $B/fn-cxx exit
 same cxxcancel fn-cxx-cancel 'cxx_exit_*' $B/fn-cxx cancel
 same cancel fn-cancel 'cancel_*,task_count' $B/fn-app cancel
 same cxxfirst fn-cxx-first 'cxx_first_call' $B/fn-cxx first
+# Linked with its own copy of the unwinder: refused, and it runs as without the agent.
+same cxxstatic fn-cxx-static 'cxx_*' $B/fn-cxx-static
+check "own unwinder: a warning" grep -q 'fn-cxx-static has its own copy of the C++ unwinder' "$WORK/cxxstatic.err"
 # A destructor that throws and catches its own exception while another
 # unwinds through traced calls.
 same cxxnested fn-cxx-nested 'cxx_nested_*,cxx_quiet_throw' $B/fn-cxx nested
@@ -231,6 +234,7 @@ if lt:
            ('/tests/functions/fn-lib.c', int(os.environ['LIB_TASK_LINE'])),
            (str(A(lt[0]).get('code.file.path', ''))[-len('/tests/functions/fn-lib.c'):], A(lt[0]).get('code.line.number')))
 expect("unpatchable: no spans", 0, len(svc('fn-unpatch')))
+expect("own unwinder: no spans", 0, len(svc('fn-cxx-static')))
 expect("stripped: no spans", 0, len(svc('fn-stripped')))
 
 h = svc('fn-http')
