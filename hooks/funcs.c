@@ -781,6 +781,18 @@ static void patch_forced_unwind(void)
 		note_patched((uintptr_t)fn);
 }
 
+/* A fork while another thread scans a new object would leave the lock held
+ * in the child, whose next dlopen would wait for ever: fork waits for it. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+static void fork_done(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
 static void after_dlopen(void)
 {
 	if (context_guard_enter()) {
@@ -822,8 +834,10 @@ void funcs_init(const struct config *c)
 	if (nspecs && !check_only)
 		patch_forced_unwind();
 	scan_new_objects();
-	if (watch_dlopen && !check_only)
+	if (watch_dlopen && !check_only) {
+		pthread_atfork(fork_prepare, fork_done, fork_done);
 		kernel_set_dlopen_observer(after_dlopen);
+	}
 	if (check_only) {
 		for (unsigned i = 0; i < nspecs; i++)
 			if (specs[i].object_len && !object_seen[i])
