@@ -1,7 +1,10 @@
 /* Export thread: batching by size and schedule delay, flush on demand, bounded shutdown, fork handling. */
 #include "exporter.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -222,6 +225,46 @@ static void at_exit(void)
 	exporter_shutdown(cfg ? cfg->exit_timeout_ms : 1000);
 }
 
+/* Marks the exporter as stopping, its sends bounded by the process's final
+ * deadline (shared with a flush at SIGTERM/SIGINT: one bound for the
+ * process); returns that deadline. With mu held. */
+static uint64_t stop_begin(uint32_t timeout_ms)
+{
+	uint64_t deadline = exporter_final_deadline(timeout_ms), now = clock_mono_ns();
+	stopping = true;
+	stop_deadline_ns = clock_now_ns() + (deadline > now ? deadline - now : 0);
+	return deadline;
+}
+
+/*
+ * Whether the app's threads are all gone: the main one ended with
+ * pthread_exit (it stays a zombie while the process lives) and no other is
+ * left but this one. Without the agent the process would have exited then,
+ * with status 0; this thread must not keep it alive. 0: the main thread
+ * runs; 1: it has exited but other app threads remain; 2: all gone.
+ */
+static int app_gone(void)
+{
+	char path[64], st[512];
+	snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)getpid());
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, st, sizeof st - 1);
+	close(fd);
+	const char *p = n > 0 ? memrchr(st, ')', (size_t)n) : NULL;
+	if (!p || p + 2 >= st + n || p[2] != 'Z')
+		return 0;
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return 1;
+	unsigned tasks = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		tasks += e->d_name[0] != '.';
+	closedir(d);
+	return tasks <= 2 ? 2 : 1;   /* the zombie main thread and this one */
+}
+
 static void *thread_main(void *arg)
 {
 	(void)arg;
@@ -244,9 +287,30 @@ static void *thread_main(void *arg)
 	}
 	pthread_mutex_unlock(&mu);
 
-	uint64_t next = clock_mono_ns() + (uint64_t)cfg->bsp_schedule_delay_ms * 1000000u;
+	uint64_t delay_ns = (uint64_t)cfg->bsp_schedule_delay_ms * 1000000u;
+	uint64_t gone_every = delay_ns < 1000000000u ? delay_ns : 1000000000u;
+	uint64_t next = clock_mono_ns() + delay_ns, gone_check = clock_mono_ns() + gone_every;
 	for (;;) {
 		uint32_t w = atomic_load(&wake_word);
+		/* Looked at every second (or schedule delay, if shorter), and
+		 * often once the main thread has exited, so the process ends about
+		 * when it would have. */
+		if (clock_mono_ns() >= gone_check) {
+			int g = app_gone();
+			if (g == 2) {
+				pthread_mutex_lock(&mu);
+				stop_begin(cfg->exit_timeout_ms);
+				pthread_mutex_unlock(&mu);
+				drain(true, true);
+				pthread_mutex_lock(&mu);
+				exited = true;
+				pthread_cond_broadcast(&cv);
+				pthread_mutex_unlock(&mu);
+				atomic_store(&alive, 0);
+				exit(0);   /* what the last thread's pthread_exit does (POSIX) */
+			}
+			gone_check = clock_mono_ns() + (g ? 20000000u : gone_every);
+		}
 		uint32_t sreq = atomic_load(&sig_req);
 		uint64_t target = 0;
 		bool stop = false, other = false;
@@ -262,7 +326,7 @@ static void *thread_main(void *arg)
 			pthread_mutex_unlock(&mu);
 			if (!ready) {
 				/* Returns at once if someone kicked since w was read. */
-				futex_wait_until(&wake_word, w, next);
+				futex_wait_until(&wake_word, w, next < gone_check ? next : gone_check);
 				continue;
 			}
 			other = true;
@@ -421,17 +485,12 @@ bool exporter_flush_before_exit(uint32_t timeout_ms)
 
 void exporter_shutdown(uint32_t timeout_ms)
 {
-	/* Shared with a flush at SIGTERM/SIGINT: the process gets one bound. */
-	uint64_t deadline = exporter_final_deadline(timeout_ms);
-	uint64_t now = clock_mono_ns();
-
 	pthread_mutex_lock(&mu);
 	if (!started || exited || stopping) {
 		pthread_mutex_unlock(&mu);
 		return;
 	}
-	stopping = true;
-	stop_deadline_ns = clock_now_ns() + (deadline > now ? deadline - now : 0);
+	uint64_t deadline = stop_begin(timeout_ms);
 	kick();
 	while (!exited && clock_mono_ns() < deadline)
 		wait_until(deadline);

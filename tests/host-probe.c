@@ -17,6 +17,11 @@
  *       another thread sends SIGUSR1 whose handler calls close(-1) too
  *       (close is async-signal-safe), for 2 s. Prints "sigclose ok" when it
  *       ends (a hang is what it looks for).
+ *   host-probe mainexit PORT
+ *       The main thread ends with pthread_exit while another thread waits a
+ *       moment, GETs PORT and ends: the process exits with status 0 when
+ *       that last thread ends, as POSIX says (the agent's export thread
+ *       must not keep it alive). Prints "mainexit: GET ok".
  *   host-probe threads PORT
  *       threads with PTHREAD_STACK_MIN stacks, each GETs PORT; one thread with
  *       a 64 KiB stack uses 44 KiB of it first. Prints "threads ok".
@@ -229,6 +234,22 @@ static int spawn(void *(*fn)(void *), size_t stack)
 	return 0;
 }
 
+static void *last_thread(void *arg)
+{
+	(void)arg;
+	usleep(200000);   /* the main thread has ended by then */
+	printf("mainexit: GET %s\n", get("/ok") == 200 ? "ok" : "failed");
+	return NULL;
+}
+
+static int mainexit(void)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, last_thread, NULL))
+		return 1;
+	pthread_exit(NULL);
+}
+
 static int threads(void)
 {
 	int bad = 0;
@@ -253,10 +274,14 @@ int main(int argc, char **argv)
 		spans_file = argv[3];
 		return sigclose();
 	}
+	if (argc >= 3 && strcmp(argv[1], "mainexit") == 0) {
+		port = atoi(argv[2]);
+		return mainexit();
+	}
 	if (argc >= 3 && strcmp(argv[1], "threads") == 0) {
 		port = atoi(argv[2]);
 		return threads();
 	}
-	fprintf(stderr, "usage: host-probe fds PORT closefrom|loop|range SPANS | sigclose PORT SPANS | threads PORT\n");
+	fprintf(stderr, "usage: host-probe fds PORT closefrom|loop|range SPANS | sigclose PORT SPANS | mainexit PORT | threads PORT\n");
 	return 2;
 }

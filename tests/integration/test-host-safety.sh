@@ -23,6 +23,20 @@ out=$(agent threads build/tests/host-probe threads "$backend" 2>"$WORK/threads.e
 expect "threads with PTHREAD_STACK_MIN stacks start and trace their calls" "threads ok" "$out"
 expect "... exit status 0" 0 "$rc"
 check "... their GETs were traced (3 CLIENT spans)" wait_spans "$SINK_JSONL" 3 's["kind"] == "CLIENT"' 10
+# The main thread ends with pthread_exit and the last app thread ends later:
+# the process exits with status 0 then, as without the agent (its export
+# thread must not keep it alive), and the last thread's span is exported.
+rc0=0 rc1=0
+out0=$(timeout 30 build/tests/host-probe mainexit "$backend" 2>/dev/null) || rc0=$?
+out1=$(agent mainexit timeout 30 build/tests/host-probe mainexit "$backend" 2>"$WORK/mainexit.err") || rc1=$?
+expect "main thread ends with pthread_exit: exit status as without the agent (0, no hang)" "$rc0" "$rc1"
+expect "... the same output" "$out0" "$out1"
+check "... the last thread's GET was exported at the end" \
+	wait_spans "$SINK_JSONL" 1 's.get("service.name") == "mainexit" and s["kind"] == "CLIENT"' 10
+rc1=0
+agent mainexit-down OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1 timeout -s KILL 30 \
+	build/tests/host-probe mainexit "$backend" >/dev/null 2>&1 || rc1=$?
+expect "... also with the collector down (exports backing off)" "$rc0" "$rc1"
 if command -v node >/dev/null; then
 	env LD_PRELOAD="$AGENT" node -e 'console.log("node ok")' >"$WORK/node.out" 2>"$WORK/node.err" && rc=0 || rc=$?
 	expect "node starts under the agent" "node ok" "$(cat "$WORK/node.out")"
