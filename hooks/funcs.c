@@ -835,7 +835,7 @@ void funcs_init(const struct config *c)
 		patch_forced_unwind();
 	scan_new_objects();
 	if (watch_dlopen && !check_only) {
-		pthread_atfork(fork_prepare, fork_done, fork_done);
+		__register_atfork(fork_prepare, fork_done, fork_done, __dso_handle);
 		kernel_set_dlopen_observer(after_dlopen);
 	}
 	if (check_only) {

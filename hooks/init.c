@@ -28,11 +28,9 @@
  * program, exit status 127), and a missing gnu_get_libc_version tells us we
  * are not in a glibc process: the agent stays off and every hook passes
  * straight through (README, "Static and musl programs").
- * __register_atfork is what glibc's pthread_atfork (libc_nonshared.a) calls.
+ * (__register_atfork: hooks/kernel.h.)
  */
 extern const char *gnu_get_libc_version(void) __attribute__((weak));
-extern int __register_atfork(void (*)(void), void (*)(void), void (*)(void), void *) __attribute__((weak));
-extern void *__dso_handle;
 extern char **environ;
 
 static void after_fork_child(void)

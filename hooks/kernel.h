@@ -194,6 +194,12 @@
 	X(void *, __cxa_begin_catch, (void *))                                                       \
 	X(int, _ZSt19uncaught_exceptionsv, (void))
 
+/* What glibc's pthread_atfork (libc_nonshared.a) calls, which would reference
+ * it strongly: weak here, so musl's loader still loads the agent (init checks
+ * it exists before anything registers a handler). */
+extern int __register_atfork(void (*)(void), void (*)(void), void (*)(void), void *) __attribute__((weak));
+extern void *__dso_handle;
+
 /* The slot index of each symbol (KERNEL_read, ...), the libraries in order,
  * each closed by its end marker. */
 #define KERNEL_INDEX(ret, name, params) KERNEL_##name,

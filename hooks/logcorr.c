@@ -840,9 +840,6 @@ HOOK int putchar_unlocked(int c)
 
 /* --- set-up --- */
 
-/* Only called from init, which has checked it exists (glibc). */
-extern int __register_atfork(void (*)(void), void (*)(void), void (*)(void), void *) __attribute__((weak));
-extern void *__dso_handle;
 
 static void after_fork_child(void)
 {
