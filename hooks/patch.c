@@ -128,9 +128,11 @@ static const char *classify(const cs_insn *in, struct moved *m)
 }
 
 /*
- * The length of a CET shadow-stack instruction capstone 4 does not know, or
- * 0: rdssp (F3 [REX] 0F 1E /1) and incssp (F3 [REX] 0F AE /5), with a
- * register operand. libgcc's unwinder uses them; neither is a branch.
+ * The length of a CET shadow-stack instruction, or 0: rdssp (F3 [REX] 0F 1E
+ * /1), which capstone 4 does not know, and incssp (F3 [REX] 0F AE /5), which
+ * it decodes as lfence with the right length (kept here should another
+ * version not), each with a register operand. libgcc's unwinder uses them;
+ * neither is a branch.
  */
 static size_t shadow_stack_insn(const uint8_t *b, size_t n)
 {
