@@ -92,8 +92,10 @@ static size_t npatched, patched_cap;
 
 void funcs_enter(const struct target *t, uintptr_t *slot, const uint64_t *regs) __attribute__((visibility("hidden")));
 uintptr_t funcs_leave(uint64_t rax, uintptr_t *slot) __attribute__((visibility("hidden")));
-extern const char funcs_entry_stub[] __attribute__((visibility("hidden")));
-extern const char funcs_return_stub[] __attribute__((visibility("hidden")));
+/* Weak: only x86-64 defines them (below); elsewhere patch_init refuses, no
+ * function is patched, and nothing reaches them. */
+extern const char funcs_entry_stub[] __attribute__((visibility("hidden"), weak));
+extern const char funcs_return_stub[] __attribute__((visibility("hidden"), weak));
 
 #if defined(__x86_64__)
 /*
@@ -170,9 +172,6 @@ __asm__(".text\n"
 	".size funcs_return_stub, .-funcs_return_stub\n");
 #undef SAVE_XMM
 #undef RESTORE_XMM
-#else
-/* Never run: elsewhere patch_init refuses, and nothing is patched. */
-const char funcs_entry_stub[1], funcs_return_stub[1];
 #endif
 
 /* --- the calls in flight --- */
